@@ -1,0 +1,3 @@
+from kpictl.cli.app import main
+
+main()

@@ -1,0 +1,41 @@
+"""The root Typer app: mounts one module per command group."""
+
+from typing import Annotated
+
+import typer
+
+from kpictl import __version__
+from kpictl.cli import doctor, migrate
+from kpictl.cli.options import new_app
+
+app = new_app(
+    help="KPIs for code factories, computed inside PostgreSQL.\n\n"
+    "Examples:\n\n"
+    "    kpictl demo                              # try it: embedded database, sample data\n\n"
+    "    kpictl migrate && kpictl aggregate --period-hours 168\n\n"
+    "    kpictl history export --tenant acme --format csv"
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kpictl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """KPIs for code factories, computed inside PostgreSQL."""
+
+
+for group in (migrate, doctor):
+    app.registered_commands.extend(group.app.registered_commands)
+    app.registered_groups.extend(group.app.registered_groups)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,41 @@
+"""`kpictl doctor`: connection, server, migrations and source schema, one verdict a line."""
+
+from typing import Annotated
+
+import typer
+
+from kpictl.cli.options import TextFormat, kpictl_command
+from kpictl.errors import ExitCode
+from kpictl.settings import Settings
+
+app = typer.Typer()
+
+
+@kpictl_command(
+    app,
+    "doctor",
+    help="Check the database, migrations and source tables. Exit 0 healthy, 1 unhealthy, "
+    "69 unreachable.\n\nExamples:\n\n    kpictl doctor\n\n    kpictl doctor --format json",
+)
+def doctor(
+    settings: Settings,
+    format: Annotated[
+        TextFormat, typer.Option("--format", help="Output format.")
+    ] = TextFormat.text,
+) -> int:
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.services.doctor import run_checks
+
+    database = open_database(settings)
+    report = run_checks(database.engine, source=database.source, shown_url=database.shown)
+    if format is TextFormat.json:
+        output.emit_json(report.as_dict())
+    else:
+        width = max(len(check.name) for check in report.checks)
+        for check in report.checks:
+            output.echo(f"{check.status.upper():4}  {check.name:<{width}}  {check.detail}")
+        output.echo(f"\n{'healthy' if report.healthy else 'unhealthy'}")
+    if not report.reachable:
+        return ExitCode.UNAVAILABLE
+    return ExitCode.OK if report.healthy else ExitCode.FAILED

@@ -1,0 +1,129 @@
+"""Options declared once, as `Annotated` aliases, and the decorator that gives every command
+the common ones (`--database-url`, `-v`, `-q`, `--log-format`) and the central error handling.
+
+No heavy imports here: this module is on the `--help` and completion path.
+"""
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class TextFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
+        "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
+        "else the embedded server.",
+        show_default=False,
+        rich_help_panel="Common options",
+    ),
+]
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Debug logs; tracebacks on errors.",
+        rich_help_panel="Common options",
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Only warnings and errors on stderr.",
+        rich_help_panel="Common options",
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="Log lines on stderr as text or JSON lines.",
+        case_sensitive=False,
+        rich_help_panel="Common options",
+    ),
+]
+
+COMMON_PARAMETERS = [
+    inspect.Parameter(
+        "database_url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DatabaseUrlOption
+    ),
+    inspect.Parameter(
+        "verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=VerboseOption
+    ),
+    inspect.Parameter(
+        "quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOption
+    ),
+    inspect.Parameter(
+        "log_format",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=LogFormat.text,
+        annotation=LogFormatOption,
+    ),
+]
+
+
+def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callable:
+    """Register `func(settings, **options) -> exit code | None` as command `name`.
+
+    The wrapper adds the common options, resolves `Settings` once, configures logging and runs
+    the body inside the single error handler of `kpictl.cli.runtime`.
+    """
+
+    def decorator(func: Callable[..., int | None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(func).parameters.values() if p.name != "settings"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> None:
+            from kpictl.cli.runtime import run_command
+
+            common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
+            full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
+            run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
+
+        wrapper.__signature__ = inspect.Signature(own + COMMON_PARAMETERS)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + COMMON_PARAMETERS}
+        del wrapper.__wrapped__  # Typer must read __signature__, not the wrapped function
+        app.command(name, **command_kwargs)(wrapper)
+        return func
+
+    return decorator
+
+
+def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
+    """Every (sub-)app is built here, with the same settings."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=name is None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        rich_markup_mode="markdown",
+    )

@@ -1,0 +1,109 @@
+"""Rendering in one place: results to stdout as table, JSON or CSV; nothing else goes to stdout.
+
+Tables use rich on a terminal (colour unless NO_COLOR) and tabulate otherwise, so piped output
+is plain and deterministic. JSON is one document. CSV is RFC 4180 with LF line ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+from uuid import UUID
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def colour_enabled() -> bool:
+    return "NO_COLOR" not in os.environ
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def emit_json(document: Any, stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    out.write(json.dumps(document, default=json_default, indent=2, ensure_ascii=False))
+    out.write("\n")
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def emit_csv(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], stream: TextIO | None = None
+) -> None:
+    writer = csv.writer(stream or sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(value) for value in row])
+
+
+def emit_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    out = stream or sys.stdout
+    if stream is None and stdout_is_terminal():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, header_style="bold" if colour_enabled() else None)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(cell(value) for value in row))
+        Console(no_color=not colour_enabled(), highlight=False).print(table)
+        return
+    from tabulate import tabulate
+
+    if title:
+        out.write(f"{title}\n")
+    out.write(
+        tabulate([[cell(v) for v in row] for row in rows], headers=list(columns), tablefmt="simple")
+    )
+    out.write("\n")
+
+
+def emit_rows(
+    fmt: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], **kwargs: Any
+) -> None:
+    """table / csv / json (a list of objects keyed by column) of the same rows."""
+    if fmt == "json":
+        emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+    elif fmt == "csv":
+        emit_csv(columns, rows)
+    else:
+        emit_table(columns, rows, **kwargs)
+
+
+def echo(line: str = "") -> None:
+    sys.stdout.write(f"{line}\n")

@@ -1,0 +1,1 @@
+"""Database access: schema (Core tables), engine and the embedded server."""

@@ -1,0 +1,72 @@
+"""One engine per process: psycopg 3, NullPool, kpictl's session settings on every connection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kpictl.errors import ConfigurationError
+from kpictl.redact import mask_url
+from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Database:
+    engine: Engine
+    url: str  # the full URL, password included: never print it, use `shown`
+    source: str  # where the URL came from ("embedded", "KPICTL_DATABASE_URL", ...)
+    embedded_dir: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return mask_url(self.url)
+
+
+def session_options(settings: Settings) -> str:
+    """libpq `options`: every session runs in UTC with statement and lock timeouts."""
+    return (
+        f"-c TimeZone=UTC -c statement_timeout={settings.statement_timeout_ms} "
+        f"-c lock_timeout={settings.lock_timeout_ms}"
+    )
+
+
+def make_engine(url: str, settings: Settings) -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.pool import NullPool
+
+    try:
+        return create_engine(
+            url,
+            poolclass=NullPool,
+            connect_args={
+                "application_name": settings.command[:63],
+                "options": session_options(settings),
+                "connect_timeout": 10,
+            },
+        )
+    except ArgumentError as exc:
+        raise ConfigurationError(f"invalid database URL {mask_url(url)}: {exc}") from None
+
+
+def open_database(settings: Settings) -> Database:
+    """Resolve the target of `settings` to an engine, starting the embedded server if needed."""
+    if settings.target.is_embedded:
+        from kpictl.db.embedded import start_embedded
+
+        server = start_embedded(settings.data_dir)
+        log.info(
+            "kpictl: using the embedded PostgreSQL server (data in %s)", server.data_dir / "pgdata"
+        )
+        return Database(
+            make_engine(server.url, settings), server.url, "embedded", str(server.data_dir)
+        )
+    url = settings.target.url
+    assert url is not None
+    return Database(make_engine(url, settings), url, settings.target.source)

@@ -1,0 +1,105 @@
+"""The one exception hierarchy of kpictl and the exit codes it maps to (cli.md).
+
+Services raise these; the CLI turns them into a message and an exit code in exactly one place
+(`kpictl.cli.app.run_command`). Database driver errors are classified there too, by
+`classify_database_error`, so that no command decides its own exit codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # the command ran and failed
+    USAGE = 2  # bad option or value (Click's convention)
+    UNAVAILABLE = 69  # database unreachable (EX_UNAVAILABLE)
+    TEMPFAIL = 75  # pipeline lock held by another run (EX_TEMPFAIL)
+    NOPERM = 77  # permission denied by the database (EX_NOPERM)
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class KpictlError(Exception):
+    """Base class: a failure with a message meant for the operator."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(KpictlError):
+    """A bad option or value; the message names the offending value."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigurationError(UsageError):
+    """A bad database URL, credentials file or environment setting."""
+
+
+class DatabaseUnavailable(KpictlError):
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class PermissionDenied(KpictlError):
+    exit_code = ExitCode.NOPERM
+
+
+class LockHeld(KpictlError):
+    exit_code = ExitCode.TEMPFAIL
+
+
+class CommandFailed(KpictlError):
+    """The command ran and found or caused a failure (exit 1)."""
+
+
+class Interrupted(KpictlError):
+    def __init__(self, message: str, *, signal_exit: ExitCode):
+        super().__init__(message)
+        self.exit_code = signal_exit
+
+
+# SQLSTATE classes that mean "the database said no" rather than "it broke".
+_PERMISSION_SQLSTATES = {"42501"}  # insufficient_privilege
+_PERMISSION_SQLSTATE_CLASSES = {"28"}  # invalid authorization (bad password, no such role)
+# Connection-time refusals arrive without a SQLSTATE; recognise libpq's wording.
+_PERMISSION_MARKERS = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    'role "',  # role "x" does not exist
+    "permission denied",
+)
+
+
+def classify_database_error(exc: BaseException, *, connecting: bool = False) -> KpictlError | None:
+    """Map a SQLAlchemy / psycopg exception to a KpictlError, or None when it is not one."""
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if not isinstance(original, psycopg.Error):
+        if isinstance(exc, sa_exc.ArgumentError):
+            return ConfigurationError(f"invalid database URL: {exc}")
+        return None
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    text = _first_line(str(original))
+    if sqlstate in _PERMISSION_SQLSTATES or sqlstate[:2] in _PERMISSION_SQLSTATE_CLASSES:
+        return PermissionDenied(f"permission denied by the database: {text}")
+    if any(marker in text for marker in _PERMISSION_MARKERS):
+        return PermissionDenied(f"permission denied by the database: {text}")
+    if isinstance(original, psycopg.OperationalError) and (connecting or not sqlstate):
+        return DatabaseUnavailable(
+            f"database unreachable: {text}",
+            hint="check the URL (kpictl doctor shows which one is used) and that the server is up",
+        )
+    return CommandFailed(f"database error: {text}")
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else text

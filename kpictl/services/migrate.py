@@ -1,0 +1,165 @@
+"""Schema migrations through Alembic's Python API, on the caller's connection.
+
+kpictl's own tables are Alembic revisions. The platform's source tables are not: they belong to
+the platform, so `--with-sources` creates them (only when absent) in a separate step before the
+revisions run, and no downgrade ever drops them.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.schema import CreateTable
+
+from alembic import command
+from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
+from kpictl.errors import CommandFailed, UsageError
+
+VERSION_TABLE = "kpictl_alembic_version"
+# pg_advisory_xact_lock key: two `kpictl migrate` at once run one after the other.
+MIGRATE_LOCK_KEY = 0x6B7069_4D49  # "kpi" "MI"
+
+
+def script_location() -> Path:
+    """The migrations: shipped inside the wheel, or at the top of a source checkout."""
+    package_dir = Path(__file__).resolve().parents[1]
+    for candidate in (package_dir / "_alembic", package_dir.parent / "alembic"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise CommandFailed(f"kpictl's migrations are missing (looked in {package_dir})")
+
+
+def alembic_config(
+    connection: Connection | None = None, output: io.StringIO | None = None
+) -> Config:
+    config = Config(output_buffer=output) if output is not None else Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("version_table", VERSION_TABLE)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or "base"
+
+
+def known_revision(revision: str) -> None:
+    """Raise a usage error unless `revision` names a kpictl revision (or head/base)."""
+    if revision in ("head", "base"):
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        if script.get_revision(revision) is None:
+            raise KeyError(revision)
+    except Exception:
+        known = ", ".join(rev.revision for rev in script.walk_revisions())
+        raise UsageError(f"unknown revision {revision!r} (known: {known}, head, base)") from None
+
+
+def current_revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    current: str | None
+    head: str
+    pending: list[str]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+def status(connection: Connection) -> MigrationStatus:
+    current = current_revision(connection)
+    script = ScriptDirectory.from_config(alembic_config())
+    pending = [rev.revision for rev in script.iterate_revisions("head", current or "base")]
+    if current is None:
+        pending = [rev.revision for rev in script.iterate_revisions("head", "base")]
+    return MigrationStatus(current, head_revision(), list(reversed(pending)))
+
+
+def missing_tables(connection: Connection, names: tuple[str, ...]) -> list[str]:
+    present = set(inspect(connection).get_table_names())
+    return [name for name in names if name not in present]
+
+
+def create_sources(connection: Connection) -> list[str]:
+    """Create the source tables that do not exist yet; return their names. Never alters any."""
+    created = missing_tables(connection, PIPELINE_SOURCES + HISTORY_SOURCES)
+    tables = [source_metadata.tables[name] for name in created]
+    source_metadata.create_all(connection, tables=tables, checkfirst=True)
+    return created
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    before: str | None
+    after: str | None
+    sources_created: list[str]
+    history_sources_missing: list[str]
+
+
+def upgrade(
+    connection: Connection, revision: str = "head", *, with_sources: bool = False
+) -> MigrationResult:
+    """Bring kpictl's schema to `revision` in the caller's transaction."""
+    known_revision(revision)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+    created = create_sources(connection) if with_sources else []
+    missing = missing_tables(connection, PIPELINE_SOURCES)
+    if missing:
+        raise CommandFailed(
+            f"source tables missing: {', '.join(missing)}",
+            hint="run `kpictl migrate --with-sources` to create them for a standalone or demo "
+            "database, or point kpictl at the platform's database",
+        )
+    before = current_revision(connection)
+    command.upgrade(alembic_config(connection), revision)
+    return MigrationResult(
+        before,
+        current_revision(connection),
+        created,
+        missing_tables(connection, HISTORY_SOURCES),
+    )
+
+
+def downgrade(connection: Connection, revision: str) -> MigrationResult:
+    """Downgrade kpictl's schema; source tables are never dropped."""
+    known_revision(revision)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+    before = current_revision(connection)
+    command.downgrade(alembic_config(connection), revision)
+    return MigrationResult(before, current_revision(connection), [], [])
+
+
+def offline_sql(
+    revision: str = "head", *, with_sources: bool = False, downgrade_from: str | None = None
+) -> str:
+    """The SQL a DBA would run, produced without any database."""
+    known_revision(revision)
+    buffer = io.StringIO()
+    config = alembic_config(output=buffer)
+    if downgrade_from is not None:
+        known_revision(downgrade_from)
+        command.downgrade(config, f"{downgrade_from}:{revision}", sql=True)
+        return buffer.getvalue()
+    if with_sources:
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()
+        buffer.write("-- Source tables (created only when absent)\n\n")
+        for table in source_metadata.sorted_tables:
+            ddl = CreateTable(table, if_not_exists=True).compile(dialect=dialect)
+            buffer.write(f"{str(ddl).strip()};\n\n")
+    command.upgrade(config, revision, sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,154 @@
+"""Settings resolved once, at the CLI boundary, into a frozen object.
+
+Nothing below the CLI reads `os.environ`; it receives a `Settings`. URL resolution follows cli.md:
+`--database-url`, `KPICTL_DATABASE_URL`, `DATABASE_URL`, the file named by
+`KPICTL_DATABASE_URL_FILE`, `$CREDENTIALS_DIRECTORY/database-url`; with none of them, the embedded
+server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kpictl.errors import ConfigurationError, UsageError
+
+EMBEDDED = "embedded"
+DEFAULT_STATEMENT_TIMEOUT_MS = 10 * 60 * 1000
+DEFAULT_LOCK_TIMEOUT_MS = 30 * 1000
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where the database URL came from, and the URL itself (None for the embedded server)."""
+
+    source: str  # "--database-url", "KPICTL_DATABASE_URL", ..., or "embedded"
+    url: str | None = field(repr=False)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: DatabaseTarget
+    command: str = "kpictl"
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
+    source_timezone: str = "UTC"
+    data_dir: Path | None = None  # embedded server home; None = the user data directory
+    verbose: bool = False
+    quiet: bool = False
+    log_format: str = "text"
+    argv: tuple[str, ...] = ()
+
+
+def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> DatabaseTarget:
+    """Pick the database URL by the order of cli.md; the embedded server when none is set."""
+    if flag_url:
+        return DatabaseTarget("--database-url", normalize_url(flag_url, "--database-url"))
+    for name in ("KPICTL_DATABASE_URL", "DATABASE_URL"):
+        if environ.get(name):
+            return DatabaseTarget(name, normalize_url(environ[name], name))
+    if environ.get("KPICTL_DATABASE_URL_FILE"):
+        path = Path(environ["KPICTL_DATABASE_URL_FILE"])
+        return DatabaseTarget(
+            f"KPICTL_DATABASE_URL_FILE ({path})", _read_url_file(path, "KPICTL_DATABASE_URL_FILE")
+        )
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        path = Path(environ["CREDENTIALS_DIRECTORY"]) / "database-url"
+        if path.exists():
+            return DatabaseTarget(f"credential {path}", _read_url_file(path, "credential"))
+    return DatabaseTarget(EMBEDDED, None)
+
+
+def _read_url_file(path: Path, origin: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the database URL file {path}: {exc.strerror}"
+        ) from None
+    if not text:
+        raise ConfigurationError(f"the database URL file {path} is empty")
+    return normalize_url(text.splitlines()[0].strip(), f"{origin} {path}")
+
+
+def normalize_url(url: str, origin: str) -> str:
+    """Accept postgresql:// and postgres:// URLs (any driver suffix); return a psycopg 3 URL."""
+    scheme, sep, rest = url.strip().partition("://")
+    base = scheme.split("+", 1)[0].lower()
+    if not sep or base not in ("postgresql", "postgres"):
+        shown = scheme if sep else "(none)"
+        raise ConfigurationError(
+            f"invalid database URL from {origin}: scheme {shown!r} is not postgresql:// or "
+            "postgres://"
+        )
+    url = f"postgresql+psycopg://{rest}"
+    _check_parses(url, origin)
+    return url
+
+
+def _check_parses(url: str, origin: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        _ = make_url(url).port
+    except (ArgumentError, ValueError) as exc:
+        from kpictl.redact import redact, secrets_of_url
+
+        reason = redact(str(exc), secrets_of_url(url))
+        raise ConfigurationError(f"invalid database URL from {origin}: {reason}") from None
+
+
+def parse_duration_ms(value: str, name: str) -> int:
+    """'600', '90s', '10m', '10min', '2h', '1d', '500ms' -> milliseconds (bare numbers are seconds)."""
+    match = _DURATION.match(value)
+    if not match:
+        raise UsageError(f"invalid duration for {name}: {value!r} (use e.g. 600, 90s, 10m, 2h, 1d)")
+    number, unit = float(match.group(1)), match.group(2) or "s"
+    return int(number * _DURATION_MS[unit])
+
+
+def settings_from_environment(
+    *,
+    flag_url: str | None,
+    command: str,
+    environ: Mapping[str, str] | None = None,
+    verbose: bool = False,
+    quiet: bool = False,
+    log_format: str = "text",
+    argv: tuple[str, ...] = (),
+) -> Settings:
+    env = os.environ if environ is None else environ
+    statement_timeout = env.get("KPICTL_STATEMENT_TIMEOUT")
+    lock_timeout = env.get("KPICTL_LOCK_TIMEOUT")
+    data_dir = env.get("KPICTL_DATA_DIR")
+    return Settings(
+        target=resolve_target(flag_url, env),
+        command=command,
+        statement_timeout_ms=(
+            parse_duration_ms(statement_timeout, "KPICTL_STATEMENT_TIMEOUT")
+            if statement_timeout
+            else DEFAULT_STATEMENT_TIMEOUT_MS
+        ),
+        lock_timeout_ms=(
+            parse_duration_ms(lock_timeout, "KPICTL_LOCK_TIMEOUT")
+            if lock_timeout
+            else DEFAULT_LOCK_TIMEOUT_MS
+        ),
+        source_timezone=env.get("KPICTL_SOURCE_TIMEZONE") or "UTC",
+        data_dir=Path(data_dir) if data_dir else None,
+        verbose=verbose,
+        quiet=quiet,
+        log_format=log_format,
+        argv=argv,
+    )

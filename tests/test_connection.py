@@ -1,0 +1,184 @@
+"""URL resolution, masking of passwords in every error path, exit codes of failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from kpictl.errors import ConfigurationError
+from kpictl.redact import mask_url, redact, secrets_of_url
+from kpictl.settings import EMBEDDED, resolve_target
+from tests.conftest import run_cli, run_process
+
+PSYCOPG = "postgresql+psycopg://"
+
+
+def test_flag_wins_over_everything(tmp_path):
+    url_file = tmp_path / "url"
+    url_file.write_text("postgresql://f/file\n")
+    env = {
+        "KPICTL_DATABASE_URL": "postgresql://a/kpictl_env",
+        "DATABASE_URL": "postgresql://b/database_env",
+        "KPICTL_DATABASE_URL_FILE": str(url_file),
+    }
+    target = resolve_target("postgresql://flag/db", env)
+    assert (target.source, target.url) == ("--database-url", PSYCOPG + "flag/db")
+
+
+@pytest.mark.parametrize(
+    ("present", "expected_source", "expected_url"),
+    [
+        (
+            {"KPICTL_DATABASE_URL", "DATABASE_URL", "FILE", "CREDS"},
+            "KPICTL_DATABASE_URL",
+            "a/kpictl_env",
+        ),
+        ({"DATABASE_URL", "FILE", "CREDS"}, "DATABASE_URL", "b/database_env"),
+        ({"FILE", "CREDS"}, "KPICTL_DATABASE_URL_FILE", "f/file"),
+        ({"CREDS"}, "credential", "c/credential"),
+        (set(), EMBEDDED, None),
+    ],
+)
+def test_resolution_order(tmp_path, present, expected_source, expected_url):
+    url_file = tmp_path / "url"
+    url_file.write_text("postgres://f/file\n")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "database-url").write_text("postgres://c/credential")
+    env = {
+        "KPICTL_DATABASE_URL": "postgresql://a/kpictl_env",
+        "DATABASE_URL": "postgres://b/database_env",
+        "FILE": str(url_file),
+        "CREDS": str(creds),
+    }
+    environ = {key: value for key, value in env.items() if key in present}
+    if "FILE" in environ:
+        environ["KPICTL_DATABASE_URL_FILE"] = environ.pop("FILE")
+    if "CREDS" in environ:
+        environ["CREDENTIALS_DIRECTORY"] = environ.pop("CREDS")
+    target = resolve_target(None, environ)
+    assert target.source.startswith(expected_source)
+    assert target.url == (PSYCOPG + expected_url if expected_url else None)
+
+
+def test_credentials_directory_without_file_falls_back_to_embedded(tmp_path):
+    assert resolve_target(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)}).is_embedded
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:p@h:5432/d",
+        "postgresql://u:p@h/d",
+        "postgresql+psycopg2://u:p@h/d",
+        "POSTGRES://h/d",
+    ],
+)
+def test_postgres_schemes_become_psycopg3(url):
+    assert resolve_target(url, {}).url.startswith(PSYCOPG)
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/d", "h:5432/d", "sqlite:///x.db", ""])
+def test_other_schemes_rejected(url):
+    if not url:
+        assert resolve_target(url, {}).is_embedded
+        return
+    with pytest.raises(ConfigurationError):
+        resolve_target(url, {})
+
+
+def test_redaction_forms():
+    url = "postgresql://kpi:s3cr%40t@db:5432/x?sslmode=require&password=other"
+    secrets = secrets_of_url(url)
+    assert "s3cr@t" in secrets and "other" in secrets
+    shown = mask_url(url)
+    assert "s3cr" not in shown and "other" not in shown and "kpi:***@db" in shown
+    assert redact("host=db password='a b c' user=kpi") == "host=db password=*** user=kpi"
+
+
+SECRET = "Sup3rSecretPw"
+
+
+def assert_clean(result, *, code: int):
+    assert result.exit_code == code, result.output
+    assert SECRET not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_server_exits_69_without_password():
+    url = f"postgresql://kpi:{SECRET}@127.0.0.1:1/kpictl"
+    for args in (["doctor"], ["migrate"], ["migrate", "--status"]):
+        assert_clean(run_cli([*args, "--database-url", url]), code=69)
+    assert_clean(run_cli(["doctor"], url), code=69)
+
+
+def test_unreachable_with_verbose_still_masks():
+    url = f"postgresql://kpi:{SECRET}@127.0.0.1:1/kpictl"
+    result = run_cli(["migrate", "-v", "--database-url", url])
+    assert result.exit_code == 69
+    assert SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"mysql://kpi:{SECRET}@db/kpictl",
+        f"postgresql://kpi:{SECRET}@db:notaport/kpictl",
+    ],
+)
+def test_bad_url_exits_2_without_password(url):
+    result = run_cli(["doctor", "--database-url", url])
+    assert result.exit_code == 2, result.output
+    assert SECRET not in result.output and "Traceback" not in result.output
+
+
+def test_url_file_errors(tmp_path):
+    missing = run_cli(["doctor"], env={"KPICTL_DATABASE_URL_FILE": str(tmp_path / "nope")})
+    assert missing.exit_code == 2 and "nope" in missing.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    assert run_cli(["doctor"], env={"KPICTL_DATABASE_URL_FILE": str(empty)}).exit_code == 2
+
+
+def test_credentials_file_is_used_and_masked(tmp_path):
+    (tmp_path / "database-url").write_text(f"postgres://kpi:{SECRET}@127.0.0.1:1/kpictl\n")
+    result = run_cli(["doctor", "--format", "json"], env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert_clean(result, code=69)
+    assert "credential" in result.stdout
+
+
+def test_unknown_role_on_a_live_server_is_masked(db_url):
+    from sqlalchemy.engine import make_url
+
+    url = (
+        make_url(db_url)
+        .set(username="no_such_role", password=SECRET)
+        .render_as_string(hide_password=False)
+    )
+    result = run_cli(["migrate", "--status", "-v"], url)
+    assert result.exit_code == 77, result.output
+    assert SECRET not in result.output
+
+
+def test_missing_database_on_a_live_server(db_url):
+    from sqlalchemy.engine import make_url
+
+    url = (
+        make_url(db_url)
+        .set(database="no_such_db", password=SECRET)
+        .render_as_string(hide_password=False)
+    )
+    result = run_cli(["doctor"], url)
+    assert result.exit_code == 69
+    assert "no_such_db" in result.output and SECRET not in result.output
+
+
+def test_real_process_unreachable_exits_69():
+    result = run_process(["doctor"], f"postgresql://kpi:{SECRET}@127.0.0.1:1/kpictl")
+    assert result.returncode == 69
+    assert SECRET not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version():
+    result = run_cli(["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("kpictl ")

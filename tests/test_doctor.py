@@ -1,0 +1,53 @@
+"""`kpictl doctor`: verdicts, JSON shape, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+
+from kpictl.db.engine import make_engine
+from tests.conftest import run_cli, test_settings
+
+
+def test_healthy_database(db_url):
+    result = run_cli(["doctor"], db_url)
+    assert result.exit_code == 0, result.output
+    assert "healthy" in result.stdout
+    assert "migrations" in result.stdout and "source workflow_executions" in result.stdout
+
+
+def test_json_shape(db_url):
+    result = run_cli(["doctor", "--format", "json"], db_url)
+    document = json.loads(result.stdout)
+    assert document["status"] == "healthy"
+    assert set(document) == {"status", "timestamp", "checks"}
+    assert all(set(check) == {"name", "status", "detail"} for check in document["checks"])
+
+
+def test_missing_source_column_is_named(db_url):
+    engine = make_engine(db_url, test_settings(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE workflow_executions DROP COLUMN completed_at"))
+        conn.execute(text("ALTER TABLE agent_runs ALTER COLUMN total_tokens TYPE text"))
+    engine.dispose()
+    result = run_cli(["doctor", "--format", "json"], db_url)
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["status"] == "unhealthy"
+    checks = {check["name"]: check for check in document["checks"]}
+    assert checks["source workflow_executions"]["status"] == "fail"
+    assert "completed_at missing" in checks["source workflow_executions"]["detail"]
+    assert "total_tokens is text" in checks["source agent_runs"]["detail"]
+
+
+def test_unmigrated_database_is_unhealthy(empty_db_url):
+    result = run_cli(["doctor"], empty_db_url)
+    assert result.exit_code == 1
+    assert "not migrated" in result.stdout
+
+
+def test_unreachable_json_still_printed():
+    result = run_cli(["doctor", "--format", "json"], "postgresql://u:pw@127.0.0.1:1/x")
+    assert result.exit_code == 69
+    assert json.loads(result.stdout)["status"] == "unhealthy"
