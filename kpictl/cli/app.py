@@ -5,7 +5,17 @@ from typing import Annotated
 import typer
 
 from kpictl import __version__
-from kpictl.cli import doctor, migrate
+from kpictl.cli import (
+    demo,
+    doctor,
+    freshness,
+    history,
+    jobs,
+    kpis,
+    migrate,
+    pipeline,
+    retention,
+)
 from kpictl.cli.options import new_app
 
 app = new_app(
@@ -32,7 +42,8 @@ def root(
     """KPIs for code factories, computed inside PostgreSQL."""
 
 
-for group in (migrate, doctor):
+# One module per command group, in the order `--help` lists them.
+for group in (demo, migrate, pipeline, kpis, freshness, jobs, history, retention, doctor):
     app.registered_commands.extend(group.app.registered_commands)
     app.registered_groups.extend(group.app.registered_groups)
 

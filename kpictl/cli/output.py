@@ -12,9 +12,9 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, TextIO
-from uuid import UUID
+
+from kpictl.serialize import json_default
 
 
 def stdout_is_terminal() -> bool:
@@ -27,18 +27,6 @@ def stderr_is_terminal() -> bool:
 
 def colour_enabled() -> bool:
     return "NO_COLOR" not in os.environ
-
-
-def json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def emit_json(document: Any, stream: TextIO | None = None) -> None:

@@ -1,0 +1,5 @@
+"""`kpictl demo` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

@@ -1,0 +1,5 @@
+"""`kpictl freshness` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

@@ -1,0 +1,5 @@
+"""`kpictl history` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

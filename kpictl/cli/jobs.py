@@ -1,0 +1,5 @@
+"""`kpictl jobs` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

@@ -1,0 +1,5 @@
+"""`kpictl kpis` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

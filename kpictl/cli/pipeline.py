@@ -1,0 +1,5 @@
+"""`kpictl pipeline` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

@@ -1,0 +1,5 @@
+"""`kpictl retention` (not built yet)."""
+
+import typer
+
+app = typer.Typer()

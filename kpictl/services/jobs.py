@@ -1,0 +1,95 @@
+"""Job rows in `kpi_aggregation_jobs`: every aggregate, backfill, retention and history fill
+writes one row through its whole life (running -> completed / failed / cancelled).
+
+The row is written on its own short transaction (the caller passes the engine), so that it
+survives the rollback of the work it describes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, cast, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from kpictl import __version__
+from kpictl.db.schema import kpi_aggregation_jobs as jobs
+from kpictl.redact import mask_argv
+from kpictl.serialize import dumps
+
+
+def job_metadata(
+    argv: list[str] | tuple[str, ...] = (), secrets: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """host, pid, kpictl version and the command line with secrets masked."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "version": __version__,
+        "argv": mask_argv(list(argv), secrets),
+    }
+
+
+def start_job(
+    engine: Engine,
+    job_type: str,
+    *,
+    kpi_names: list[str] | None = None,
+    period_start: datetime | None = None,
+    period_end: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    with engine.begin() as conn:
+        return conn.execute(
+            insert(jobs)
+            .values(
+                job_type=job_type,
+                status="running",
+                kpi_names=kpi_names,
+                period_start=period_start,
+                period_end=period_end,
+                started_at=func.now(),
+                metadata=cast(dumps(metadata or {}), JSONB),
+            )
+            .returning(jobs.c.id)
+        ).scalar_one()
+
+
+def finish_job(
+    engine: Engine,
+    job_id: uuid.UUID,
+    status: str,
+    *,
+    snapshots_created: int = 0,
+    error: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Close the job; `metadata` is merged into what the row already holds."""
+    assert status in ("completed", "failed", "cancelled")
+    values: dict[str, Any] = {
+        "status": status,
+        "completed_at": func.now(),
+        "duration_ms": func.round(func.extract("epoch", func.now() - jobs.c.started_at) * 1000),
+        "snapshots_created": snapshots_created,
+        "error": error,
+    }
+    if metadata:
+        values["metadata"] = func.coalesce(jobs.c.metadata, cast("{}", JSONB)).op("||")(
+            cast(dumps(metadata), JSONB)
+        )
+    with engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+def get_job(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
