@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from kpictl.errors import ConfigurationError
 from kpictl.redact import mask_url
+from kpictl.serialize import dumps
 from kpictl.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def make_engine(url: str, settings: Settings) -> Engine:
         return create_engine(
             url,
             poolclass=NullPool,
+            json_serializer=dumps,
             connect_args={
                 "application_name": settings.command[:63],
                 "options": session_options(settings),

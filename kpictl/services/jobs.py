@@ -13,13 +13,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, cast, func, insert, select, update
+from sqlalchemy import Engine, cast, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kpictl import __version__
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.redact import mask_argv
-from kpictl.serialize import dumps
 
 
 def job_metadata(
@@ -53,7 +52,7 @@ def start_job(
                 period_start=period_start,
                 period_end=period_end,
                 started_at=func.now(),
-                metadata=cast(dumps(metadata or {}), JSONB),
+                metadata=metadata or {},
             )
             .returning(jobs.c.id)
         ).scalar_one()
@@ -79,7 +78,7 @@ def finish_job(
     }
     if metadata:
         values["metadata"] = func.coalesce(jobs.c.metadata, cast("{}", JSONB)).op("||")(
-            cast(dumps(metadata), JSONB)
+            literal(metadata, JSONB)
         )
     with engine.begin() as conn:
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
