@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, cast, func, insert, literal, select, update
+from sqlalchemy import Engine, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kpictl import __version__
@@ -77,7 +77,7 @@ def finish_job(
         "error": error,
     }
     if metadata:
-        values["metadata"] = func.coalesce(jobs.c.metadata, cast("{}", JSONB)).op("||")(
+        values["metadata"] = func.coalesce(jobs.c.metadata, literal({}, JSONB)).op("||")(
             literal(metadata, JSONB)
         )
     with engine.begin() as conn:
