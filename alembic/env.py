@@ -24,7 +24,7 @@ def configure(**kwargs) -> None:
         target_metadata=metadata,
         version_table=VERSION_TABLE,
         include_object=include_object,
-        transaction_per_migration=False,
+        transaction_per_migration=True,
         **kwargs,
     )
 
@@ -50,5 +50,6 @@ else:
     from kpictl.settings import settings_from_environment
 
     database = open_database(settings_from_environment(flag_url=None, command="kpictl alembic"))
-    with database.engine.begin() as connection:
+    with database.engine.connect() as connection:
         run_online(connection)
+        connection.commit()

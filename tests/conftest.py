@@ -109,8 +109,7 @@ def template_db(pg_server: PgServer) -> Iterator[str]:
     name = f"kpictl_template_{_worker()}_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(name)
     engine = make_engine(url, test_settings(url))
-    with engine.begin() as connection:
-        migrate.upgrade(connection, with_sources=True)
+    migrate.upgrade(engine, with_sources=True)
     engine.dispose()
     yield name
     pg_server.drop_database(name)

@@ -68,11 +68,10 @@ def migrate(
                 f"current: {state.current or 'none'}\nhead:    {state.head}\nstatus:  {verdict}"
             )
         return 0 if state.up_to_date else 1
-    with database.engine.begin() as connection:
-        if downgrade:
-            result = service.downgrade(connection, downgrade)
-        else:
-            result = service.upgrade(connection, to, with_sources=with_sources)
+    if downgrade:
+        result = service.downgrade(database.engine, downgrade)
+    else:
+        result = service.upgrade(database.engine, to, with_sources=with_sources)
     if format is TextFormat.json:
         output.emit_json(result.__dict__)
     else:

@@ -8,13 +8,15 @@ revisions run, and no downgrade ever drops them.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.schema import CreateTable
 
 from alembic import command
@@ -22,7 +24,7 @@ from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
 from kpictl.errors import CommandFailed, UsageError
 
 VERSION_TABLE = "kpictl_alembic_version"
-# pg_advisory_xact_lock key: two `kpictl migrate` at once run one after the other.
+# pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
 MIGRATE_LOCK_KEY = 0x6B7069_4D49  # "kpi" "MI"
 
 
@@ -109,37 +111,59 @@ class MigrationResult:
     history_sources_missing: list[str]
 
 
+@contextmanager
+def _migration_lock(connection: Connection) -> Iterator[None]:
+    """Two `kpictl migrate` at once run one after the other (session-level advisory lock)."""
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY})
+        connection.commit()
+
+
 def upgrade(
-    connection: Connection, revision: str = "head", *, with_sources: bool = False
+    engine: Engine, revision: str = "head", *, with_sources: bool = False
 ) -> MigrationResult:
-    """Bring kpictl's schema to `revision` in the caller's transaction."""
+    """Bring kpictl's schema to `revision`, one transaction per revision.
+
+    Alembic owns the transactions (some revisions build indexes CONCURRENTLY, outside any
+    transaction), so this takes the engine, not a connection inside a transaction.
+    """
     known_revision(revision)
-    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
-    created = create_sources(connection) if with_sources else []
-    missing = missing_tables(connection, PIPELINE_SOURCES)
-    if missing:
-        raise CommandFailed(
-            f"source tables missing: {', '.join(missing)}",
-            hint="run `kpictl migrate --with-sources` to create them for a standalone or demo "
-            "database, or point kpictl at the platform's database",
+    with engine.connect() as connection, _migration_lock(connection):
+        with connection.begin():
+            created = create_sources(connection) if with_sources else []
+            missing = missing_tables(connection, PIPELINE_SOURCES)
+        if missing:
+            raise CommandFailed(
+                f"source tables missing: {', '.join(missing)}",
+                hint="run `kpictl migrate --with-sources` to create them for a standalone or demo "
+                "database, or point kpictl at the platform's database",
+            )
+        before = current_revision(connection)
+        connection.commit()
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+        return MigrationResult(
+            before,
+            current_revision(connection),
+            created,
+            missing_tables(connection, HISTORY_SOURCES),
         )
-    before = current_revision(connection)
-    command.upgrade(alembic_config(connection), revision)
-    return MigrationResult(
-        before,
-        current_revision(connection),
-        created,
-        missing_tables(connection, HISTORY_SOURCES),
-    )
 
 
-def downgrade(connection: Connection, revision: str) -> MigrationResult:
+def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Downgrade kpictl's schema; source tables are never dropped."""
     known_revision(revision)
-    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
-    before = current_revision(connection)
-    command.downgrade(alembic_config(connection), revision)
-    return MigrationResult(before, current_revision(connection), [], [])
+    with engine.connect() as connection, _migration_lock(connection):
+        before = current_revision(connection)
+        connection.commit()
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+        return MigrationResult(before, current_revision(connection), [], [])
 
 
 def offline_sql(
