@@ -177,10 +177,11 @@ def run_cli(
     from typer.testing import CliRunner
 
     from kpictl.cli.app import app
+    from kpictl.cli.options import normalize_argv
 
     full_env = {"KPICTL_DATABASE_URL": url} if url else {}
     full_env.update(env or {})
-    result = CliRunner(env=full_env).invoke(app, args, catch_exceptions=False)
+    result = CliRunner(env=full_env).invoke(app, normalize_argv(args), catch_exceptions=False)
     return CliResult(result.exit_code, result.stdout, result.stderr)
 
 

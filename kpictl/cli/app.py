@@ -49,4 +49,8 @@ for group in (demo, migrate, pipeline, kpis, freshness, jobs, history, retention
 
 
 def main() -> None:
-    app()
+    import sys
+
+    from kpictl.cli.options import normalize_argv
+
+    app(args=normalize_argv(sys.argv[1:]), prog_name="kpictl")

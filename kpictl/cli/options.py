@@ -127,3 +127,27 @@ def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
         rich_markup_mode="markdown",
     )
+
+
+# Options whose value is optional (`--wait` or `--wait 30`): Typer needs a value, so a bare
+# occurrence gets this one before parsing.
+OPTIONAL_VALUES = {"--wait": "forever"}
+
+
+def normalize_argv(args: list[str]) -> list[str]:
+    normalized: list[str] = []
+    for index, arg in enumerate(args):
+        normalized.append(arg)
+        if arg in OPTIONAL_VALUES:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is None or (following.startswith("-") and not _is_number(following)):
+                normalized.append(OPTIONAL_VALUES[arg])
+    return normalized
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,34 @@
+"""SIGTERM / SIGINT -> a graceful stop request (pipeline.md §5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kpictl.errors import ExitCode
+from kpictl.services.stop import DEFAULT_GRACE_SECONDS, StopRequest
+
+
+@contextmanager
+def graceful_stop() -> Iterator[StopRequest]:
+    """While the block runs, SIGTERM/SIGINT ask the job to stop after its current step; the
+    step's query is cancelled server-side after the grace period (60 s;
+    KPICTL_STOP_GRACE_SECONDS overrides it, for tests)."""
+    grace = float(os.environ.get("KPICTL_STOP_GRACE_SECONDS") or DEFAULT_GRACE_SECONDS)
+    stop = StopRequest(grace)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGTERM:
+            stop.request(ExitCode.SIGTERM, "SIGTERM")
+        else:
+            stop.request(ExitCode.SIGINT, "SIGINT")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        stop.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,314 @@
+"""The KPI SQL of pipeline.md §3, one set-based statement per step, all in this module.
+
+Statements are `text()` with bound values. The only pieces formatted into them are column
+expressions chosen from a fixed set by the source columns' types (`SourceClock`): zone-less
+`timestamp` columns hold UTC (or `KPICTL_SOURCE_TIMEZONE`) wall-clock values and are converted
+with `AT TIME ZONE`, while filters compare the raw column with a converted bound so that the
+range stays sargable on the source's indexes.
+
+Conventions shared by every statement (pipeline.md §3): a terminal run has status completed or
+failed, non-NULL started_at and completed_at, completed_at >= started_at, and belongs to the
+period containing its completed_at; periods are half-open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+from sqlalchemy.sql.elements import TextClause
+
+ZONED = "timestamp with time zone"
+
+
+@dataclass(frozen=True)
+class SourceClock:
+    """Whether each source timestamp column is zone-less (`timestamp`) or `timestamptz`."""
+
+    started_zoneless: bool
+    completed_zoneless: bool
+    decided_zoneless: bool
+
+    @classmethod
+    def detect(cls, connection: Connection) -> SourceClock:
+        rows = connection.execute(
+            text(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND (table_name, column_name) IN "
+                "(('workflow_executions', 'started_at'), ('workflow_executions', 'completed_at'), "
+                "('verdict_outcomes', 'decided_at'))"
+            )
+        ).all()
+        types = {(table, column): data_type for table, column, data_type in rows}
+        return cls(
+            started_zoneless=types.get(("workflow_executions", "started_at"), ZONED) != ZONED,
+            completed_zoneless=types.get(("workflow_executions", "completed_at"), ZONED) != ZONED,
+            decided_zoneless=types.get(("verdict_outcomes", "decided_at"), ZONED) != ZONED,
+        )
+
+    def fragments(self) -> dict[str, str]:
+        def instant(column: str, zoneless: bool) -> str:
+            return f"({column} AT TIME ZONE CAST(:source_tz AS text))" if zoneless else column
+
+        def bound(name: str, zoneless: bool) -> str:
+            if zoneless:
+                return f"(CAST(:{name} AS timestamptz) AT TIME ZONE CAST(:source_tz AS text))"
+            return f"CAST(:{name} AS timestamptz)"
+
+        return {
+            "started": instant("e.started_at", self.started_zoneless),
+            "completed": instant("e.completed_at", self.completed_zoneless),
+            "decided": instant("v.decided_at", self.decided_zoneless),
+            "c_lo": bound("period_start", self.completed_zoneless),
+            "c_hi": bound("period_end", self.completed_zoneless),
+            "s_lo": bound("period_start", self.started_zoneless),
+            "s_hi": bound("period_end", self.started_zoneless),
+            "d_lo": bound("period_start", self.decided_zoneless),
+            "d_hi": bound("period_end", self.decided_zoneless),
+        }
+
+
+def _sql(template: str, clock: SourceClock) -> TextClause:
+    return text(template.format(**clock.fragments()))
+
+
+TERMINAL = """e.status IN ('completed', 'failed')
+    AND e.started_at IS NOT NULL AND e.completed_at IS NOT NULL
+    AND e.completed_at >= e.started_at"""
+
+IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
+
+HAS_RUN_SNAPSHOT = """EXISTS (
+        SELECT 1 FROM kpi_snapshots k
+        WHERE k.level = 'run' AND k.kpi_name = :run_duration AND k.kpi_version = :version
+          AND k.scope_id = e.id)"""
+
+UPSERT = """ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO UPDATE
+    SET value = EXCLUDED.value, unit = EXCLUDED.unit, metadata = EXCLUDED.metadata,
+        calculated_at = EXCLUDED.calculated_at, job_id = EXCLUDED.job_id"""
+
+
+def plan(clock: SourceClock) -> TextClause:
+    """Counts for logs, progress and --dry-run: runs to snapshot, terminal, invalid, products."""
+    return _sql(
+        f"""
+SELECT
+  count(*) FILTER (WHERE valid AND in_period AND NOT has_snapshot) AS pending_runs,
+  count(*) FILTER (WHERE valid AND in_period) AS terminal_runs,
+  count(*) FILTER (WHERE NOT valid) AS invalid_runs,
+  count(DISTINCT repository_id) FILTER (WHERE valid AND in_period AND product_enabled) AS products
+FROM (
+  SELECT e.repository_id,
+         ({TERMINAL}) AS valid,
+         coalesce({IN_PERIOD}, false) AS in_period,
+         CASE WHEN :check_existing THEN {HAS_RUN_SNAPSHOT} ELSE false END AS has_snapshot,
+         EXISTS (SELECT 1 FROM repositories r WHERE r.id = e.repository_id AND r.kpi_enabled)
+           AS product_enabled
+  FROM workflow_executions e
+  WHERE e.status IN ('completed', 'failed')
+    AND (({IN_PERIOD})
+         OR (e.completed_at IS NULL AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}))
+) runs
+""",
+        clock,
+    )
+
+
+def run_level_chunk(clock: SourceClock, *, only_new: bool, after_cursor: bool) -> TextClause:
+    """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
+    tool_call_success_rate. Returns the chunk's size, snapshots written and its last key
+    (the next chunk starts after it: `after_cursor`)."""
+    skip_existing = f"AND NOT {HAS_RUN_SNAPSHOT}" if only_new else ""
+    cursor = (
+        "AND (e.completed_at, e.id) > (:after_completed, CAST(:after_id AS uuid))"
+        if after_cursor
+        else ""
+    )
+    return _sql(
+        f"""
+WITH runs AS MATERIALIZED (
+  SELECT e.id, e.status, e.completed_at AS completed_raw,
+         {{started}} AS started_at, {{completed}} AS completed_at
+  FROM workflow_executions e
+  WHERE {TERMINAL} AND {IN_PERIOD}
+    {cursor}
+    {skip_existing}
+  ORDER BY e.completed_at, e.id
+  LIMIT :chunk_size
+),
+tokens AS (
+  SELECT a.execution_id,
+         sum(coalesce(a.total_tokens::numeric,
+                      coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0)))
+           AS value,
+         count(*) AS agent_runs
+  FROM agent_runs a JOIN runs r ON r.id = a.execution_id
+  GROUP BY a.execution_id
+),
+calls AS (
+  SELECT t.execution_id, count(*) AS calls, count(*) FILTER (WHERE t.error IS NULL) AS succeeded
+  FROM mcp_tool_calls t JOIN runs r ON r.id = t.execution_id
+  GROUP BY t.execution_id
+),
+computed AS (
+  SELECT :run_duration AS kpi_name, 'ms' AS unit, r.id AS scope_id,
+         extract(epoch FROM r.completed_at - r.started_at) * 1000 AS value,
+         r.started_at, r.completed_at, jsonb_build_object('status', r.status) AS metadata
+  FROM runs r
+  UNION ALL
+  SELECT :token_usage, 'tokens', r.id, t.value, r.started_at, r.completed_at,
+         jsonb_build_object('agent_runs', t.agent_runs)
+  FROM tokens t JOIN runs r ON r.id = t.execution_id
+  UNION ALL
+  SELECT :tool_call_success_rate, 'percent', r.id, 100.0 * c.succeeded / c.calls,
+         r.started_at, r.completed_at,
+         jsonb_build_object('calls', c.calls, 'succeeded', c.succeeded)
+  FROM calls c JOIN runs r ON r.id = c.execution_id
+),
+written AS (
+  INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
+                             calculated_at, period_start, period_end, job_id)
+  SELECT kpi_name, :version, 'run', scope_id, value, unit, metadata, now(),
+         started_at, completed_at, CAST(:job_id AS uuid)
+  FROM computed
+  {UPSERT}
+  RETURNING 1
+),
+last_run AS (
+  SELECT completed_raw, id FROM runs ORDER BY completed_raw DESC, id DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM runs) AS runs,
+       (SELECT count(*) FROM written) AS snapshots,
+       (SELECT completed_raw FROM last_run) AS last_completed,
+       (SELECT id FROM last_run) AS last_id
+""",
+        clock,
+    )
+
+
+PARTS_TABLE = "kpictl_period_parts"
+
+
+def collect_parts(clock: SourceClock) -> list[TextClause]:
+    """Additive parts per repository (NULL and disabled repositories included) into a
+    session temp table: the product step writes from it, the factory step rolls it up."""
+    return [
+        text(
+            f"CREATE TEMP TABLE IF NOT EXISTS {PARTS_TABLE} ("
+            "repository_id uuid, product_enabled boolean, completed bigint, failed bigint, "
+            "duration_sum_ms numeric) ON COMMIT PRESERVE ROWS"
+        ),
+        text(f"TRUNCATE {PARTS_TABLE}"),
+        _sql(
+            f"""
+INSERT INTO {PARTS_TABLE}
+SELECT e.repository_id,
+       coalesce(bool_or(r.kpi_enabled), false),
+       count(*) FILTER (WHERE e.status = 'completed'),
+       count(*) FILTER (WHERE e.status = 'failed'),
+       sum(extract(epoch FROM {{completed}} - {{started}}) * 1000)
+FROM workflow_executions e
+LEFT JOIN repositories r ON r.id = e.repository_id
+WHERE {TERMINAL} AND {IN_PERIOD}
+GROUP BY e.repository_id
+""",
+            clock,
+        ),
+    ]
+
+
+def product_level() -> TextClause:
+    return text(
+        f"""
+WITH written AS (
+  INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
+                             calculated_at, period_start, period_end, job_id)
+  SELECT k.kpi_name, :version, 'product', p.repository_id, k.value, k.unit,
+         jsonb_build_object('completed', p.completed, 'failed', p.failed,
+                            'terminal_runs', p.completed + p.failed,
+                            'duration_sum_ms', p.duration_sum_ms,
+                            'period_hours', CAST(:period_seconds AS numeric) / 3600),
+         now(), :period_start, :period_end, CAST(:job_id AS uuid)
+  FROM {PARTS_TABLE} p
+  CROSS JOIN LATERAL (VALUES
+    (:product_success_rate, 'percent', 100.0 * p.completed / (p.completed + p.failed)),
+    (:product_throughput, 'runs_per_day',
+       (p.completed + p.failed) * 86400.0 / CAST(:period_seconds AS numeric)),
+    (:product_avg_duration, 'ms', p.duration_sum_ms / (p.completed + p.failed))
+  ) AS k(kpi_name, unit, value)
+  WHERE p.product_enabled AND p.repository_id IS NOT NULL
+  {UPSERT}
+  RETURNING 1
+)
+SELECT count(*) FROM written
+"""
+    )
+
+
+def factory_level(clock: SourceClock) -> TextClause:
+    return _sql(
+        f"""
+WITH runs AS (
+  SELECT coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed,
+         sum(duration_sum_ms) AS duration_sum_ms
+  FROM {PARTS_TABLE}
+),
+verdicts AS (
+  SELECT count(*) FILTER (WHERE v.outcome = 'accepted') AS accepted,
+         count(*) FILTER (WHERE v.outcome = 'overridden') AS overridden,
+         count(*) FILTER (WHERE v.outcome = 'escalated') AS escalated
+  FROM verdict_outcomes v
+  WHERE v.decided_at >= {{d_lo}} AND v.decided_at < {{d_hi}}
+    AND v.outcome IN ('accepted', 'overridden', 'escalated')
+),
+written AS (
+  INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
+                             calculated_at, period_start, period_end, job_id)
+  SELECT k.kpi_name, :version, 'factory', NULL, k.value, k.unit, k.metadata,
+         now(), :period_start, :period_end, CAST(:job_id AS uuid)
+  FROM runs, verdicts,
+  LATERAL (SELECT jsonb_build_object('completed', runs.completed, 'failed', runs.failed,
+                                     'terminal_runs', runs.completed + runs.failed,
+                                     'duration_sum_ms', runs.duration_sum_ms,
+                                     'period_hours', CAST(:period_seconds AS numeric) / 3600)
+                    AS run_parts,
+                  jsonb_build_object('accepted', verdicts.accepted,
+                                     'overridden', verdicts.overridden,
+                                     'escalated', verdicts.escalated,
+                                     'decided', verdicts.accepted + verdicts.overridden
+                                                + verdicts.escalated) AS verdict_parts) parts,
+  LATERAL (VALUES
+    (:mtti, 'ms', runs.duration_sum_ms / nullif(runs.completed + runs.failed, 0), parts.run_parts),
+    (:success_rate, 'percent',
+       100.0 * runs.completed / nullif(runs.completed + runs.failed, 0), parts.run_parts),
+    (:factory_throughput, 'runs_per_day',
+       (runs.completed + runs.failed) * 86400.0 / CAST(:period_seconds AS numeric), parts.run_parts),
+    (:steering_accuracy, 'percent',
+       100.0 * verdicts.accepted
+         / nullif(verdicts.accepted + verdicts.overridden + verdicts.escalated, 0),
+       parts.verdict_parts)
+  ) AS k(kpi_name, unit, value, metadata)
+  {UPSERT}
+  RETURNING 1
+)
+SELECT count(*) FROM written
+""",
+        clock,
+    )
+
+
+def bucket_computed() -> TextClause:
+    """Has this exact period a factory snapshot already (backfill resume)?"""
+    return text(
+        "SELECT EXISTS (SELECT 1 FROM kpi_snapshots WHERE level = 'factory' "
+        "AND kpi_name = :factory_throughput AND kpi_version = :version AND scope_id IS NULL "
+        "AND period_start = :period_start AND period_end = :period_end)"
+    )
+
+
+MATERIALIZED_VIEWS = ("mv_factory_kpis_24h", "mv_product_kpis_7d")
+
+
+def refresh_view(name: str) -> TextClause:
+    assert name in MATERIALIZED_VIEWS
+    return text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {name}")

@@ -1,0 +1,495 @@
+"""The aggregation pipeline (pipeline.md): `aggregate` and `backfill`.
+
+Order per period: run level (keyset chunks, each committed), product level, factory level
+(rolled up from the product step's additive parts plus runs without an enabled product), then
+the materialized views. Every statement is set-based: the number of statements depends on the
+number of chunks (runs / chunk size) and buckets, never on the number of runs or products.
+
+One pipeline at a time (`lock.pipeline_lock`); one job row per run (`jobs`); a stop request
+(`stop.StopRequest`) ends the job `cancelled` after the current step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from kpictl import kpis
+from kpictl.errors import ExitCode, Interrupted, KpictlError, classify_database_error
+from kpictl.services import kpi_sql
+from kpictl.services.jobs import finish_job, start_job
+from kpictl.services.lock import mark_abandoned, pipeline_lock
+from kpictl.services.periods import Period
+from kpictl.services.stop import StopRequest
+
+log = logging.getLogger(__name__)
+DEFAULT_CHUNK_SIZE = 100_000
+
+
+class Progress:
+    """What the pipeline reports while it works; the CLI draws it (or not)."""
+
+    def start(self, description: str, total: int | None) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    source_timezone: str = "UTC"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    wait_seconds: float | None = None  # None: exit 75 at once when the lock is held
+    # Test hook: seconds of pg_sleep inside a step's transaction ("run", "product", "factory",
+    # "views"), to make interruption tests deterministic. Empty in production.
+    step_delays: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PeriodCounts:
+    period_start: datetime
+    period_end: datetime
+    runs: int = 0
+    run_snapshots: int = 0
+    product_snapshots: int = 0
+    factory_snapshots: int = 0
+    products: int = 0
+    invalid_runs: int = 0
+    timings_ms: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def snapshots(self) -> int:
+        return self.run_snapshots + self.product_snapshots + self.factory_snapshots
+
+
+@dataclass
+class Plan:
+    period: Period
+    pending_runs: int
+    terminal_runs: int
+    invalid_runs: int
+    products: int
+
+
+def base_parameters(period: Period, job_id: Any, options: PipelineOptions) -> dict[str, Any]:
+    parameters: dict[str, Any] = {kpi.name: kpi.name for kpi in kpis.KPIS}
+    parameters.update(
+        version=kpis.KPI_VERSION,
+        period_start=period.start,
+        period_end=period.end,
+        period_seconds=int((period.end - period.start).total_seconds()),
+        source_tz=options.source_timezone,
+        job_id=str(job_id) if job_id else None,
+    )
+    return parameters
+
+
+def plan(
+    connection: Connection, period: Period, options: PipelineOptions, *, only_new: bool = True
+) -> Plan:
+    clock = kpi_sql.SourceClock.detect(connection)
+    row = connection.execute(
+        kpi_sql.plan(clock), {**base_parameters(period, None, options), "check_existing": only_new}
+    ).one()
+    return Plan(period, row.pending_runs, row.terminal_runs, row.invalid_runs, row.products)
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _timed(counts: PeriodCounts, step: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    counts.timings_ms[step] = counts.timings_ms.get(step, 0) + round(
+        (time.monotonic() - started) * 1000
+    )
+
+
+def _delay(connection: Connection, options: PipelineOptions, step: str) -> None:
+    if options.step_delays.get(step):
+        connection.execute(
+            text("SELECT pg_sleep(:seconds)"), {"seconds": options.step_delays[step]}
+        )
+
+
+def run_level(
+    connection: Connection,
+    period: Period,
+    job_id: Any,
+    options: PipelineOptions,
+    counts: PeriodCounts,
+    *,
+    only_new: bool,
+    commit_chunks: bool,
+    progress: Progress,
+    stop: StopRequest,
+) -> None:
+    clock = kpi_sql.SourceClock.detect(connection)
+    first_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=False)
+    next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True)
+    parameters = base_parameters(period, job_id, options)
+    statement, after_completed, after_id = first_chunk, None, None
+    with _timed(counts, "run"):
+        _delay(connection, options, "run")
+        while True:
+            row = connection.execute(
+                statement,
+                {
+                    **parameters,
+                    "chunk_size": options.chunk_size,
+                    "after_completed": after_completed,
+                    "after_id": after_id,
+                },
+            ).one()
+            counts.runs += row.runs
+            counts.run_snapshots += row.snapshots
+            progress.advance(row.runs)
+            if commit_chunks:
+                connection.commit()
+            if row.runs < options.chunk_size:
+                break
+            statement, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
+            if commit_chunks:
+                stop.check()
+
+
+def product_level(
+    connection: Connection,
+    period: Period,
+    job_id: Any,
+    options: PipelineOptions,
+    counts: PeriodCounts,
+) -> None:
+    clock = kpi_sql.SourceClock.detect(connection)
+    parameters = base_parameters(period, job_id, options)
+    with _timed(counts, "product"):
+        _delay(connection, options, "product")
+        for statement in kpi_sql.collect_parts(clock):
+            connection.execute(statement, parameters)
+        counts.products = connection.execute(
+            text(
+                f"SELECT count(*) FROM {kpi_sql.PARTS_TABLE} WHERE product_enabled AND repository_id IS NOT NULL"
+            )
+        ).scalar_one()
+        counts.product_snapshots = connection.execute(
+            kpi_sql.product_level(), parameters
+        ).scalar_one()
+
+
+def factory_level(
+    connection: Connection,
+    period: Period,
+    job_id: Any,
+    options: PipelineOptions,
+    counts: PeriodCounts,
+) -> None:
+    clock = kpi_sql.SourceClock.detect(connection)
+    with _timed(counts, "factory"):
+        _delay(connection, options, "factory")
+        counts.factory_snapshots = connection.execute(
+            kpi_sql.factory_level(clock), base_parameters(period, job_id, options)
+        ).scalar_one()
+
+
+def refresh_views(connection: Connection, options: PipelineOptions) -> None:
+    _delay(connection, options, "views")
+    for view in kpi_sql.MATERIALIZED_VIEWS:
+        connection.execute(kpi_sql.refresh_view(view))
+
+
+# --- the two jobs -----------------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    job_id: str
+    job_type: str
+    status: str
+    periods: list[PeriodCounts]
+    invalid_runs: int = 0
+    skipped_buckets: int = 0
+    failed_buckets: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: int = 0
+
+    @property
+    def snapshots_created(self) -> int:
+        return sum(counts.snapshots for counts in self.periods)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "jobId": self.job_id,
+            "jobType": self.job_type,
+            "status": self.status,
+            "snapshotsCreated": self.snapshots_created,
+            "invalidRuns": self.invalid_runs,
+            "durationMs": self.duration_ms,
+            "skippedBuckets": self.skipped_buckets,
+            "failedBuckets": self.failed_buckets,
+            "periods": [_period_dict(counts) for counts in self.periods],
+        }
+
+
+def _period_dict(counts: PeriodCounts) -> dict[str, Any]:
+    document = {_camel(key): value for key, value in asdict(counts).items()}
+    document["snapshots"] = counts.snapshots
+    return document
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _run_job(
+    engine: Engine,
+    job_type: str,
+    periods: list[Period],
+    metadata: dict[str, Any],
+    options: PipelineOptions,
+    stop: StopRequest,
+    body: Callable[[Any, Connection, PipelineResult], None],
+) -> PipelineResult:
+    """Lock, job row, one work session; the job row ends completed / failed / cancelled."""
+    started = time.monotonic()
+    with pipeline_lock(
+        engine, wait_seconds=options.wait_seconds, should_stop=lambda: stop.requested
+    ) as lock:
+        stop.check()
+        abandoned = mark_abandoned(engine)
+        if abandoned:
+            log.warning("Marked %d job(s) left running by a dead process as abandoned", abandoned)
+        job_id = start_job(
+            engine,
+            job_type,
+            kpi_names=kpis.names(),
+            period_start=periods[0].start,
+            period_end=periods[-1].end,
+            metadata={**metadata, "lock_backend_pid": lock.backend_pid},
+        )
+        result = PipelineResult(str(job_id), job_type, "running", [])
+        try:
+            with engine.connect() as work:
+                stop.watch(work.connection.dbapi_connection)
+                try:
+                    body(job_id, work, result)
+                finally:
+                    stop.unwatch()
+        except BaseException as exc:
+            result.duration_ms = round((time.monotonic() - started) * 1000)
+            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
+            status = "cancelled" if cancelled else "failed"
+            error = _error_text(exc, stop)
+            finish_job(
+                engine,
+                job_id,
+                status,
+                snapshots_created=result.snapshots_created,
+                error=error,
+                metadata=_job_metadata(result),
+            )
+            log.error(
+                "%s %s after %dms: %s", job_type.capitalize(), status, result.duration_ms, error
+            )
+            if stop.requested:
+                raise stop.interrupted() from exc
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted("interrupted", signal_exit=ExitCode.SIGINT) from exc
+            raise
+        result.duration_ms = round((time.monotonic() - started) * 1000)
+        result.status = "failed" if result.failed_buckets else "completed"
+        finish_job(
+            engine,
+            job_id,
+            result.status,
+            snapshots_created=result.snapshots_created,
+            error=f"{len(result.failed_buckets)} bucket(s) failed"
+            if result.failed_buckets
+            else None,
+            metadata=_job_metadata(result),
+        )
+        return result
+
+
+def _error_text(exc: BaseException, stop: StopRequest) -> str:
+    if stop.requested:
+        return f"cancelled by {stop.signal_name}"
+    if isinstance(exc, KpictlError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "cancelled by SIGINT"
+    classified = classify_database_error(exc)
+    return classified.message if classified else f"{type(exc).__name__}: {exc}"
+
+
+def _job_metadata(result: PipelineResult) -> dict[str, Any]:
+    levels = {
+        "run": sum(counts.run_snapshots for counts in result.periods),
+        "product": sum(counts.product_snapshots for counts in result.periods),
+        "factory": sum(counts.factory_snapshots for counts in result.periods),
+    }
+    timings: dict[str, int] = {}
+    for counts in result.periods:
+        for step, ms in counts.timings_ms.items():
+            timings[step] = timings.get(step, 0) + ms
+    document: dict[str, Any] = {
+        "snapshots_per_level": levels,
+        "runs_processed": sum(counts.runs for counts in result.periods),
+        "products": max((counts.products for counts in result.periods), default=0),
+        "timings_ms": timings,
+        "invalid_runs": result.invalid_runs,
+    }
+    if result.job_type == "backfill":
+        document["skipped_buckets"] = result.skipped_buckets
+        document["failed_buckets"] = result.failed_buckets
+        document["buckets"] = [
+            {
+                "period_start": counts.period_start,
+                "period_end": counts.period_end,
+                "runs": counts.runs,
+                "products": counts.products,
+                "snapshots": counts.snapshots,
+            }
+            for counts in result.periods
+        ]
+    return document
+
+
+def aggregate(
+    engine: Engine,
+    period: Period,
+    *,
+    metadata: dict[str, Any],
+    options: PipelineOptions,
+    stop: StopRequest,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """One aggregation cycle over `period`: each level in its own transaction."""
+    progress = progress or Progress()
+
+    def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
+        log.info("Starting aggregation pipeline")
+        log.info("Period: %s to %s", period.start.isoformat(), period.end.isoformat())
+        counts = PeriodCounts(period.start, period.end)
+        result.periods.append(counts)
+        planned = plan(work, period, options)
+        work.commit()
+        result.invalid_runs = counts.invalid_runs = planned.invalid_runs
+        log.info("Processing %d run-level aggregations", planned.pending_runs)
+        progress.start("run level", planned.pending_runs)
+        run_level(
+            work,
+            period,
+            job_id,
+            options,
+            counts,
+            only_new=True,
+            commit_chunks=True,
+            progress=progress,
+            stop=stop,
+        )
+        stop.check()
+        log.info("Processing %d product-level aggregations", planned.products)
+        with work.begin():
+            product_level(work, period, job_id, options, counts)
+        stop.check()
+        log.info("Processing factory-level aggregation")
+        with work.begin():
+            factory_level(work, period, job_id, options, counts)
+        stop.check()
+        with _timed(counts, "views"), work.begin():
+            refresh_views(work, options)
+        log.info("Materialized views refreshed")
+
+    result = _run_job(engine, "aggregate", [period], metadata, options, stop, body)
+    log.info(
+        "Aggregation completed: %d snapshots in %dms", result.snapshots_created, result.duration_ms
+    )
+    return result
+
+
+def backfill(
+    engine: Engine,
+    periods: list[Period],
+    *,
+    force: bool,
+    metadata: dict[str, Any],
+    options: PipelineOptions,
+    stop: StopRequest,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Compute each bucket in its own transaction; skip computed ones unless `force`; a failed
+    bucket is recorded and the rest continue."""
+    progress = progress or Progress()
+
+    def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
+        log.info("Starting backfill of %d bucket(s)", len(periods))
+        progress.start("buckets", len(periods))
+        is_computed = kpi_sql.bucket_computed()
+        for period in periods:
+            stop.check()
+            counts = PeriodCounts(period.start, period.end)
+            parameters = base_parameters(period, job_id, options)
+            try:
+                with work.begin():
+                    if not force and work.execute(is_computed, parameters).scalar_one():
+                        result.skipped_buckets += 1
+                        progress.advance(1)
+                        continue
+                    counts.invalid_runs = plan(
+                        work, period, options, only_new=not force
+                    ).invalid_runs
+                    run_level(
+                        work,
+                        period,
+                        job_id,
+                        options,
+                        counts,
+                        only_new=not force,
+                        commit_chunks=False,
+                        progress=Progress(),
+                        stop=stop,
+                    )
+                    product_level(work, period, job_id, options, counts)
+                    factory_level(work, period, job_id, options, counts)
+            except Exception as exc:
+                if stop.requested:
+                    raise
+                error = _error_text(exc, stop)
+                log.error("Bucket %s failed: %s", period.label(), error)
+                result.failed_buckets.append(
+                    {
+                        "period_start": period.start.isoformat(),
+                        "period_end": period.end.isoformat(),
+                        "error": error,
+                    }
+                )
+                progress.advance(1)
+                continue
+            result.periods.append(counts)
+            result.invalid_runs += counts.invalid_runs
+            progress.advance(1)
+        stop.check()
+        with work.begin():
+            refresh_views(work, options)
+        log.info("Materialized views refreshed")
+
+    result = _run_job(engine, "backfill", periods, metadata, options, stop, body)
+    log.info(
+        "Backfill %s: %d snapshots in %d bucket(s), %d skipped, %d failed, %dms",
+        result.status,
+        result.snapshots_created,
+        len(result.periods),
+        result.skipped_buckets,
+        len(result.failed_buckets),
+        result.duration_ms,
+    )
+    return result

@@ -1,0 +1,67 @@
+"""Graceful stop for long jobs (pipeline.md §5).
+
+The CLI turns SIGTERM/SIGINT into `StopRequest.request(...)`. Services call `check()` between
+steps (no new step starts after a stop request) and register the connection running the current
+step; if that step is still running `grace_seconds` after the request, its query is cancelled
+server-side, the transaction rolls back and the job ends `cancelled`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kpictl.errors import ExitCode, Interrupted
+
+DEFAULT_GRACE_SECONDS = 60.0
+
+
+class StopRequest:
+    def __init__(self, grace_seconds: float = DEFAULT_GRACE_SECONDS):
+        self.grace_seconds = grace_seconds
+        self.exit_code: ExitCode | None = None
+        self.signal_name: str | None = None
+        self._connection: Any = None  # the DBAPI connection of the running step
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def requested(self) -> bool:
+        return self.exit_code is not None
+
+    def request(self, exit_code: ExitCode, signal_name: str) -> None:
+        """Called from a signal handler: remember, and arm the server-side cancel."""
+        if self.requested:
+            return
+        self.exit_code, self.signal_name = exit_code, signal_name
+        self._timer = threading.Timer(self.grace_seconds, self._cancel_running_query)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, dbapi_connection: Any) -> None:
+        with self._lock:
+            self._connection = dbapi_connection
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self._connection = None
+
+    def _cancel_running_query(self) -> None:
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            cancel = getattr(connection, "cancel_safe", None) or connection.cancel
+            cancel()
+
+    def interrupted(self) -> Interrupted:
+        assert self.exit_code is not None
+        return Interrupted(f"stopped by {self.signal_name}", signal_exit=self.exit_code)
+
+    def check(self) -> None:
+        """Between steps: raise when a stop was requested."""
+        if self.requested:
+            raise self.interrupted()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
