@@ -91,8 +91,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         return
     from kpictl.db.embedded import start_embedded
 
-    # One server for all xdist workers of this run: the shared root of their temp dirs.
-    root = tmp_path_factory.getbasetemp().parent
+    # One server per test run, shared by its xdist workers (their temp dirs share a parent);
+    # never shared with another test run, which may stop its server at any time.
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     server = start_embedded(root / "embedded", "postgres", keep_running=False)
     yield PgServer(server.admin_url)
 

@@ -30,6 +30,16 @@ class TextFormat(str, Enum):
     json = "json"
 
 
+def whole_number(value: str | int) -> int:
+    """Typer `parser=` for integer options: the error names the offending value."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a whole number") from None
+
+
 DatabaseUrlOption = Annotated[
     str | None,
     typer.Option(
@@ -125,7 +135,7 @@ def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
         add_completion=name is None,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-        rich_markup_mode="markdown",
+        rich_markup_mode=None,
     )
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command
+from kpictl.cli.options import TextFormat, kpictl_command, whole_number
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -43,6 +43,8 @@ def aggregate(
         typer.Option(
             "--period-hours",
             envvar="KPI_AGGREGATION_PERIOD_HOURS",
+            parser=whole_number,
+            metavar="HOURS",
             help="Length of the period ending now (1-8760).",
         ),
     ] = 24,
