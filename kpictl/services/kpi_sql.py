@@ -118,8 +118,19 @@ def run_level_chunk(clock: SourceClock, *, only_new: bool, after_cursor: bool) -
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
     tool_call_success_rate. Returns the chunk's size, snapshots written and its last key
     (the next chunk starts after it: `after_cursor`)."""
-    skip_existing = f"AND NOT {HAS_RUN_SNAPSHOT}" if only_new else ""
+    # A scalar sub-select runs as one index probe per candidate run, whatever the (often
+    # stale) statistics of kpi_snapshots say; a NOT EXISTS anti-join planned on a fresh
+    # table's "1 row" estimate degenerates into a nested loop over every snapshot.
+    skip_existing = (
+        "AND (SELECT 1 FROM kpi_snapshots k WHERE k.level = 'run' AND k.kpi_name = :run_duration "
+        "AND k.kpi_version = :version AND k.scope_id = e.id LIMIT 1) IS NULL"
+        if only_new
+        else ""
+    )
     cursor = (
+        # The plain `>=` lets the scan start at the cursor on a one-column completed_at
+        # index; the row comparison alone would only filter, rescanning earlier chunks.
+        "AND e.completed_at >= :after_completed "
         "AND (e.completed_at, e.id) > (:after_completed, CAST(:after_id AS uuid))"
         if after_cursor
         else ""

@@ -138,6 +138,7 @@ def run_level(
     next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True)
     parameters = base_parameters(period, job_id, options)
     statement, after_completed, after_id = first_chunk, None, None
+    chunks = 0
     with _timed(counts, "run"):
         _delay(connection, options, "run")
         while True:
@@ -157,6 +158,11 @@ def run_level(
                 connection.commit()
             if row.runs < options.chunk_size:
                 break
+            if chunks == 0:
+                # A backlog: refresh the planner's view of kpi_snapshots (typically near-empty
+                # statistics on a first run) so the next chunks probe the key index.
+                connection.execute(text("ANALYZE kpi_snapshots"))
+            chunks += 1
             statement, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
             if commit_chunks:
                 stop.check()

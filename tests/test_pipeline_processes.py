@@ -1,0 +1,196 @@
+"""One pipeline at a time, signals and crashes, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from kpictl.services.lock import PIPELINE_LOCK_KEY
+from tests import factories as f
+from tests.conftest import ENV_KEYS, libpq, run_cli
+
+
+def spawn(args: list[str], url: str, **env: str) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    full_env.update(KPICTL_DATABASE_URL=url, **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kpictl", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+def scalar(engine, query: str, **parameters):
+    with engine.connect() as conn:
+        return conn.execute(text(query), parameters).scalar()
+
+
+def job_status(engine) -> str | None:
+    return scalar(
+        engine, "SELECT status FROM kpi_aggregation_jobs ORDER BY started_at DESC LIMIT 1"
+    )
+
+
+def some_runs(engine, n: int = 3) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        for i in range(n):
+            f.execution(
+                conn,
+                repo,
+                "completed",
+                now - timedelta(hours=2, minutes=i),
+                now - timedelta(hours=1),
+            )
+
+
+def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
+    holder = psycopg.connect(libpq(db_url), autocommit=True)
+    holder.execute("SELECT set_config('application_name', 'test holder', false)")
+    holder.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
+    try:
+        blocked = run_cli(["aggregate"], db_url)
+        assert blocked.exit_code == 75, blocked.output
+        assert "test holder" in blocked.stderr and "backend pid" in blocked.stderr
+        assert scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs") == 0
+
+        waiting = spawn(["aggregate", "--wait", "20"], db_url)
+        time.sleep(1.5)
+        assert waiting.poll() is None  # still waiting for the lock
+    finally:
+        holder.close()
+    _stdout, stderr = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, stderr
+    assert job_status(engine) == "completed"
+
+    timed_out = psycopg.connect(libpq(db_url), autocommit=True)
+    timed_out.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
+    try:
+        result = run_cli(["aggregate", "--wait", "1"], db_url)
+        assert result.exit_code == 75 and "after waiting 1s" in result.stderr
+    finally:
+        timed_out.close()
+
+
+def test_second_run_names_a_running_kpictl(db_url, engine):
+    some_runs(engine)
+    first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
+    try:
+        wait_for(lambda: job_status(engine) == "running")
+        job_id = scalar(engine, "SELECT id FROM kpi_aggregation_jobs WHERE status = 'running'")
+        second = run_cli(["aggregate"], db_url)
+        assert second.exit_code == 75
+        assert f"host {socket.gethostname()} pid {first.pid}" in second.stderr
+        assert str(job_id) in second.stderr
+    finally:
+        first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_four_processes_at_once_never_duplicate(db_url, engine):
+    some_runs(engine, 5)
+    processes = [spawn(["aggregate", "--wait", "60"], db_url) for _ in range(4)]
+    for process in processes:
+        _stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert (
+        scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs WHERE status = 'completed'") == 4
+    )
+    duplicates = scalar(
+        engine,
+        "SELECT count(*) FROM (SELECT 1 FROM kpi_snapshots GROUP BY level, kpi_name, kpi_version, "
+        "scope_id, period_start, period_end HAVING count(*) > 1) d",
+    )
+    assert duplicates == 0
+    # 5 run_duration rows, 3 product KPIs, 4 factory KPIs per distinct period
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
+    """The product step outlives the grace period: its query is cancelled server-side."""
+    some_runs(engine)
+    process = spawn(
+        ["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:60", KPICTL_STOP_GRACE_SECONDS="1"
+    )
+    wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
+    time.sleep(0.5)  # inside the product step's pg_sleep
+    started = time.monotonic()
+    process.send_signal(sig)
+    _stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == code, stderr
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in stderr
+    row = scalar(engine, "SELECT status || ':' || coalesce(error, '') FROM kpi_aggregation_jobs")
+    assert row.startswith("cancelled:cancelled by SIG")
+    # the committed run level is intact; nothing of the cancelled step or after it
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level <> 'run'") == 0
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+        )
+        == 0
+    )
+
+
+def test_sigterm_lets_the_current_step_finish(db_url, engine):
+    """Within the grace period the running step completes and commits; no new step starts."""
+    some_runs(engine)
+    process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:3")
+    wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert job_status(engine) == "cancelled"
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'product'") == 3
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'factory'") == 0
+
+
+def test_sigkill_leaves_running_job_that_next_run_abandons(db_url, engine):
+    some_runs(engine)
+    process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="factory:60")
+    wait_for(
+        lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'product'") == 3
+    )
+    process.kill()
+    process.communicate(timeout=30)
+    assert job_status(engine) == "running"
+    # The killed client's backend may still sit in pg_sleep, holding the lock; wait for it.
+    result = run_cli(["aggregate", "--wait", "90"], db_url)
+    assert result.exit_code == 0, result.output
+    statuses = [
+        row
+        for row in (
+            scalar(
+                engine,
+                "SELECT string_agg(status, ',' ORDER BY started_at) FROM kpi_aggregation_jobs",
+            )
+            or ""
+        ).split(",")
+    ]
+    assert statuses == ["abandoned", "completed"]
+    assert "abandoned" in result.stderr
