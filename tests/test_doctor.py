@@ -28,7 +28,7 @@ def test_json_shape(db_url):
 def test_missing_source_column_is_named(db_url):
     engine = make_engine(db_url, test_settings(db_url))
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE workflow_executions DROP COLUMN completed_at"))
+        conn.execute(text("ALTER TABLE workflow_executions DROP COLUMN completed_at CASCADE"))
         conn.execute(text("ALTER TABLE agent_runs ALTER COLUMN total_tokens TYPE text"))
     engine.dispose()
     result = run_cli(["doctor", "--format", "json"], db_url)

@@ -1,5 +1,129 @@
-"""`kpictl jobs` (not built yet)."""
+"""`kpictl jobs` (list, newest first) and `kpictl jobs show ID`.
+
+`jobs` is a group whose callback lists when no subcommand follows, so that both `kpictl jobs
+--status failed` and `kpictl jobs show ID` work. The listing is registered through
+`kpictl_command` on a private app and its wrapper reused as the group callback, so it gets the
+common options and the central error handling like every other command.
+"""
+
+import inspect
+from typing import Annotated, Any
 
 import typer
 
+from kpictl.cli.options import TableFormat, kpictl_command, new_app
+from kpictl.settings import Settings
+
 app = typer.Typer()
+
+LIST_HELP = """List pipeline jobs, newest first; `jobs show ID` for one.
+
+Jobs of aggregate, backfill, retention and history fill: id, type, status, start, end, duration,
+snapshots written, error.
+
+Examples:
+
+    kpictl jobs
+
+    kpictl jobs --status failed --limit 50
+
+    kpictl jobs --type backfill --format json
+
+    kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33
+"""
+
+SHOW_HELP = """Show one job with every column and its metadata (host, pid, version, command
+line, per-step counts and timings). Exit 1 when there is no such job.
+
+Examples:
+
+    kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33
+
+    kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33 --format json
+"""
+
+jobs_app = new_app("jobs", help=LIST_HELP)
+app.add_typer(jobs_app)
+
+FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+
+_listing = typer.Typer()  # holds the wrapped listing command; never mounted itself
+
+
+@kpictl_command(_listing, "jobs", help=LIST_HELP)
+def list_jobs(
+    settings: Settings,
+    limit: Annotated[
+        str, typer.Option("--limit", help="At most this many jobs (1-1000).", metavar="N")
+    ] = "10",
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only jobs with this status: running, completed, failed, cancelled, abandoned "
+            "(or pending).",
+            metavar="STATUS",
+        ),
+    ] = None,
+    job_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type", help="Only jobs of this type (aggregate, backfill, ...).", metavar="TYPE"
+        ),
+    ] = None,
+    format: FormatOption = TableFormat.table,
+) -> None:
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.services import job_list as service
+
+    count = service.parse_limit(limit)
+    service.check_filters(count, status, job_type)
+    with open_database(settings).engine.connect() as connection:
+        jobs = service.list_jobs(connection, limit=count, status=status, job_type=job_type)
+    rows = [[job[name] for name in service.LIST_COLUMNS] for job in jobs]
+    output.emit_rows(format.value, service.LIST_COLUMNS, rows)
+
+
+def _list_when_no_subcommand(ctx: typer.Context, **options: Any) -> None:
+    if ctx.invoked_subcommand is None:
+        _listing.registered_commands[0].callback(**options)
+
+
+_wrapped = _listing.registered_commands[0].callback
+_context = inspect.Parameter(
+    "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+)
+_list_when_no_subcommand.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_context, *inspect.signature(_wrapped).parameters.values()]
+)
+_list_when_no_subcommand.__annotations__ = {"ctx": typer.Context, **_wrapped.__annotations__}
+jobs_app.callback(invoke_without_command=True, no_args_is_help=False, help=LIST_HELP)(
+    _list_when_no_subcommand
+)
+
+
+@kpictl_command(jobs_app, "show", help=SHOW_HELP)
+def show(
+    settings: Settings,
+    job_id: Annotated[str, typer.Argument(help="The job's id (a UUID).", metavar="ID")],
+    format: FormatOption = TableFormat.table,
+) -> None:
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.serialize import dumps
+    from kpictl.services import job_list as service
+
+    parsed = service.parse_job_id(job_id)
+    with open_database(settings).engine.connect() as connection:
+        job = service.show_job(connection, parsed)
+    if format is TableFormat.json:
+        output.emit_json(job)
+    elif format is TableFormat.csv:
+        output.emit_csv(
+            list(job),
+            [[dumps(v) if isinstance(v, list | dict) else v for v in job.values()]],
+        )
+    else:
+        for line in service.job_lines(job):
+            output.echo(line)

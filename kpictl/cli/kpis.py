@@ -1,5 +1,82 @@
-"""`kpictl kpis` (not built yet)."""
+"""`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
+
+from enum import Enum
+from typing import Annotated
 
 import typer
 
+from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.settings import Settings
+
 app = typer.Typer()
+
+
+class KpiLevel(str, Enum):
+    factory = "factory"
+    product = "product"
+
+
+HELP = """Latest value of each KPI, with period and unit.
+
+Per KPI (and product) the snapshot with the newest period end, with its period (UTC), unit and
+version.
+
+"no data" means the KPI had nothing to measure in its period (value NULL); "never computed" means
+no snapshot of that factory KPI exists yet (run `kpictl aggregate`). Default level: factory, or
+product with --product.
+
+Examples:
+
+    kpictl kpis
+
+    kpictl kpis --level product
+
+    kpictl kpis --product acme/app --format json
+
+    kpictl kpis --format csv > kpis.csv
+"""
+
+
+@kpictl_command(app, "kpis", help=HELP)
+def kpis(
+    settings: Settings,
+    level: Annotated[
+        KpiLevel | None,
+        typer.Option(
+            "--level",
+            help="factory or product. Default: factory, or product with --product.",
+            show_default=False,
+        ),
+    ] = None,
+    product: Annotated[
+        str | None,
+        typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
+    ] = None,
+    format: Annotated[
+        TableFormat, typer.Option("--format", help="Output format.")
+    ] = TableFormat.table,
+) -> None:
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.services import kpi_values as service
+
+    chosen = service.resolve_level(level.value if level else None, product)
+    owner_name = service.parse_product(product) if product is not None else None
+    with open_database(settings).engine.connect() as connection:
+        scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
+        values = service.latest_values(connection, level=chosen, scope_ids=scope_ids)
+    if format is TableFormat.json:
+        output.emit_json(service.as_document(values))
+    elif format is TableFormat.csv:
+        output.emit_csv(service.COLUMNS, service.csv_rows(values))
+    else:
+        columns, rows = service.table(values, chosen)
+        output.emit_table(columns, rows, title=f"{chosen} KPIs (latest)")
+    if not values:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "no %s-level snapshots%s yet; run `kpictl aggregate`",
+            chosen,
+            f" for {product}" if product else "",
+        )

@@ -11,10 +11,12 @@ from sqlalchemy import Connection, Engine, text
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
 from kpictl.services import migrate
+from kpictl.services.lock import PIPELINE_LOCK_KEY
 
 MIN_SERVER_VERSION = 150000  # UNIQUE NULLS NOT DISTINCT (the snapshot key) needs PostgreSQL 15
 
 OK, WARN, FAIL = "ok", "warn", "fail"
+LOCK_HELD_WARN_SECONDS = 3600  # an aggregate holding the lock this long is probably stuck
 
 
 @dataclass
@@ -58,6 +60,8 @@ def run_checks(engine: Engine, *, source: str, shown_url: str) -> DoctorReport:
             _check_server(connection, report)
             _check_migrations(connection, report)
             _check_sources(connection, report)
+            _check_pipeline_lock(connection, report)
+            _check_last_job(connection, report)
             for extra in EXTRA_CHECKS:
                 extra(connection, report)
     except Exception as exc:
@@ -123,3 +127,82 @@ def _check_sources(connection: Connection, report: DoctorReport) -> None:
             report.add(f"source {table_name}", missing_status, "; ".join(problems))
         else:
             report.add(f"source {table_name}", OK, f"{len(expected)} columns present")
+
+
+def _check_pipeline_lock(connection: Connection, report: DoctorReport) -> None:
+    """Who holds the pipeline's advisory lock right now (pg_locks joined to pg_stat_activity).
+
+    A bigint advisory key shows in pg_locks as classid = key >> 32, objid = key & 0xffffffff,
+    objsubid = 1. A session-level lock has no acquisition time; the holder's session start
+    (kpictl holds the lock on a dedicated connection) is the best "since".
+    """
+    rows = connection.execute(
+        text(
+            "SELECT l.pid, l.granted, a.application_name, a.client_addr::text AS client, "
+            "a.backend_start, extract(epoch FROM now() - a.backend_start) AS held_seconds "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid::bigint = :high AND l.objid::bigint = :low "
+            "ORDER BY l.granted DESC, a.backend_start"
+        ),
+        {"high": PIPELINE_LOCK_KEY >> 32, "low": PIPELINE_LOCK_KEY & 0xFFFFFFFF},
+    ).all()
+    holder = next((row for row in rows if row.granted), None)
+    waiting = sum(1 for row in rows if not row.granted)
+    waiters = f"; {waiting} waiting" if waiting else ""
+    if holder is None:
+        report.add("pipeline lock", OK, f"not held (no aggregate or backfill running){waiters}")
+        return
+    since = holder.backend_start.isoformat(timespec="seconds") if holder.backend_start else "?"
+    client = f", client {holder.client}" if holder.client else ""
+    detail = (
+        f"held by pid {holder.pid} ({holder.application_name or 'unknown application'}"
+        f"{client}) since {since}{waiters}"
+    )
+    detail += _running_job_of(connection, holder.pid)
+    held = float(holder.held_seconds or 0)
+    if held > LOCK_HELD_WARN_SECONDS:
+        report.add("pipeline lock", WARN, f"{detail}: held for {held / 3600:.1f} h")
+    else:
+        report.add("pipeline lock", OK, detail)
+
+
+def _running_job_of(connection: Connection, backend_pid: int) -> str:
+    """', job <id> (host h, pid p)' when the lock holder's running job row names its backend."""
+    if connection.execute(text("SELECT to_regclass('kpi_aggregation_jobs')")).scalar() is None:
+        return ""
+    job = connection.execute(
+        text(
+            "SELECT id, metadata->>'host' AS host, metadata->>'pid' AS pid "
+            "FROM kpi_aggregation_jobs WHERE status = 'running' "
+            "AND metadata->>'lock_backend_pid' = :backend_pid "
+            "ORDER BY started_at DESC LIMIT 1"
+        ),
+        {"backend_pid": str(backend_pid)},
+    ).first()
+    return f"; job {job.id} (host {job.host}, pid {job.pid})" if job else ""
+
+
+def _check_last_job(connection: Connection, report: DoctorReport) -> None:
+    """The newest kpi_aggregation_jobs row: warn when it failed, was abandoned, or there is none."""
+    if connection.execute(text("SELECT to_regclass('kpi_aggregation_jobs')")).scalar() is None:
+        report.add("last job", WARN, "no kpi_aggregation_jobs table (run `kpictl migrate`)")
+        return
+    job = connection.execute(
+        text(
+            "SELECT id, job_type, status, coalesce(started_at, created_at) AS started_at, "
+            "duration_ms, snapshots_created, error FROM kpi_aggregation_jobs "
+            "ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, id LIMIT 1"
+        )
+    ).first()
+    if job is None:
+        report.add("last job", WARN, "no job has run yet (run `kpictl aggregate`)")
+        return
+    started = job.started_at.isoformat(timespec="seconds")
+    detail = f"{job.job_type} {job.id} {job.status}, started {started}"
+    if job.status == "completed":
+        detail += f", {job.snapshots_created} snapshots in {job.duration_ms} ms"
+    if job.error:
+        detail += f": {job.error.strip().splitlines()[0][:200]}"
+    report.add("last job", WARN if job.status in ("failed", "abandoned") else OK, detail)

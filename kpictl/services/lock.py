@@ -64,6 +64,7 @@ LEFT JOIN LATERAL (
   ORDER BY started_at DESC LIMIT 1
 ) j ON true
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::bigint = :high AND l.objid::bigint = :low
 """
         ),

@@ -1,0 +1,123 @@
+"""`kpictl jobs`: the rows of `kpi_aggregation_jobs`, newest first, and one job in full."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from kpictl.db.schema import JOB_STATUSES, kpi_aggregation_jobs, kpi_snapshots
+from kpictl.errors import CommandFailed, UsageError
+
+LIST_COLUMNS = [
+    "id",
+    "job_type",
+    "status",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "snapshots_created",
+    "error",
+]
+MAX_LIMIT = 1000
+
+
+def parse_limit(value: str) -> int:
+    """--limit as typed: a whole number 1..MAX_LIMIT (UsageError naming the value otherwise)."""
+    try:
+        limit = int(value.strip())
+    except ValueError:
+        raise UsageError(
+            f"invalid --limit {value!r}: use a whole number 1 to {MAX_LIMIT}"
+        ) from None
+    check_filters(limit, None, None)
+    return limit
+
+
+def check_filters(limit: int, status: str | None, job_type: str | None) -> None:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise UsageError(f"invalid --limit {limit}: use 1 to {MAX_LIMIT}")
+    if status is not None and status not in JOB_STATUSES:
+        raise UsageError(f"invalid --status {status!r} (use one of {', '.join(JOB_STATUSES)})")
+    if job_type is not None and not job_type.strip():
+        raise UsageError("invalid --type '': give a job type such as aggregate or backfill")
+
+
+def newest_first(query):
+    """Newest first: by start (creation for a job not started yet), then by creation."""
+    jobs = kpi_aggregation_jobs
+    return query.order_by(
+        func.coalesce(jobs.c.started_at, jobs.c.created_at).desc(),
+        jobs.c.created_at.desc(),
+        jobs.c.id,
+    )
+
+
+def list_jobs(
+    connection: Connection,
+    *,
+    limit: int = 10,
+    status: str | None = None,
+    job_type: str | None = None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` job rows (the LIST_COLUMNS), newest first, optionally filtered."""
+    check_filters(limit, status, job_type)
+    jobs = kpi_aggregation_jobs
+    query = select(*(jobs.c[name] for name in LIST_COLUMNS))
+    if status is not None:
+        query = query.where(jobs.c.status == status)
+    if job_type is not None:
+        query = query.where(jobs.c.job_type == job_type)
+    rows = connection.execute(newest_first(query).limit(limit)).mappings()
+    return [dict(row) for row in rows]
+
+
+def parse_job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        raise UsageError(f"invalid job ID {value!r}: expected a UUID") from None
+
+
+def show_job(connection: Connection, job_id: uuid.UUID) -> dict[str, Any]:
+    """Every column of one job, plus how many snapshots per level still carry its id."""
+    jobs = kpi_aggregation_jobs
+    row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        raise CommandFailed(f"no such job: {job_id}", hint="`kpictl jobs` lists recent jobs")
+    counts = connection.execute(
+        select(kpi_snapshots.c.level, func.count())
+        .where(kpi_snapshots.c.job_id == job_id)
+        .group_by(kpi_snapshots.c.level)
+        .order_by(kpi_snapshots.c.level)
+    ).all()
+    job = dict(row)
+    job["snapshots_by_level"] = {level: count for level, count in counts}
+    return job
+
+
+def job_lines(job: dict[str, Any]) -> list[str]:
+    """`kpictl jobs show` as text: one `column: value` line each, metadata as indented JSON."""
+    from kpictl.serialize import dumps
+
+    width = max(len(name) for name in job)
+    lines = []
+    for name, value in job.items():
+        if name == "metadata":
+            continue
+        if value is None:
+            shown = "-"
+        elif isinstance(value, list | dict):
+            shown = dumps(value)
+        elif hasattr(value, "isoformat"):
+            shown = value.isoformat()
+        else:
+            shown = str(value)
+        lines.append(f"{name + ':':<{width + 1}} {shown}")
+    metadata = job.get("metadata")
+    lines.append("metadata:")
+    lines.extend(
+        "  " + line for line in (dumps(metadata, indent=2) if metadata else "{}").splitlines()
+    )
+    return lines

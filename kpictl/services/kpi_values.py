@@ -1,0 +1,218 @@
+"""`kpictl kpis`: the latest value of each KPI, what an operator looks at first.
+
+"Latest" is, per (KPI, scope), the snapshot with the newest `period_end`, then the newest
+`calculated_at` (pipeline.md §5). Only KPIs of the registry are shown (rows of other names, such
+as the platform trigger's `run_success`, are ignored). At factory level a KPI that was never
+computed is still listed, with every field but its name, level, unit and version empty; at
+product level only products with snapshots appear.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from kpictl import kpis as registry
+from kpictl.db.schema import kpi_snapshots, repositories
+from kpictl.errors import CommandFailed, UsageError
+
+KPI_LEVELS = ("factory", "product")
+
+
+@dataclass(frozen=True)
+class KpiValue:
+    kpi_name: str
+    level: str
+    scope_id: uuid.UUID | None
+    product: str | None  # owner/name of the repository (product level)
+    value: Decimal | None  # None: no data in the period (or never computed)
+    unit: str | None
+    kpi_version: str
+    period_start: datetime | None
+    period_end: datetime | None
+    calculated_at: datetime | None  # None: never computed
+
+    @property
+    def never_computed(self) -> bool:
+        return self.calculated_at is None
+
+
+def parse_product(product: str) -> tuple[str, str]:
+    """'owner/name' -> ('owner', 'name'); UsageError when it is not of that shape."""
+    owner, slash, name = product.strip().partition("/")
+    if not slash or not owner or not name or "/" in name:
+        raise UsageError(f"invalid --product {product!r}: use owner/name, e.g. acme/app")
+    return owner, name
+
+
+def resolve_level(level: str | None, product: str | None) -> str:
+    """Default factory, or product when --product is given; --product needs product level."""
+    if level is not None and level not in KPI_LEVELS:
+        raise UsageError(f"invalid --level {level!r} (use factory or product)")
+    if product is not None and level == "factory":
+        raise UsageError(f"--product {product!r} needs --level product (it is not a factory KPI)")
+    return level or ("product" if product is not None else "factory")
+
+
+def product_ids(connection: Connection, owner: str, name: str) -> list[uuid.UUID]:
+    """Repository ids of product `owner/name`; CommandFailed when there is none."""
+    found = list(
+        connection.execute(
+            select(repositories.c.id).where(
+                repositories.c.owner == owner, repositories.c.name == name
+            )
+        ).scalars()
+    )
+    if not found:
+        raise CommandFailed(
+            f"no such product {owner}/{name!s}: no repository with owner {owner!r} and "
+            f"name {name!r}"
+        )
+    return found
+
+
+def latest_values(
+    connection: Connection, *, level: str, scope_ids: list[uuid.UUID] | None = None
+) -> list[KpiValue]:
+    """The latest snapshot per (KPI, scope) at `level`, in registry order (products by name)."""
+    definitions = registry.at_level(level)
+    snapshots = kpi_snapshots
+    conditions = [
+        snapshots.c.level == level,
+        snapshots.c.kpi_name.in_([kpi.name for kpi in definitions]),
+    ]
+    if scope_ids is not None:
+        conditions.append(snapshots.c.scope_id.in_(scope_ids))
+    product = (repositories.c.owner + "/" + repositories.c.name).label("product")
+    # Newest period_end, then newest calculated_at, per (KPI, scope). A window function rather
+    # than DISTINCT ON, whose Core spelling differs between SQLAlchemy 2.0 and 2.1.
+    rank = func.row_number().over(
+        partition_by=(snapshots.c.kpi_name, snapshots.c.scope_id),
+        order_by=(snapshots.c.period_end.desc(), snapshots.c.calculated_at.desc()),
+    )
+    ranked = (
+        select(
+            snapshots.c.kpi_name,
+            snapshots.c.scope_id,
+            snapshots.c.value,
+            snapshots.c.unit,
+            snapshots.c.kpi_version,
+            snapshots.c.period_start,
+            snapshots.c.period_end,
+            snapshots.c.calculated_at,
+            rank.label("rank"),
+        )
+        .where(*conditions)
+        .subquery("ranked")
+    )
+    statement = (
+        select(
+            ranked.c.kpi_name,
+            ranked.c.scope_id,
+            product,
+            ranked.c.value,
+            ranked.c.unit,
+            ranked.c.kpi_version,
+            ranked.c.period_start,
+            ranked.c.period_end,
+            ranked.c.calculated_at,
+        )
+        .select_from(ranked.outerjoin(repositories, repositories.c.id == ranked.c.scope_id))
+        .where(ranked.c.rank == 1)
+    )
+    found = [KpiValue(level=level, **row._mapping) for row in connection.execute(statement)]
+    order = {kpi.name: index for index, kpi in enumerate(definitions)}
+    found.sort(key=lambda item: (item.product or "", str(item.scope_id), order[item.kpi_name]))
+    if level != "factory":
+        return found
+    # A factory KPI never computed is listed too, so that its absence is visible.
+    computed = {item.kpi_name for item in found}
+    missing = [
+        KpiValue(kpi.name, level, None, None, None, kpi.unit, kpi.version, None, None, None)
+        for kpi in definitions
+        if kpi.name not in computed
+    ]
+    return sorted(found + missing, key=lambda item: order[item.kpi_name])
+
+
+COLUMNS = [
+    "kpi_name",
+    "level",
+    "scope_id",
+    "product",
+    "value",
+    "unit",
+    "kpi_version",
+    "period_start",
+    "period_end",
+    "calculated_at",
+]
+
+
+def as_document(values: list[KpiValue]) -> dict[str, Any]:
+    """The JSON document of pipeline.md §5 (camelCase keys, value null for no data)."""
+    return {
+        "status": "success",
+        "data": [
+            {
+                "kpiName": item.kpi_name,
+                "level": item.level,
+                "scopeId": item.scope_id,
+                "product": item.product,
+                "value": item.value,
+                "unit": item.unit,
+                "kpiVersion": item.kpi_version,
+                "periodStart": item.period_start,
+                "periodEnd": item.period_end,
+                "calculatedAt": item.calculated_at,
+            }
+            for item in values
+        ],
+    }
+
+
+def csv_rows(values: list[KpiValue]) -> list[list[Any]]:
+    """Raw values (empty cell for NULL) in the order of COLUMNS."""
+    return [[getattr(item, name) for name in COLUMNS] for item in values]
+
+
+def table(values: list[KpiValue], level: str) -> tuple[list[str], list[list[Any]]]:
+    """For people: 'no data' for a NULL value, 'never computed' for a KPI without snapshots;
+    a product column at product level only."""
+    columns = ["kpi", "product", "value", "unit", "version", "period (UTC)", "calculated_at"]
+    rows = []
+    for item in values:
+        if item.never_computed:
+            shown, period = "never computed", ""
+        else:
+            shown = "no data" if item.value is None else format_value(item.value)
+            period = f"{_instant(item.period_start)} .. {_instant(item.period_end)}"
+        product = item.product or ("" if item.scope_id is None else str(item.scope_id))
+        unit = item.unit or ""
+        rows.append(
+            [item.kpi_name, product, shown, unit, item.kpi_version, period, item.calculated_at]
+        )
+    if level == "factory":
+        columns.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    return columns, rows
+
+
+def format_value(value: Decimal) -> str:
+    """At most two decimals, no trailing zeros: 40 -> '40', 66.6667 -> '66.67'."""
+    try:
+        text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):f}"
+    except InvalidOperation:  # more digits than the decimal context holds: show as stored
+        return str(value)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _instant(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
