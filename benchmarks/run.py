@@ -1,0 +1,312 @@
+"""The benchmark runner: kpictl against hand-written SQL lower bounds, same database, same run.
+
+    python -m benchmarks                       # default scale, about 5 minutes on 2 cores
+    python -m benchmarks --scale large         # the sizes of issue 6 (1,000,000 runs, ...)
+    python -m benchmarks --only aggregate --repeat 5
+
+Data comes from `kpictl.sample` (deterministic: same seed, same rows). Each scenario runs
+`--repeat` times; the table reports medians. Results go to docs/PERFORMANCE.md (between the
+markers) and to stdout. Nothing here is asserted: the test suite never times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import Engine, text
+
+from kpictl import sample
+from kpictl.db.engine import make_engine
+from kpictl.services import migrate, pipeline
+from kpictl.services.periods import Period
+from kpictl.services.stop import StopRequest
+from kpictl.settings import DatabaseTarget, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BOUNDS = Path(__file__).resolve().parent / "bounds"
+MARK_BEGIN = "<!-- benchmark results: begin -->"
+MARK_END = "<!-- benchmark results: end -->"
+
+SCALES = {
+    # runs in the 7-day window, new runs for the incremental cycle, runs over 30 days (backfill)
+    "small": {"runs": 100_000, "new_runs": 2_000, "backfill_runs": 60_000},
+    "medium": {"runs": 300_000, "new_runs": 2_000, "backfill_runs": 150_000},
+    "large": {"runs": 1_000_000, "new_runs": 2_000, "backfill_runs": 1_000_000},
+}
+
+
+@dataclass
+class Row:
+    scenario: str
+    scale: str
+    kpictl_s: float
+    bound_s: float | None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.kpictl_s / self.bound_s if self.bound_s else None
+
+
+def median_time(
+    action: Callable[[], object], repeat: int, before: Callable[[], object] | None = None
+) -> float:
+    times = []
+    for _ in range(repeat):
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+class Bench:
+    def __init__(self, url: str, repeat: int):
+        self.url = url
+        self.repeat = repeat
+        self.engine: Engine = make_engine(
+            url, Settings(target=DatabaseTarget("bench", url), command="kpictl bench")
+        )
+
+    def sql(self, statement: str, **parameters) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(text(statement), parameters)
+
+    def run_script(self, name: str, parameters: dict) -> None:
+        script = (BOUNDS / name).read_text()
+        with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+            for statement in filter(str.strip, script.split(";\n")):
+                body = "\n".join(
+                    line for line in statement.splitlines() if not line.startswith("--")
+                )
+                if body.strip():
+                    conn.execute(body, parameters)
+
+    def vacuum(self) -> None:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+
+
+ALL_IDS = {
+    "id_low": "00000000-0000-0000-0000-000000000000",
+    "id_high": "ffffffff-ffff-ffff-ffff-ffffffffffff",
+}
+
+
+def seed_id_range(seed: int) -> dict[str, str]:
+    """Every sample id of one seed (see kpictl.sample._sample_uuid)."""
+    import hashlib
+
+    digest = hashlib.md5(f"kpictl-sample/{seed}".encode()).hexdigest()
+    stem = f"{sample.SAMPLE_PREFIX}-{digest[:4]}-8{digest[4:7]}"
+    return {"id_low": f"{stem}-8000-000000000000", "id_high": f"{stem}-8fff-ffffffffffff"}
+
+
+def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
+    sizes = SCALES[scale]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    period = Period(end - timedelta(hours=168), end)
+    with bench.engine.begin() as conn:
+        sample.generate(
+            conn,
+            seed=1,
+            days=7,
+            runs_per_day=sizes["runs"] // 7,
+            repositories=50,
+            tenants=1,
+            weeks=1,
+            pages=1,
+            now=end,
+        )
+    bench.vacuum()
+    options = pipeline.PipelineOptions()
+
+    def kpictl_aggregate() -> None:
+        pipeline.aggregate(bench.engine, period, metadata={}, options=options, stop=StopRequest())
+
+    def truncate() -> None:
+        bench.sql("TRUNCATE kpi_snapshots")
+
+    parameters = {"start": period.start, "end": period.end, **ALL_IDS}
+    scratch = median_time(kpictl_aggregate, bench.repeat, truncate)
+    scratch_bound = median_time(
+        lambda: bench.run_script("aggregate.sql", parameters), bench.repeat, truncate
+    )
+    rows = [
+        Row(
+            "aggregate --period-hours 168, from scratch",
+            f"{sizes['runs']:,} runs",
+            scratch,
+            scratch_bound,
+        )
+    ]
+
+    # Incremental: the history is in place; each repeat adds `new_runs` fresh runs.
+    truncate()
+    kpictl_aggregate()
+    incremental, bound = [], []
+    for seed in range(2, 2 + bench.repeat):
+        new_end = end - timedelta(minutes=10)
+        with bench.engine.begin() as conn:
+            sample.generate(
+                conn,
+                seed=seed,
+                days=1,
+                runs_per_day=sizes["new_runs"],
+                repositories=50,
+                tenants=1,
+                weeks=1,
+                pages=1,
+                now=new_end,
+            )
+        started = time.perf_counter()
+        kpictl_aggregate()
+        incremental.append(time.perf_counter() - started)
+        # the bound: run level restricted to the new runs, the window's product/factory GROUP BYs
+        bench.sql(
+            "DELETE FROM kpi_snapshots WHERE level <> 'run' OR scope_id BETWEEN CAST(:id_low AS uuid) "
+            "AND CAST(:id_high AS uuid)",
+            **seed_id_range(seed),
+        )
+        started = time.perf_counter()
+        bench.run_script("aggregate.sql", {**parameters, **seed_id_range(seed)})
+        bound.append(time.perf_counter() - started)
+    rows.append(
+        Row(
+            "aggregate, next cycle (+new runs)",
+            f"{sizes['new_runs']:,} new on {sizes['runs']:,}",
+            statistics.median(incremental),
+            statistics.median(bound),
+            note=f"{100 * statistics.median(incremental) / scratch:.1f} % of from scratch",
+        )
+    )
+    return rows
+
+
+def cli_scenarios(repeat: int) -> list[Row]:
+    python = sys.executable
+
+    def run(*args: str, env: dict | None = None) -> None:
+        subprocess.run(args, check=False, capture_output=True, env={**os.environ, **(env or {})})
+
+    bare = median_time(lambda: run(python, "-c", "pass"), max(repeat, 5))
+    help_time = median_time(lambda: run(python, "-m", "kpictl", "--help"), max(repeat, 5))
+    completion = median_time(
+        lambda: run(
+            python,
+            "-m",
+            "kpictl",
+            env={"_KPICTL_COMPLETE": "complete_bash", "COMP_WORDS": "kpictl ag", "COMP_CWORD": "1"},
+        ),
+        max(repeat, 5),
+    )
+    return [
+        Row(
+            "kpictl --help",
+            "-",
+            help_time,
+            bare,
+            note=f"{1000 * (help_time - bare):.0f} ms above the interpreter",
+        ),
+        Row(
+            "shell completion request",
+            "-",
+            completion,
+            bare,
+            note=f"{1000 * (completion - bare):.0f} ms above the interpreter",
+        ),
+    ]
+
+
+def render(rows: list[Row], server_version: str) -> str:
+    lines = [
+        MARK_BEGIN,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {server_version}. Medians.",
+        "",
+        "| scenario | scale | kpictl (s) | lower bound (s) | ratio | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}" if row.ratio else "-"
+        bound = f"{row.bound_s:.3f}" if row.bound_s is not None else "-"
+        lines.append(
+            f"| {row.scenario} | {row.scale} | {row.kpictl_s:.3f} | {bound} | {ratio} | {row.note} |"
+        )
+    lines += ["", MARK_END]
+    return "\n".join(lines)
+
+
+def write_results(block: str, path: Path) -> None:
+    text_before = (
+        path.read_text()
+        if path.exists()
+        else "# Performance\n\n" + MARK_BEGIN + "\n" + MARK_END + "\n"
+    )
+    if MARK_BEGIN in text_before:
+        head, _, rest = text_before.partition(MARK_BEGIN)
+        _, _, tail = rest.partition(MARK_END)
+        path.write_text(head + block + tail)
+    else:
+        path.write_text(text_before.rstrip() + "\n\n" + block + "\n")
+
+
+def database_url(data_dir: Path) -> str:
+    given = os.environ.get("KPICTL_BENCH_DATABASE_URL")
+    if given:
+        return given.replace("postgresql://", "postgresql+psycopg://", 1)
+    from kpictl.db.embedded import start_embedded
+
+    server = start_embedded(data_dir, "kpictl_bench", keep_running=False)
+    admin = psycopg.connect(server.admin_url.replace("+psycopg", ""), autocommit=True)
+    admin.execute("DROP DATABASE IF EXISTS kpictl_bench WITH (FORCE)")
+    admin.execute("CREATE DATABASE kpictl_bench")
+    admin.close()
+    return server.url
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--scale", choices=sorted(SCALES), default="small")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=["aggregate", "cli"], action="append")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kpictl-bench-") as data_dir:
+        url = database_url(Path(data_dir))
+        bench = Bench(url, args.repeat)
+        migrate.upgrade(bench.engine, with_sources=True)
+        with bench.engine.connect() as conn:
+            server_version = conn.execute(
+                text("SELECT 'PostgreSQL ' || current_setting('server_version')")
+            ).scalar_one()
+        rows: list[Row] = []
+        wanted = set(args.only or ["aggregate", "cli"])
+        if "aggregate" in wanted:
+            rows += aggregate_scenarios(bench, args.scale)
+        if "cli" in wanted:
+            rows += cli_scenarios(args.repeat)
+        bench.engine.dispose()
+    block = render(rows, server_version)
+    print(block)
+    write_results(block, args.output)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"runner peak RSS {peak} MB", file=sys.stderr)
+    return 0
