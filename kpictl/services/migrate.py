@@ -8,6 +8,8 @@ revisions run, and no downgrade ever drops them.
 from __future__ import annotations
 
 import io
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +24,8 @@ from sqlalchemy.schema import CreateTable
 from alembic import command
 from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
 from kpictl.errors import CommandFailed, UsageError
+
+log = logging.getLogger(__name__)
 
 VERSION_TABLE = "kpictl_alembic_version"
 # pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
@@ -112,16 +116,26 @@ class MigrationResult:
 
 
 @contextmanager
-def _migration_lock(connection: Connection) -> Iterator[None]:
-    """Two `kpictl migrate` at once run one after the other (session-level advisory lock)."""
-    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
-    connection.commit()
-    try:
-        yield
-    finally:
-        connection.rollback()
-        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY})
-        connection.commit()
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Two `kpictl migrate` at once run one after the other.
+
+    A session-level advisory lock on a connection of its own, polled in autocommit: a session
+    blocked inside pg_advisory_lock() holds a snapshot, and `CREATE INDEX CONCURRENTLY` in a
+    revision would wait for it while it waits for us (a deadlock).
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock_connection:
+        waiting_logged = False
+        while not lock_connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATE_LOCK_KEY}
+        ).scalar_one():
+            if not waiting_logged:
+                log.info("Waiting for another kpictl migrate to finish")
+                waiting_logged = True
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            lock_connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY})
 
 
 def upgrade(
@@ -133,7 +147,7 @@ def upgrade(
     transaction), so this takes the engine, not a connection inside a transaction.
     """
     known_revision(revision)
-    with engine.connect() as connection, _migration_lock(connection):
+    with _migration_lock(engine), engine.connect() as connection:
         with connection.begin():
             created = create_sources(connection) if with_sources else []
             missing = missing_tables(connection, PIPELINE_SOURCES)
@@ -158,7 +172,7 @@ def upgrade(
 def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Downgrade kpictl's schema; source tables are never dropped."""
     known_revision(revision)
-    with engine.connect() as connection, _migration_lock(connection):
+    with _migration_lock(engine), engine.connect() as connection:
         before = current_revision(connection)
         connection.commit()
         command.downgrade(alembic_config(connection), revision)
