@@ -1,5 +1,145 @@
-"""`kpictl retention` (not built yet)."""
+"""`kpictl retention`: delete old snapshots per level and old job rows, in bounded batches."""
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
 import typer
 
+from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.settings import Settings
+
 app = typer.Typer()
+
+HELP = """Delete old KPI snapshots (by calculated_at, per level) and old job rows (by created_at).
+
+Rows older than N days (calculated_at < now - N days) go, in batches of --batch-size rows, each
+batch its own short transaction. Job rows are deleted only when finished (completed, failed,
+cancelled, abandoned): running or pending jobs are never deleted. kpi_history and the source
+tables are never touched. A run is recorded as a `retention` job (counts in its metadata);
+--dry-run only counts and writes nothing, not even the job row. One run at a time: exit 75 when
+another retention run holds the retention lock (the pipeline lock is not needed).
+
+Examples:
+
+    kpictl retention --dry-run                   # what would go, per level
+
+    kpictl retention                             # the default ages below
+
+    kpictl retention --run-days 30 --vacuum      # then VACUUM ANALYZE
+
+    kpictl retention --batch-size 1000 -q        # smaller batches, only errors on stderr
+"""
+
+COLUMNS = ["target", "table", "older_than_days", "cutoff", "deleted"]
+
+
+def _days_option(name: str, what: str):
+    return typer.Option(
+        name, help=f"Delete {what} older than this many days (at least 1).", metavar="DAYS"
+    )
+
+
+@kpictl_command(app, "retention", help=HELP)
+def retention(
+    settings: Settings,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    run_days: Annotated[str, _days_option("--run-days", "run-level snapshots")] = "90",
+    product_days: Annotated[str, _days_option("--product-days", "product-level snapshots")] = "90",
+    factory_days: Annotated[str, _days_option("--factory-days", "factory-level snapshots")] = "730",
+    jobs_days: Annotated[str, _days_option("--jobs-days", "finished job rows")] = "90",
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            "--batch-size", help="Rows per DELETE batch (1 to 1,000,000).", metavar="ROWS"
+        ),
+    ] = "10000",
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="VACUUM ANALYZE the tables that lost rows.")
+    ] = False,
+    format: Annotated[
+        TableFormat, typer.Option("--format", help="Output format (default: table).")
+    ] = TableFormat.table,
+) -> int:
+    from kpictl.cli import output
+    from kpictl.cli.signals import graceful_stop
+    from kpictl.db.engine import open_database
+    from kpictl.redact import secrets_of_url
+    from kpictl.services import retention as service
+    from kpictl.services.jobs import job_metadata
+
+    policy = service.make_policy(
+        run_days=run_days,
+        product_days=product_days,
+        factory_days=factory_days,
+        jobs_days=jobs_days,
+        batch_size=batch_size,
+    )
+    database = open_database(settings)
+    meta = job_metadata(settings.argv, secrets_of_url(database.url))
+    with (
+        graceful_stop() as stop,
+        _batch_progress(enabled=not (dry_run or settings.quiet)) as on_batch,
+    ):
+        result, job_id = service.run_retention(
+            database.engine,
+            policy,
+            dry_run=dry_run,
+            vacuum=vacuum,
+            job_meta=meta,
+            on_batch=on_batch,
+            stop=stop,
+        )
+    rows = [[t.target, t.table, t.days, t.cutoff, t.deleted] for t in result.targets]
+    columns = COLUMNS if not dry_run else [*COLUMNS[:-1], "would_delete"]
+    output.emit_rows(format.value, columns, rows)
+    _log_summary(result, job_id)
+    return 0
+
+
+@contextlib.contextmanager
+def _batch_progress(*, enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress display on stderr, only when stderr is a terminal; else no callback."""
+    from kpictl.cli.output import stderr_is_terminal
+
+    if not (enabled and stderr_is_terminal()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def on_batch(target: str, rows: int, planned: int) -> None:
+        if target not in tasks:
+            tasks[target] = progress.add_task(f"deleting {target}", total=planned or None)
+        progress.advance(tasks[target], rows)
+
+    with progress:
+        yield on_batch
+
+
+def _log_summary(result: Any, job_id: Any) -> None:
+    log = logging.getLogger(__name__)
+    verb = "would delete" if result.dry_run else "deleted"
+    counts = ", ".join(f"{t.target} {t.deleted}" for t in result.targets)
+    log.info("Retention %s: %s%s", verb, counts, f" (job {job_id})" if job_id else "")
+    if result.vacuumed:
+        log.info("VACUUM ANALYZE done: %s", ", ".join(result.vacuumed))

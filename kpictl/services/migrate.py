@@ -135,7 +135,9 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         try:
             yield
         finally:
-            lock_connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY})
+            lock_connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY}
+            )
 
 
 def upgrade(

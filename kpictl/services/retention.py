@@ -1,0 +1,368 @@
+"""Retention: delete old KPI snapshots per level and old job rows, in short bounded batches.
+
+Each batch is one `DELETE ... WHERE id IN (SELECT id ... LIMIT :batch FOR UPDATE SKIP LOCKED)`
+in its own transaction, so no statement holds row locks for long and a concurrent aggregate is
+never blocked behind a large delete. Only `kpi_snapshots` and `kpi_aggregation_jobs` are touched:
+never `kpi_history`, never a source table. Job rows are deleted only in a terminal status
+(completed, failed, cancelled, abandoned): a `running` or `pending` job is never removed, however
+old, and neither is the retention run's own row.
+
+One retention run at a time: it holds an advisory lock of its own (not the pipeline's, so it
+never delays an aggregate), and a retention job left `running` by a process that died is marked
+`abandoned` by the next retention run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
+
+from kpictl.db.schema import kpi_aggregation_jobs as jobs
+from kpictl.db.schema import kpi_snapshots as snapshots
+from kpictl.errors import Interrupted, LockHeld, UsageError
+
+# pg_try_advisory_lock(bigint) key of retention runs: "kpiret" in ASCII.
+RETENTION_LOCK_KEY = 0x6B7069_726574
+DEFAULT_BATCH_SIZE = 10_000
+MAX_BATCH_SIZE = 1_000_000
+MAX_DAYS = 36_500
+TERMINAL_JOB_STATUSES = ("completed", "failed", "cancelled", "abandoned")
+# Deletion targets in the order they run: the three snapshot levels, then job rows.
+TARGETS = ("run", "product", "factory", "jobs")
+TABLE_OF_TARGET = {
+    "run": "kpi_snapshots",
+    "product": "kpi_snapshots",
+    "factory": "kpi_snapshots",
+    "jobs": "kpi_aggregation_jobs",
+}
+OPTION_OF_TARGET = {
+    "run": "--run-days",
+    "product": "--product-days",
+    "factory": "--factory-days",
+    "jobs": "--jobs-days",
+}
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Ages in whole days per target, and the batch size."""
+
+    run_days: int = 90
+    product_days: int = 90
+    factory_days: int = 730
+    jobs_days: int = 90
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def days(self, target: str) -> int:
+        return int(getattr(self, f"{target}_days"))
+
+
+@dataclass
+class TargetResult:
+    target: str  # run / product / factory / jobs
+    table: str
+    days: int
+    cutoff: datetime
+    deleted: int = 0  # rows deleted, or that would be deleted with dry_run
+    batches: int = 0  # DELETE statements executed
+
+
+@dataclass
+class RetentionResult:
+    dry_run: bool
+    now: datetime | None = None
+    targets: list[TargetResult] = field(default_factory=list)
+    vacuumed: list[str] = field(default_factory=list)
+
+    @property
+    def snapshots_deleted(self) -> int:
+        return sum(t.deleted for t in self.targets if t.table == "kpi_snapshots")
+
+    def summary(self) -> dict[str, Any]:
+        """Per-target counts for the job row's metadata."""
+        return {
+            "dry_run": self.dry_run,
+            "snapshots_deleted": self.snapshots_deleted,
+            "deleted": {t.target: t.deleted for t in self.targets},
+            "batches": {t.target: t.batches for t in self.targets},
+            "cutoffs": {t.target: t.cutoff for t in self.targets},
+            "vacuumed": self.vacuumed,
+        }
+
+
+def _parse_whole_number(value: Any, option: str, minimum: int, maximum: int, unit: str) -> int:
+    text_value = str(value).strip()
+    try:
+        number = int(text_value)
+    except ValueError:
+        raise UsageError(
+            f"invalid value for {option}: {text_value!r} is not a whole number of {unit}"
+        ) from None
+    if not minimum <= number <= maximum:
+        raise UsageError(
+            f"invalid value for {option}: {number} (must be {minimum} to {maximum} {unit})"
+        )
+    return number
+
+
+def make_policy(
+    *,
+    run_days: Any = 90,
+    product_days: Any = 90,
+    factory_days: Any = 730,
+    jobs_days: Any = 90,
+    batch_size: Any = DEFAULT_BATCH_SIZE,
+) -> RetentionPolicy:
+    """Validate raw option values (strings or ints); a bad one is a UsageError naming it."""
+    raw = {"run": run_days, "product": product_days, "factory": factory_days, "jobs": jobs_days}
+    days = {
+        f"{target}_days": _parse_whole_number(
+            raw[target], OPTION_OF_TARGET[target], 1, MAX_DAYS, "days"
+        )
+        for target in TARGETS
+    }
+    batch = _parse_whole_number(batch_size, "--batch-size", 1, MAX_BATCH_SIZE, "rows")
+    return RetentionPolicy(**days, batch_size=batch)
+
+
+def database_now(engine: Engine) -> datetime:
+    with engine.connect() as conn:
+        return conn.execute(select(func.now())).scalar_one()
+
+
+def _condition(target: str, cutoff: datetime, own_job_id: uuid.UUID | None):
+    if target == "jobs":
+        condition = and_(jobs.c.created_at < cutoff, jobs.c.status.in_(TERMINAL_JOB_STATUSES))
+        if own_job_id is not None:
+            condition = and_(condition, jobs.c.id != own_job_id)
+        return jobs, condition
+    return snapshots, and_(snapshots.c.level == target, snapshots.c.calculated_at < cutoff)
+
+
+def count_expired(conn: Connection, target: str, cutoff: datetime) -> int:
+    table, condition = _condition(target, cutoff, None)
+    return conn.execute(select(func.count()).select_from(table).where(condition)).scalar_one()
+
+
+def delete_batch(
+    conn: Connection, target: str, cutoff: datetime, batch_size: int, own_job_id: uuid.UUID | None
+) -> int:
+    """One bounded DELETE; rows locked by another session are skipped, not waited for."""
+    table, condition = _condition(target, cutoff, own_job_id)
+    ids = (
+        select(table.c.id)
+        .where(condition)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+
+
+def plan(engine: Engine, policy: RetentionPolicy, now: datetime) -> list[TargetResult]:
+    """The targets with their cutoffs (`now - days`) and how many rows are past them."""
+    results = []
+    with engine.connect() as conn:
+        for target in TARGETS:
+            days = policy.days(target)
+            cutoff = now - timedelta(days=days)
+            result = TargetResult(target, TABLE_OF_TARGET[target], days, cutoff)
+            result.deleted = count_expired(conn, target, cutoff)
+            results.append(result)
+    return results
+
+
+def apply_retention(
+    engine: Engine,
+    policy: RetentionPolicy,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    vacuum: bool = False,
+    own_job_id: uuid.UUID | None = None,
+    on_batch: Callable[[str, int, int], None] | None = None,
+    into: RetentionResult | None = None,
+    stop: Any = None,
+) -> RetentionResult:
+    """Delete (or, with `dry_run`, count) rows older than the policy's ages.
+
+    `now` defaults to the database's clock. Each batch commits on its own; `on_batch(target,
+    rows, planned)` is called after each one (for a progress bar; `planned` is the count found
+    before deleting). `vacuum` runs VACUUM ANALYZE on the
+    tables that lost rows, outside any transaction. Counts accumulate in `into` when given, so
+    a caller still has them after an error. `stop` (a `kpictl.services.stop.StopRequest`) is
+    checked before each batch, and the running batch's connection is registered with it so that
+    a batch still running after the grace period is cancelled server-side.
+    """
+    now = now or database_now(engine)
+    planned = plan(engine, policy, now)
+    result = into if into is not None else RetentionResult(dry_run=dry_run)
+    result.now, result.dry_run = now, dry_run
+    if dry_run:
+        result.targets = planned
+        return result
+    for target in planned:
+        done = TargetResult(target.target, target.table, target.days, target.cutoff)
+        result.targets.append(done)
+        while True:
+            if stop is not None:
+                stop.check()
+            with engine.begin() as conn:
+                if stop is not None:
+                    stop.watch(conn.connection.dbapi_connection)
+                try:
+                    rows = delete_batch(
+                        conn, target.target, target.cutoff, policy.batch_size, own_job_id
+                    )
+                finally:
+                    if stop is not None:
+                        stop.unwatch()
+            done.batches += 1
+            done.deleted += rows
+            if on_batch and rows:
+                on_batch(target.target, rows, target.deleted)
+            if rows < policy.batch_size:
+                break
+    if vacuum:
+        touched = sorted({t.table for t in result.targets if t.deleted})
+        vacuum_analyze(engine, touched, stop=stop)
+        result.vacuumed = touched
+    return result
+
+
+def vacuum_analyze(engine: Engine, tables: list[str], *, stop: Any = None) -> None:
+    """VACUUM cannot run inside a transaction block: use an autocommit connection."""
+    allowed = set(TABLE_OF_TARGET.values())
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if stop is not None:
+            stop.watch(conn.connection.dbapi_connection)
+        try:
+            for table in tables:
+                if stop is not None:
+                    stop.check()
+                # Identifiers cannot be bound; the name comes from the fixed set above.
+                assert table in allowed
+                conn.execute(text(f"VACUUM (ANALYZE) {table}"))
+        finally:
+            if stop is not None:
+                stop.unwatch()
+
+
+@contextlib.contextmanager
+def retention_lock(engine: Engine) -> Iterator[None]:
+    """Hold the retention lock on a dedicated connection for the block; LockHeld (exit 75) when
+    another retention run has it. PostgreSQL drops it with the connection if the process dies."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        locked = conn.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": RETENTION_LOCK_KEY}
+        ).scalar_one()
+        if not locked:
+            raise LockHeld(
+                "another kpictl retention run holds the retention lock",
+                hint="the next timer run will try again",
+            )
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RETENTION_LOCK_KEY})
+
+
+def mark_abandoned_retention(engine: Engine) -> int:
+    """Under the retention lock, a `running` retention job belongs to a process that died."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(jobs)
+            .where(jobs.c.job_type == "retention", jobs.c.status.in_(("running", "pending")))
+            .values(
+                status="abandoned",
+                completed_at=func.coalesce(jobs.c.completed_at, func.now()),
+                error=func.coalesce(
+                    jobs.c.error,
+                    "abandoned: its process ended without finishing the job "
+                    "(found by the next retention run)",
+                ),
+            )
+        ).rowcount
+
+
+def run_retention(
+    engine: Engine,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool = False,
+    vacuum: bool = False,
+    now: datetime | None = None,
+    job_meta: dict[str, Any] | None = None,
+    on_batch: Callable[[str, int, int], None] | None = None,
+    stop: Any = None,
+) -> tuple[RetentionResult, uuid.UUID | None]:
+    """`apply_retention` recorded as a `retention` job row (counts in its metadata).
+
+    A dry run writes nothing at all, not even a job row. An error or interruption marks the job
+    `failed` / `cancelled` with what was deleted so far (every finished batch stays committed),
+    then propagates; a stop request surfaces as `Interrupted` (exit 143 / 130).
+    """
+    if dry_run:
+        return apply_retention(engine, policy, now=now, dry_run=True), None
+    with retention_lock(engine):
+        abandoned = mark_abandoned_retention(engine)
+        return _run_locked(
+            engine,
+            policy,
+            vacuum,
+            now,
+            {**(job_meta or {}), "abandoned_marked": abandoned},
+            on_batch,
+            stop,
+        )
+
+
+def _run_locked(
+    engine: Engine,
+    policy: RetentionPolicy,
+    vacuum: bool,
+    now: datetime | None,
+    job_meta: dict[str, Any],
+    on_batch: Callable[[str, int, int], None] | None,
+    stop: Any,
+) -> tuple[RetentionResult, uuid.UUID]:
+    from kpictl.services.jobs import finish_job, start_job
+
+    metadata = dict(job_meta)
+    metadata["policy"] = {f"{t}_days": policy.days(t) for t in TARGETS}
+    metadata["policy"]["batch_size"] = policy.batch_size
+    job_id = start_job(engine, "retention", metadata=metadata)
+    result = RetentionResult(dry_run=False)
+    try:
+        apply_retention(
+            engine,
+            policy,
+            now=now,
+            vacuum=vacuum,
+            own_job_id=job_id,
+            on_batch=on_batch,
+            into=result,
+            stop=stop,
+        )
+    except BaseException as exc:
+        raised = exc
+        if stop is not None and stop.requested and not isinstance(exc, Interrupted):
+            # the batch's query was cancelled server-side because of the stop request
+            raised = stop.interrupted()
+        interrupted = isinstance(raised, Interrupted | KeyboardInterrupt | SystemExit)
+        status = "cancelled" if interrupted else "failed"
+        error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        # The database may be what failed: the original error matters more than this update.
+        with contextlib.suppress(Exception):
+            finish_job(engine, job_id, status, error=error, metadata=result.summary())
+        if raised is exc:
+            raise
+        raise raised from exc
+    finish_job(engine, job_id, "completed", metadata=result.summary())
+    return result, job_id

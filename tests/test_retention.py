@@ -1,0 +1,349 @@
+"""`kpictl retention`: exact rows per level at the age boundaries, batches, job row, bad input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, func, insert, select, text
+
+from kpictl.db import schema
+from kpictl.services import retention as service
+from kpictl.services.jobs import get_job
+from tests import factories
+from tests.conftest import run_cli
+
+
+def snapshot(conn, level: str, calculated_at: datetime, kpi_name: str = "mtti") -> uuid.UUID:
+    """A snapshot row with a unique key of its own (period derived from a fresh uuid)."""
+    start = datetime(2020, 1, 1) + timedelta(minutes=uuid.uuid4().int % 10_000_000)
+    return conn.execute(
+        insert(schema.kpi_snapshots)
+        .values(
+            kpi_name=kpi_name,
+            level=level,
+            scope_id=None if level == "factory" else uuid.uuid4(),
+            value=1,
+            unit="ms",
+            calculated_at=calculated_at,
+            period_start=start,
+            period_end=start + timedelta(hours=1),
+        )
+        .returning(schema.kpi_snapshots.c.id)
+    ).scalar_one()
+
+
+def job_row(conn, status: str, created_at: datetime, job_type: str = "aggregate") -> uuid.UUID:
+    return conn.execute(
+        insert(schema.kpi_aggregation_jobs)
+        .values(job_type=job_type, status=status, created_at=created_at, started_at=created_at)
+        .returning(schema.kpi_aggregation_jobs.c.id)
+    ).scalar_one()
+
+
+def db_now(engine) -> datetime:
+    with engine.connect() as conn:
+        return conn.execute(select(func.now())).scalar_one()
+
+
+def count_snapshots(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT level, count(*) FROM kpi_snapshots GROUP BY level")).all()
+    return {level: n for level, n in rows}
+
+
+def jobs_by_type(engine, job_type: str) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(schema.kpi_aggregation_jobs).where(
+                schema.kpi_aggregation_jobs.c.job_type == job_type
+            )
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+@pytest.fixture
+def aged(engine):
+    """Rows 89, 90 and 91 days old at each 90-day target; 729/730/731 at factory level."""
+    now = db_now(engine)
+    ids = {}
+    with engine.begin() as conn:
+        for level in ("run", "product"):
+            for age in (89, 90, 91):
+                ids[(level, age)] = snapshot(conn, level, now - timedelta(days=age))
+        for age in (729, 730, 731):
+            ids[("factory", age)] = snapshot(conn, "factory", now - timedelta(days=age))
+        for age in (89, 90, 91):
+            ids[("completed", age)] = job_row(conn, "completed", now - timedelta(days=age))
+        ids[("failed", 91)] = job_row(conn, "failed", now - timedelta(days=91))
+        ids[("abandoned", 91)] = job_row(conn, "abandoned", now - timedelta(days=91))
+        ids[("cancelled", 91)] = job_row(conn, "cancelled", now - timedelta(days=91))
+        # Never deleted, however old: still running (or pending).
+        ids[("running", 400)] = job_row(conn, "running", now - timedelta(days=400))
+        ids[("pending", 400)] = job_row(conn, "pending", now - timedelta(days=400))
+    return now, ids
+
+
+def test_boundaries_per_level(engine, aged):
+    now, ids = aged
+    result, job_id = service.run_retention(engine, service.make_policy(), now=now)
+    # Strictly older than the cutoff: exactly N days old stays.
+    assert {t.target: t.deleted for t in result.targets} == {
+        "run": 1,
+        "product": 1,
+        "factory": 1,
+        "jobs": 4,
+    }
+    with engine.connect() as conn:
+        left = set(conn.execute(select(schema.kpi_snapshots.c.id)).scalars())
+        jobs_left = set(conn.execute(select(schema.kpi_aggregation_jobs.c.id)).scalars())
+    assert left == {
+        ids[("run", 89)],
+        ids[("run", 90)],
+        ids[("product", 89)],
+        ids[("product", 90)],
+        ids[("factory", 729)],
+        ids[("factory", 730)],
+    }
+    assert jobs_left == {
+        ids[("completed", 89)],
+        ids[("completed", 90)],
+        ids[("running", 400)],
+        ids[("pending", 400)],
+        job_id,
+    }
+
+
+def test_job_row_records_the_counts(engine, aged):
+    now, _ = aged
+    result, job_id = service.run_retention(
+        engine, service.make_policy(), now=now, job_meta={"argv": ["kpictl", "retention"]}
+    )
+    job = get_job(engine, job_id)
+    assert job["job_type"] == "retention" and job["status"] == "completed"
+    assert job["error"] is None and job["duration_ms"] >= 0
+    assert job["metadata"]["deleted"] == {"run": 1, "product": 1, "factory": 1, "jobs": 4}
+    assert job["metadata"]["snapshots_deleted"] == 3
+    assert job["metadata"]["policy"] == {
+        "run_days": 90,
+        "product_days": 90,
+        "factory_days": 730,
+        "jobs_days": 90,
+        "batch_size": 10000,
+    }
+    assert job["metadata"]["argv"] == ["kpictl", "retention"]
+    assert result.snapshots_deleted == 3
+
+
+def test_dry_run_deletes_nothing_and_writes_no_job(engine, aged):
+    now, _ = aged
+    before = count_snapshots(engine)
+    result, job_id = service.run_retention(engine, service.make_policy(), now=now, dry_run=True)
+    assert job_id is None
+    assert {t.target: t.deleted for t in result.targets} == {
+        "run": 1,
+        "product": 1,
+        "factory": 1,
+        "jobs": 4,
+    }
+    assert count_snapshots(engine) == before == {"run": 3, "product": 3, "factory": 3}
+    assert jobs_by_type(engine, "retention") == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM kpi_aggregation_jobs")).scalar() == 8
+
+
+def test_batches_are_bounded(engine):
+    now = db_now(engine)
+    with engine.begin() as conn:
+        for day in range(5):
+            snapshot(conn, "run", now - timedelta(days=100 + day))
+        snapshot(conn, "run", now - timedelta(days=10))
+    deletes: list[str] = []
+
+    def count_deletes(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM KPI_SNAPSHOTS"):
+            deletes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count_deletes)
+    try:
+        result, job_id = service.run_retention(engine, service.make_policy(batch_size=2), now=now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count_deletes)
+    # 5 old run rows in batches of 2: 2 + 2 + 1; the other levels: one empty batch each.
+    assert {t.target: t.batches for t in result.targets} == {
+        "run": 3,
+        "product": 1,
+        "factory": 1,
+        "jobs": 1,
+    }
+    assert len(deletes) == 5
+    assert all("LIMIT" in statement for statement in deletes)
+    assert count_snapshots(engine) == {"run": 1}
+    assert get_job(engine, job_id)["metadata"]["batches"]["run"] == 3
+
+
+def test_history_and_sources_untouched(engine):
+    now = db_now(engine)
+    old = now - timedelta(days=5000)
+    with engine.begin() as conn:
+        tenant = factories.tenant(conn, "acme")
+        conn.execute(
+            insert(schema.kpi_history).values(
+                tenant_id=tenant, as_of=date(2010, 1, 4), aiv_pct=50, created_at=old, updated_at=old
+            )
+        )
+        factories.execution(conn, None, "completed", old, old + timedelta(minutes=5))
+        conn.execute(text("UPDATE workflow_executions SET created_at = :old"), {"old": old})
+        snapshot(conn, "factory", old)
+    service.run_retention(engine, service.make_policy(run_days=1, factory_days=1), now=now)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM kpi_history")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM workflow_executions")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM tenants")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM kpi_snapshots")).scalar() == 0
+
+
+def test_vacuum_runs_outside_a_transaction(engine, aged):
+    now, _ = aged
+    result, _ = service.run_retention(engine, service.make_policy(), now=now, vacuum=True)
+    assert result.vacuumed == ["kpi_aggregation_jobs", "kpi_snapshots"]
+    with engine.connect() as conn:
+        vacuumed = conn.execute(
+            text(
+                "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
+                "AND relname IN ('kpi_snapshots', 'kpi_aggregation_jobs', 'kpi_history')"
+            )
+        ).scalars()
+        assert sorted(vacuumed) == ["kpi_aggregation_jobs", "kpi_snapshots"]
+
+
+def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
+    now = db_now(engine)
+    with engine.begin() as conn:
+        snapshot(conn, "run", now - timedelta(days=89))
+        snapshot(conn, "run", now - timedelta(days=91))
+        snapshot(conn, "run", now - timedelta(days=95))
+        snapshot(conn, "product", now - timedelta(days=91))
+        snapshot(conn, "factory", now - timedelta(days=91))
+        job_row(conn, "completed", now - timedelta(days=91))
+    result = run_cli(["retention", "--format", "json"], db_url)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [(row["target"], row["older_than_days"], row["deleted"]) for row in document] == [
+        ("run", 90, 2),
+        ("product", 90, 1),
+        ("factory", 730, 0),
+        ("jobs", 90, 1),
+    ]
+    assert "Retention deleted: run 2, product 1, factory 0, jobs 1" in result.stderr
+    again = run_cli(["retention", "--format", "json"], db_url)
+    assert again.exit_code == 0, again.output
+    assert [row["deleted"] for row in json.loads(again.stdout)] == [0, 0, 0, 0]
+    assert count_snapshots(engine) == {"run": 1, "factory": 1}
+    retention_jobs = jobs_by_type(engine, "retention")
+    assert len(retention_jobs) == 2
+    assert all(job["status"] == "completed" for job in retention_jobs)
+
+
+def test_cli_dry_run_table(db_url, engine):
+    now = db_now(engine)
+    with engine.begin() as conn:
+        snapshot(conn, "run", now - timedelta(days=91))
+    result = run_cli(["retention", "--dry-run", "--format", "csv"], db_url)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "target,table,older_than_days,cutoff,would_delete"
+    assert [line.split(",")[0::4] for line in lines[1:]] == [
+        ["run", "1"],
+        ["product", "0"],
+        ["factory", "0"],
+        ["jobs", "0"],
+    ]
+    assert count_snapshots(engine) == {"run": 1}
+    assert jobs_by_type(engine, "retention") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--run-days", "0"], "--run-days: 0"),
+        (["--product-days", "-1"], "--product-days: -1"),
+        (["--factory-days", "abc"], "--factory-days: 'abc'"),
+        (["--jobs-days", "1.5"], "--jobs-days: '1.5'"),
+        (["--batch-size", "0"], "--batch-size: 0"),
+        (["--batch-size", "1000001"], "--batch-size: 1000001"),
+    ],
+)
+def test_bad_values_are_usage_errors(db_url, engine, args, named):
+    with engine.begin() as conn:
+        snapshot(conn, "run", db_now(engine) - timedelta(days=1000))
+    result = run_cli(["retention", *args], db_url)
+    assert result.exit_code == 2, result.output
+    assert named in result.stderr
+    assert "Traceback" not in result.output
+    assert count_snapshots(engine) == {"run": 1}
+    assert jobs_by_type(engine, "retention") == []
+
+
+def test_stop_request_between_batches_cancels_the_job(engine):
+    """SIGTERM's stop request: finished batches stay deleted, the job ends `cancelled`."""
+    from kpictl.errors import ExitCode, Interrupted
+    from kpictl.services.stop import StopRequest
+
+    now = db_now(engine)
+    with engine.begin() as conn:
+        for day in range(5):
+            snapshot(conn, "run", now - timedelta(days=100 + day))
+    stop = StopRequest()
+
+    def stop_after_first_batch(target: str, rows: int, planned: int) -> None:
+        stop.request(ExitCode.SIGTERM, "SIGTERM")
+
+    try:
+        with pytest.raises(Interrupted) as raised:
+            service.run_retention(
+                engine,
+                service.make_policy(batch_size=2),
+                now=now,
+                on_batch=stop_after_first_batch,
+                stop=stop,
+            )
+    finally:
+        stop.close()
+    assert raised.value.exit_code == ExitCode.SIGTERM
+    assert count_snapshots(engine) == {"run": 3}
+    [job] = jobs_by_type(engine, "retention")
+    assert job["status"] == "cancelled" and "SIGTERM" in job["error"]
+    assert job["metadata"]["deleted"] == {"run": 2}
+
+
+def test_one_retention_at_a_time(db_url, engine):
+    with engine.begin() as conn:
+        snapshot(conn, "run", db_now(engine) - timedelta(days=100))
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": service.RETENTION_LOCK_KEY})
+        result = run_cli(["retention"], db_url)
+        assert result.exit_code == 75, result.output
+        assert "another kpictl retention run holds the retention lock" in result.stderr
+        assert count_snapshots(engine) == {"run": 1}
+        assert jobs_by_type(engine, "retention") == []
+        # a dry run only reads: it does not need the lock
+        assert run_cli(["retention", "--dry-run"], db_url).exit_code == 0
+        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": service.RETENTION_LOCK_KEY})
+        holder.commit()
+    assert run_cli(["retention"], db_url).exit_code == 0
+    assert count_snapshots(engine) == {}
+
+
+def test_a_dead_retention_run_is_marked_abandoned(engine):
+    now = db_now(engine)
+    with engine.begin() as conn:
+        dead = job_row(conn, "running", now - timedelta(hours=3), job_type="retention")
+        other = job_row(conn, "running", now - timedelta(hours=3), job_type="aggregate")
+    _, job_id = service.run_retention(engine, service.make_policy(), now=now)
+    assert get_job(engine, dead)["status"] == "abandoned"
+    assert "abandoned" in get_job(engine, dead)["error"]
+    assert get_job(engine, other)["status"] == "running"  # the pipeline's business, not ours
+    assert get_job(engine, job_id)["metadata"]["abandoned_marked"] == 1
