@@ -251,3 +251,20 @@ def test_period_hours_from_environment(db_url):
     assert end.minute % 5 == 0 and end.second == 0
     bad = run_cli(["aggregate"], db_url, env={"KPI_AGGREGATION_PERIOD_HOURS": "lots"})
     assert bad.exit_code == 2 and "lots" in bad.output
+
+
+def test_backfill_recomputes_the_unfinished_current_bucket(db_url, engine):
+    today = datetime.now(UTC).date().isoformat()
+    first = run_cli(["backfill", "--since", today, "--format", "json"], db_url)
+    assert first.exit_code == 0, first.output
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        now = datetime.now(UTC)
+        f.execution(conn, repo, "completed", now - timedelta(seconds=2), now - timedelta(seconds=1))
+    second = run_cli(["backfill", "--since", today, "--format", "json"], db_url)
+    assert json.loads(second.stdout)["skippedBuckets"] == 0  # today is not over: recomputed
+    with engine.connect() as conn:
+        runs = conn.execute(
+            text("SELECT value FROM kpi_snapshots WHERE kpi_name = 'factory_throughput'")
+        ).scalar_one()
+    assert runs == 1  # one run in a one-day bucket: 1 run per day

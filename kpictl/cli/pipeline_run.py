@@ -96,6 +96,7 @@ def run_backfill(
             options=options,
             stop=stop,
             progress=progress,
+            now=now,
         )
     return _render_result(result, fmt)
 

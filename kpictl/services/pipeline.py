@@ -431,9 +431,11 @@ def backfill(
     options: PipelineOptions,
     stop: StopRequest,
     progress: Progress | None = None,
+    now: datetime | None = None,
 ) -> PipelineResult:
     """Compute each bucket in its own transaction; skip computed ones unless `force`; a failed
-    bucket is recorded and the rest continue."""
+    bucket is recorded and the rest continue. A bucket not yet over at `now` is never skipped:
+    it was computed from part of its runs."""
     progress = progress or Progress()
 
     def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
@@ -446,7 +448,12 @@ def backfill(
             parameters = base_parameters(period, job_id, options)
             try:
                 with work.begin():
-                    if not force and work.execute(is_computed, parameters).scalar_one():
+                    finished = now is None or period.end <= now
+                    if (
+                        not force
+                        and finished
+                        and work.execute(is_computed, parameters).scalar_one()
+                    ):
                         result.skipped_buckets += 1
                         progress.advance(1)
                         continue
