@@ -1,5 +1,248 @@
-"""`kpictl history` (not built yet)."""
+"""`kpictl history fill` and `kpictl history export`: the per-tenant KPI history."""
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from kpictl.cli.options import TextFormat, kpictl_command, new_app
+from kpictl.settings import Settings
+
 app = typer.Typer()
+history_app = new_app(
+    "history",
+    help="The per-tenant KPI history: fill it from AVI reports and VLI audits, export it.\n\n"
+    "Examples:\n\n"
+    "    kpictl history fill\n\n"
+    "    kpictl history export --tenant acme --format csv",
+)
+app.add_typer(history_app)
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    table = "table"
+
+
+class Grain(str, Enum):
+    week = "week"
+    month = "month"
+    quarter = "quarter"
+
+
+TenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        help="A tenant's UUID or slug (lower-case letters, digits, '_' and '-').",
+        show_default=False,
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", help="First date (YYYY-MM-DD, inclusive).", show_default=False),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option("--until", help="Last date (YYYY-MM-DD, inclusive).", show_default=False),
+]
+
+
+@kpictl_command(
+    history_app,
+    "fill",
+    help="Write each tenant's KPI history row for its latest AVI report week (or, with --since, "
+    "for every report week in range). Exit 0 ok (NO_AVI skips allowed), 1 a tenant failed or "
+    "the one tenant asked for has no report, 77 the database refused every tenant.\n\n"
+    "Examples:\n\n"
+    "    kpictl history fill\n\n"
+    "    kpictl history fill --tenant acme --format json\n\n"
+    "    kpictl history fill --since 2026-01-05 --until 2026-06-29 --concurrency 8",
+)
+def fill(
+    settings: Settings,
+    tenant: TenantOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Tenants processed in parallel (1-64).")
+    ] = 4,
+    format: Annotated[
+        TextFormat, typer.Option("--format", help="Output format.")
+    ] = TextFormat.text,
+) -> int:
+    from kpictl.errors import UsageError
+    from kpictl.services.history import check_range, parse_date_range, parse_tenant_argument
+    from kpictl.services.history_fill import FillOptions
+
+    check_range("--concurrency", concurrency, 1, 64)
+    argument = parse_tenant_argument(tenant) if tenant is not None else None
+    since_date, until_date = parse_date_range(since, until)
+    if until_date is not None and since_date is None:
+        raise UsageError(f"invalid value for --until: {until} needs --since (a backfill range)")
+    options = FillOptions(since=since_date, until=until_date, concurrency=concurrency)
+    run = _fill_with_job(settings, options, argument)
+    _render_fill(run, format.value, single=argument is not None)
+    return run.exit_code
+
+
+@kpictl_command(
+    history_app,
+    "export",
+    help="Print one tenant's KPI history, oldest first: the newest --limit weeks (or months, "
+    "quarters). Streams; --output writes a file atomically.\n\n"
+    "Examples:\n\n"
+    "    kpictl history export --tenant acme --format csv > acme.csv\n\n"
+    "    kpictl history export --tenant acme --grain quarter --format json\n\n"
+    "    kpictl history export --tenant acme --all --output acme-history.csv",
+)
+def export(
+    settings: Settings,
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="The tenant's UUID or slug.", show_default=False)
+    ],
+    format: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            help="Output format. Default: table on a terminal, else csv.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Newest rows, after --grain (1-10000).")
+    ] = 52,
+    all_rows: Annotated[
+        bool, typer.Option("--all", help="Every row in range, ignoring --limit (csv, json).")
+    ] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    grain: Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")] = (
+        Grain.week
+    ),
+    output_path: Annotated[
+        Path | None,
+        typer.Option("--output", help="Write to this file (atomically) instead of stdout."),
+    ] = None,
+) -> int:
+    from kpictl.cli.output import stdout_is_terminal
+    from kpictl.errors import UsageError
+    from kpictl.services.history import check_range, parse_date_range, parse_tenant_argument
+    from kpictl.services.history_export import ExportQuery
+
+    check_range("--limit", limit, 1, 10000)
+    argument = parse_tenant_argument(tenant)
+    since_date, until_date = parse_date_range(since, until)
+    if format is None:
+        format = (
+            ExportFormat.table if stdout_is_terminal() and output_path is None else ExportFormat.csv
+        )
+    if all_rows and format is ExportFormat.table:
+        raise UsageError("invalid value for --format: table cannot be combined with --all")
+    if output_path is not None:
+        _check_output(output_path)
+    query = ExportQuery(
+        limit=None if all_rows else limit, since=since_date, until=until_date, grain=grain.value
+    )
+    _export(settings, argument, query, format.value, output_path)
+    return 0
+
+
+# --- helpers of the two commands (heavy imports inside) ------------------------------------
+
+
+def _fill_with_job(settings: Settings, options, argument):
+    """Run the fill as one `history_fill` job row, with a progress bar on a terminal."""
+    from kpictl.cli.progress import progress_bar
+    from kpictl.db.engine import open_database
+    from kpictl.redact import secrets_of_url
+    from kpictl.services import jobs
+    from kpictl.services.history import resolve_tenant
+    from kpictl.services.history_fill import fill_with_job
+
+    engine = open_database(settings).engine
+    with engine.connect() as conn:
+        tenant = resolve_tenant(conn, argument) if argument is not None else None
+    metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
+    with progress_bar(settings.quiet) as progress:
+        return fill_with_job(engine, options, metadata=metadata, tenant=tenant, progress=progress)
+
+
+def _render_fill(run, fmt: str, *, single: bool) -> None:
+    from kpictl.cli import output
+
+    if fmt == "json":
+        output.emit_json(run.result)
+        return
+    if single:
+        outcome = run.outcomes[0]
+        status = "ok" if outcome.code is None else outcome.code
+        detail = outcome.as_of.isoformat() if outcome.as_of else outcome.message
+        output.emit_table(["tenant", "status", "detail"], [[outcome.tenant.slug, status, detail]])
+        return
+    result = run.result
+    output.emit_table(
+        ["ok", "skipped", "errors", "total"],
+        [[result["ok"], result["skipped"], len(result["errors"]), result["total"]]],
+    )
+    if result["errors"]:
+        output.echo()
+        output.emit_table(
+            ["slug", "tenant_id", "code", "message"],
+            [[e["slug"], e["tenant_id"], e["code"], e["message"]] for e in result["errors"]],
+        )
+
+
+def _check_output(path: Path) -> None:
+    """--output must name a file in an existing directory (checked before any SQL)."""
+    from kpictl.errors import UsageError
+
+    directory = path.parent
+    if path.is_dir():
+        raise UsageError(f"invalid value for --output: {path} is a directory")
+    if not directory.is_dir():
+        raise UsageError(f"invalid value for --output: directory {directory} does not exist")
+
+
+def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
+    """Resolve the tenant, then stream its rows to stdout or atomically to `output_path`."""
+    import sys
+
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.services import history_export as export
+    from kpictl.services.history import resolve_tenant
+
+    engine = open_database(settings).engine
+    with engine.begin() as conn:
+        tenant = resolve_tenant(conn, argument)
+        rows = export.stream_history(conn, tenant, query)
+        if fmt == "table" and output_path is None:
+            output.emit_table(list(export.COLUMNS), export.table_rows(rows), title=tenant.slug)
+            return
+        if fmt == "csv":
+
+            def write(out):
+                return export.write_csv(rows, out)
+        elif fmt == "json":
+
+            def write(out):
+                return export.write_json(tenant, rows, out)
+        else:
+
+            def write(out):
+                output.emit_table(list(export.COLUMNS), export.table_rows(rows), stream=out)
+                return 0
+
+        if output_path is None:
+            try:
+                write(sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head`: the reader has all it wanted
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            export.write_atomically(output_path, write)

@@ -76,7 +76,12 @@ def emit_table(
     if title:
         out.write(f"{title}\n")
     out.write(
-        tabulate([[cell(v) for v in row] for row in rows], headers=list(columns), tablefmt="simple")
+        tabulate(
+            [[cell(v) for v in row] for row in rows],
+            headers=list(columns),
+            tablefmt="simple",
+            disable_numparse=True,
+        )
     )
     out.write("\n")
 

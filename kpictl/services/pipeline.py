@@ -27,20 +27,11 @@ from kpictl.services import kpi_sql
 from kpictl.services.jobs import finish_job, start_job
 from kpictl.services.lock import mark_abandoned, pipeline_lock
 from kpictl.services.periods import Period
+from kpictl.services.progress import Progress
 from kpictl.services.stop import StopRequest
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 100_000
-
-
-class Progress:
-    """What the pipeline reports while it works; the CLI draws it (or not)."""
-
-    def start(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, amount: int) -> None:
-        pass
 
 
 @dataclass(frozen=True)

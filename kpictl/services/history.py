@@ -1,0 +1,114 @@
+"""The per-tenant KPI history (history.md): what `fill` and `export` share.
+
+- `parse_tenant_argument` checks a `--tenant` value before any SQL: a UUID, or a slug of
+  `SLUG_PATTERN`; anything else is a usage error naming the value.
+- `resolve_tenant` looks the tenant up with bound parameters; not found is "unknown tenant".
+- `set_tenant` sets `app.tenant` with `set_config(..., true)`: local to the caller's transaction,
+  which is the only transaction allowed to read or write that tenant's `kpi_history` rows.
+
+Filling lives in `history_fill`, exporting in `history_export`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Connection, select, text
+
+from kpictl.db.schema import TENANT_SETTING, tenants
+from kpictl.errors import CommandFailed, UsageError
+
+# Slugs: lower-case ASCII letters, digits, '_' and '-', starting with a letter or digit, at most
+# 63 characters (a DNS label's length). Anything outside this never reaches the database.
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# Canonical hyphenated UUIDs only (any case): no braces, no urn: prefix, no bare 32 hex digits.
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    slug: str
+
+
+@dataclass(frozen=True)
+class TenantArgument:
+    """A validated `--tenant` value: exactly one of `id` and `slug` is set."""
+
+    id: uuid.UUID | None = None
+    slug: str | None = None
+
+
+def shown(value: str, limit: int = 80) -> str:
+    """A user-supplied value made safe for a one-line message: escaped, and cut when long."""
+    escaped = ascii(value)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def parse_tenant_argument(value: str, option: str = "--tenant") -> TenantArgument:
+    """`value` as a UUID or a slug, or a UsageError naming it (nothing else reaches SQL)."""
+    if UUID_PATTERN.fullmatch(value):
+        return TenantArgument(id=uuid.UUID(value))
+    if SLUG_PATTERN.fullmatch(value):
+        return TenantArgument(slug=value)
+    raise UsageError(
+        f"invalid value for {option}: {shown(value)} is neither a UUID nor a tenant slug "
+        "(lower-case letters, digits, '_' and '-', 1-63 characters, starting with a letter or "
+        "digit)"
+    )
+
+
+def resolve_tenant(conn: Connection, argument: TenantArgument) -> Tenant:
+    """The tenant named by a validated argument, or CommandFailed("unknown tenant") (exit 1)."""
+    query = select(tenants.c.id, tenants.c.slug)
+    if argument.id is not None:
+        query = query.where(tenants.c.id == argument.id)
+        named = str(argument.id)
+    else:
+        query = query.where(tenants.c.slug == argument.slug)
+        named = str(argument.slug)
+    row = conn.execute(query).first()
+    if row is None:
+        raise CommandFailed(
+            f"unknown tenant: {named}", hint="pass the id or slug of a row in the tenants table"
+        )
+    return Tenant(id=row.id, slug=row.slug)
+
+
+def set_tenant(conn: Connection, tenant_id: uuid.UUID) -> None:
+    """Scope the current transaction to one tenant (row-level security of history.md §4)."""
+    conn.execute(
+        text("SELECT set_config(:name, :value, true)"),
+        {"name": TENANT_SETTING, "value": str(tenant_id)},
+    )
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    """A `YYYY-MM-DD` option value, or a UsageError naming it."""
+    if value is None:
+        return None
+    if DATE_PATTERN.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise UsageError(f"invalid value for {option}: {shown(value)} is not a date (YYYY-MM-DD)")
+
+
+def parse_date_range(since: str | None, until: str | None) -> tuple[date | None, date | None]:
+    """`--since` / `--until` as dates, with since <= until."""
+    since_date = parse_date(since, "--since")
+    until_date = parse_date(until, "--until")
+    if since_date and until_date and since_date > until_date:
+        raise UsageError(f"invalid value for --since: {since} is after --until {until}")
+    return since_date, until_date
+
+
+def check_range(option: str, value: int, low: int, high: int) -> None:
+    """An integer option within [low, high], or a UsageError naming the value."""
+    if not low <= value <= high:
+        raise UsageError(f"invalid value for {option}: {value} is not in {low}-{high}")

@@ -1,0 +1,161 @@
+"""`kpictl history export` (history.md §3): one tenant's history as CSV, JSON or a table.
+
+Rows are streamed: a server-side cursor (`stream_results`, `yield_per`) feeds writers that emit
+one record at a time, so memory stays flat however many rows there are. The newest `limit`
+rows are picked and re-sorted oldest first by PostgreSQL; grouping by month or quarter and the
+rounding of the means happen there too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import Connection, text
+
+from kpictl.services.history import Tenant, set_tenant
+
+METRICS = (
+    "aiv_pct",
+    "ati_pct",
+    "crs_pct",
+    "elasticity_usd_per_point",
+    "vli_integrity_pct",
+    "hrp_pct",
+)
+COLUMNS = ("as_of", *METRICS)
+GRAINS = ("week", "month", "quarter")
+YIELD_PER = 2000
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """Which rows: `limit` None means every row in range (`--all`)."""
+
+    limit: int | None = 52
+    since: date | None = None
+    until: date | None = None
+    grain: str = "week"
+
+
+def export_sql(query: ExportQuery) -> str:
+    """Static SQL for `query`; the tenant, dates and limit are bound parameters."""
+    assert query.grain in GRAINS
+    filters = ["tenant_id = :tenant_id"]  # besides the policy: never rely on it alone
+    if query.since is not None:
+        filters.append("as_of >= :since")
+    if query.until is not None:
+        filters.append("as_of <= :until")
+    where = " AND ".join(filters)
+    if query.grain == "week":
+        period = "as_of"
+        values = ", ".join(METRICS)
+        grouped = f"SELECT {period} AS as_of, {values} FROM kpi_history WHERE {where}"
+    else:
+        period = f"CAST(date_trunc('{query.grain}', as_of) AS date)"
+        values = ", ".join(f"round(avg({metric}), 2) AS {metric}" for metric in METRICS)
+        grouped = f"SELECT {period} AS as_of, {values} FROM kpi_history WHERE {where} GROUP BY 1"
+    if query.limit is None:
+        return f"{grouped} ORDER BY as_of"
+    return f"SELECT * FROM ({grouped} ORDER BY as_of DESC LIMIT :limit) AS newest ORDER BY as_of"
+
+
+def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iterator[tuple]:
+    """The tenant's rows, oldest first, from a server-side cursor in the caller's transaction.
+
+    Sets `app.tenant` for that transaction first: the policy shows this tenant's rows only.
+    """
+    set_tenant(conn, tenant.id)
+    parameters: dict[str, Any] = {"tenant_id": tenant.id}
+    if query.limit is not None:
+        parameters["limit"] = query.limit
+    if query.since is not None:
+        parameters["since"] = query.since
+    if query.until is not None:
+        parameters["until"] = query.until
+    streaming = conn.execution_options(stream_results=True, yield_per=YIELD_PER)
+    result = streaming.execute(text(export_sql(query)), parameters)
+    try:
+        for row in result:
+            yield tuple(row)
+    finally:
+        result.close()
+
+
+def fixed(value: Decimal | None) -> str:
+    """A number with exactly 2 decimals (half away from zero); NULL as ''."""
+    if value is None:
+        return ""
+    return f"{Decimal(value).quantize(Decimal('0.01'), rounding='ROUND_HALF_UP'):f}"
+
+
+def csv_record(row: tuple) -> list[str]:
+    return [row[0].isoformat(), *(fixed(value) for value in row[1:])]
+
+
+def write_csv(rows: Iterator[tuple], out: TextIO) -> int:
+    """RFC 4180 with LF line ends, header first; returns the number of records."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    for row in rows:
+        writer.writerow(csv_record(row))
+        count += 1
+    return count
+
+
+def write_json(tenant: Tenant, rows: Iterator[tuple], out: TextIO) -> int:
+    """`{"status", "tenant": {"id", "slug"}, "data": [...]}`, one record per line, written as
+    rows arrive; numbers keep their 2 decimals (12.50), NULL is null."""
+    head = {"id": str(tenant.id), "slug": tenant.slug}
+    out.write('{\n  "status": "success",\n  "tenant": ' + json.dumps(head) + ',\n  "data": [')
+    count = 0
+    for row in rows:
+        fields = [f'"as_of": "{row[0].isoformat()}"']
+        fields += [
+            f'"{name}": {fixed(value) or "null"}'
+            for name, value in zip(METRICS, row[1:], strict=True)
+        ]
+        out.write((",\n    " if count else "\n    ") + "{" + ", ".join(fields) + "}")
+        count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
+
+
+def table_rows(rows: Iterator[tuple]) -> list[list[str]]:
+    """Rows for a table (at most --limit of them, so held in memory)."""
+    return [csv_record(row) for row in rows]
+
+
+def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
+    """Run `write` on a temporary file next to `path`, then rename it over `path`.
+
+    On any failure the temporary file is removed and `path` is left as it was.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            count = write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -1,0 +1,481 @@
+"""`kpictl history fill` (history.md §2): one `kpi_history` row per tenant and report week.
+
+Every value is computed in one SQL query (`COMPUTE_SQL`), PostgreSQL's `round(numeric, 2)`
+included, so Python never touches a number.
+
+Writing while row-level security is forced: `app.tenant` is set with `set_config(..., true)`
+inside the transaction that writes the tenant's rows, and a statement can only write the rows of
+the tenant so set. The all-tenants fill therefore works in *chunks* of tenants, one transaction
+each, on its own connection (up to `concurrency` chunks at once):
+
+1. one set-based query computes the rows of every tenant of the chunk into a temporary table
+   (the source tables have no row-level security);
+2. one psycopg pipeline sends, per tenant, `set_config('app.tenant', id, true)` followed by an
+   upsert of that tenant's staged rows: thousands of statements, one network round trip;
+3. commit.
+
+When anything in a chunk fails, the chunk is rolled back and split in two, each half retried the
+same way, down to single tenants, which are filled in a transaction of their own and report their
+own error: one bad tenant costs about 2 x log2(chunk) extra passes, and every other tenant is
+written. See docs/SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.exc import DBAPIError
+
+from kpictl.db.schema import TENANT_SETTING, tenants
+from kpictl.services.history import Tenant, set_tenant
+from kpictl.services.jobs import finish_job, start_job
+from kpictl.services.progress import Progress
+
+log = logging.getLogger(__name__)
+
+NO_AVI = "NO_AVI"
+FORBIDDEN = "FORBIDDEN"
+INTERNAL_ERROR = "INTERNAL_ERROR"
+MAX_CHUNK = 1000
+VALUE_COLUMNS = (
+    "aiv_pct",
+    "ati_pct",
+    "crs_pct",
+    "elasticity_usd_per_point",
+    "vli_integrity_pct",
+    "hrp_pct",
+    "vli_fallback",
+)
+# A JSON string counts as a probability when it holds a plain decimal number.
+DECIMAL_REGEX = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$"
+
+
+def finite(expression: str, name: str) -> str:
+    """`round(expression::numeric, 2)`, or an error naming `name` for NaN and infinities: a bad
+    value fails its tenant (INTERNAL_ERROR) instead of writing NaN. The error is raised by a cast
+    that depends on the row, so the planner cannot fold it into an unconditional failure."""
+    value = f"CAST({expression} AS numeric)"
+    return (
+        f"CASE WHEN {value} IN ('NaN', 'Infinity', '-Infinity') "
+        f"THEN CAST('bad value: {name} is ' || {value} AS numeric) ELSE round({value}, 2) END"
+    )
+
+
+def compute_sql(*, backfill: bool, since: date | None, until: date | None) -> str:
+    """The rows of history.md §2 for the tenants in `:tenant_ids` (a uuid[] parameter).
+
+    Latest mode picks one report per tenant; backfill mode one per tenant and week, with
+    `:since` / `:until` (bound, inclusive) on the report's `as_of`. Static SQL only; every value
+    is a bound parameter.
+    """
+    partition = "r.tenant_id, r.as_of" if backfill else "r.tenant_id"
+    filters = ["r.tenant_id = ANY(CAST(:tenant_ids AS uuid[]))"]
+    if since is not None:
+        filters.append("r.as_of >= CAST(:since AS date)")
+    if until is not None:
+        filters.append("r.as_of <= CAST(:until AS date)")
+    return f"""
+WITH chosen AS (
+    -- the latest report wins: greatest as_of, then created_at, then id
+    SELECT DISTINCT ON ({partition})
+           r.tenant_id, r.as_of, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
+           CAST(r.clarity_json AS jsonb) -> 'hrp' AS hrp
+    FROM avi_reports AS r
+    WHERE {" AND ".join(filters)}
+    ORDER BY {partition}, r.as_of DESC, r.created_at DESC, r.id DESC
+),
+page_latest AS (
+    -- each vehicle page's latest audit strictly before the end of week W (W + 7 days, 00:00 UTC);
+    -- two audits of a page at the same instant: the lower integrity counts (conservative)
+    SELECT DISTINCT ON (c.tenant_id, c.as_of, a.vdp_id) c.tenant_id, c.as_of, a.integrity_pct
+    FROM chosen AS c
+    JOIN vdp_vli_audit AS a
+      ON a.tenant_id = c.tenant_id
+     AND a.as_of < (CAST(c.as_of + 7 AS timestamp) AT TIME ZONE 'UTC')
+    ORDER BY c.tenant_id, c.as_of, a.vdp_id, a.as_of DESC, a.integrity_pct ASC NULLS LAST
+),
+vli AS (
+    SELECT tenant_id, as_of, {finite("avg(integrity_pct)", "vli_integrity_pct")} AS integrity_pct
+    FROM page_latest
+    GROUP BY tenant_id, as_of
+)
+SELECT c.tenant_id,
+       c.as_of,
+       {finite("c.aiv_pct", "aiv_pct")} AS aiv_pct,
+       {finite("c.ati_pct", "ati_pct")} AS ati_pct,
+       {finite("c.crs_pct", "crs_pct")} AS crs_pct,
+       {finite("c.elasticity_usd_per_point", "elasticity_usd_per_point")} AS elasticity_usd_per_point,
+       CASE WHEN v.tenant_id IS NULL THEN 100.00 ELSE v.integrity_pct END AS vli_integrity_pct,
+       CASE WHEN h.probability BETWEEN 0 AND 1 THEN round(100 * h.probability, 2) END AS hrp_pct,
+       v.tenant_id IS NULL AS vli_fallback
+FROM chosen AS c
+LEFT JOIN vli AS v ON v.tenant_id = c.tenant_id AND v.as_of = c.as_of
+CROSS JOIN LATERAL (
+    SELECT CASE jsonb_typeof(c.hrp)
+               WHEN 'number' THEN CAST(c.hrp AS numeric)
+               WHEN 'string' THEN CASE WHEN (c.hrp #>> '{{}}') ~ '{DECIMAL_REGEX}'
+                                       THEN CAST(btrim(c.hrp #>> '{{}}') AS numeric) END
+           END AS probability
+) AS h
+"""
+
+
+_COLUMN_LIST = ", ".join(VALUE_COLUMNS)
+_UPDATE_LIST = ", ".join(f"{column} = EXCLUDED.{column}" for column in VALUE_COLUMNS)
+
+
+def upsert_sql(source: str) -> str:
+    """Upsert the rows of `source` (static SQL: a query or the staging table) into kpi_history."""
+    return f"""
+INSERT INTO kpi_history (tenant_id, as_of, {_COLUMN_LIST})
+SELECT tenant_id, as_of, {_COLUMN_LIST} FROM {source}
+ON CONFLICT (tenant_id, as_of) DO UPDATE SET {_UPDATE_LIST}, updated_at = now()
+"""
+
+
+STAGING_TABLE = "kpictl_history_staged"
+_CREATE_STAGING = f"""
+CREATE TEMPORARY TABLE {STAGING_TABLE} (
+    tenant_id uuid, as_of date, aiv_pct numeric, ati_pct numeric, crs_pct numeric,
+    elasticity_usd_per_point numeric, vli_integrity_pct numeric, hrp_pct numeric,
+    vli_fallback boolean
+) ON COMMIT DROP
+"""
+# psycopg placeholders: these two run on the driver connection, in a pipeline.
+_SET_TENANT_PG = "SELECT set_config(%s, %s, true)"
+_UPSERT_STAGED_PG = upsert_sql(f"{STAGING_TABLE} WHERE tenant_id = %s")
+
+
+@dataclass
+class TenantOutcome:
+    """What happened to one tenant: `code` is None (filled), NO_AVI, FORBIDDEN or INTERNAL_ERROR."""
+
+    tenant: Tenant
+    code: str | None = None
+    as_of: date | None = None  # the newest week written
+    rows: int = 0
+    message: str | None = None
+
+    def as_single_result(self) -> dict[str, Any]:
+        """The one-tenant result document of history.md §2."""
+        if self.code is None:
+            return {"ok": True, "tenant_id": str(self.tenant.id), "as_of": self.as_of.isoformat()}
+        return {
+            "ok": False,
+            "tenant_id": str(self.tenant.id),
+            "error": self.code,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class FillOptions:
+    since: date | None = None
+    until: date | None = None
+    concurrency: int = 4
+
+    @property
+    def backfill(self) -> bool:
+        return self.since is not None
+
+    def parameters(self, tenant_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+        values: dict[str, Any] = {"tenant_ids": list(tenant_ids)}
+        if self.since is not None:
+            values["since"] = self.since
+        if self.until is not None:
+            values["until"] = self.until
+        return values
+
+    def compute(self) -> str:
+        return compute_sql(backfill=self.backfill, since=self.since, until=self.until)
+
+    def exists_sql(self) -> str:
+        """Whether the tenant in `:tenant_ids` has a report in range."""
+        return f"SELECT EXISTS ({self.compute()})"
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(code, message) of a tenant's failure: FORBIDDEN when the database refused, else
+    INTERNAL_ERROR (bad value, overflow, lost connection, ...)."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    message = lines[0] if lines else type(original).__name__
+    if sqlstate == "42501":
+        return FORBIDDEN, message
+    return INTERNAL_ERROR, message
+
+
+def fill_tenant(engine: Engine, tenant: Tenant, options: FillOptions) -> TenantOutcome:
+    """Fill one tenant in a transaction of its own; a failure is returned, never raised."""
+    outcome = TenantOutcome(tenant)
+    try:
+        with engine.begin() as conn:
+            set_tenant(conn, tenant.id)
+            # NO_AVI is decided by reading, before writing: the same answer for a role that
+            # may not write, as in the set-based path
+            if not conn.execute(
+                text(options.exists_sql()), options.parameters([tenant.id])
+            ).scalar():
+                outcome.code, outcome.message = NO_AVI, _no_avi_message(options)
+                return outcome
+            weeks = (
+                conn.execute(
+                    text(upsert_sql(f"({options.compute()}) AS computed") + " RETURNING as_of"),
+                    options.parameters([tenant.id]),
+                )
+                .scalars()
+                .all()
+            )
+    except Exception as exc:  # isolation: whatever broke, it broke this tenant only
+        outcome.code, outcome.message = classify(exc)
+        return outcome
+    if not weeks:  # the reports went away between the two statements
+        outcome.code, outcome.message = NO_AVI, _no_avi_message(options)
+        return outcome
+    outcome.as_of, outcome.rows = max(weeks), len(weeks)
+    return outcome
+
+
+def fill_chunk_set_based(
+    conn: Connection, chunk: Sequence[Tenant], options: FillOptions
+) -> list[TenantOutcome]:
+    """Fill a chunk of tenants in the caller's transaction: one query stages every row, one
+    pipeline writes them tenant by tenant (app.tenant set before each tenant's upsert).
+    Raises on any failure; the caller rolls back."""
+    conn.execute(text(_CREATE_STAGING))
+    conn.execute(
+        text(f"INSERT INTO {STAGING_TABLE} {options.compute()}"),
+        options.parameters([tenant.id for tenant in chunk]),
+    )
+    conn.execute(text(f"CREATE INDEX ON {STAGING_TABLE} (tenant_id)"))
+    conn.execute(text(f"ANALYZE {STAGING_TABLE}"))
+    staged = {
+        row.tenant_id: (row.newest, row.weeks)
+        for row in conn.execute(
+            text(
+                f"SELECT tenant_id, max(as_of) AS newest, count(*) AS weeks "
+                f"FROM {STAGING_TABLE} GROUP BY tenant_id"
+            )
+        )
+    }
+    _write_staged(conn, [tenant.id for tenant in chunk if tenant.id in staged])
+    outcomes = []
+    for tenant in chunk:
+        if tenant.id in staged:
+            newest, weeks = staged[tenant.id]
+            outcomes.append(TenantOutcome(tenant, as_of=newest, rows=weeks))
+        else:
+            outcomes.append(TenantOutcome(tenant, code=NO_AVI, message=_no_avi_message(options)))
+    return outcomes
+
+
+def _write_staged(conn: Connection, tenant_ids: Sequence[uuid.UUID]) -> None:
+    """Per tenant: set app.tenant, upsert its staged rows; all in one psycopg pipeline."""
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    first_error: psycopg.Error | None = None
+    try:
+        with driver.pipeline(), driver.cursor() as cursor:
+            try:
+                for tenant_id in tenant_ids:
+                    cursor.execute(_SET_TENANT_PG, (TENANT_SETTING, str(tenant_id)))
+                    cursor.execute(_UPSERT_STAGED_PG, (tenant_id,))
+            except psycopg.Error as exc:
+                # Leave the block normally: the pipeline then ends quietly ("pipeline aborted")
+                # instead of logging a warning; the first error is the one that counts.
+                first_error = exc
+    except psycopg.Error as exc:
+        raise first_error or exc from None
+    if first_error is not None:
+        raise first_error
+
+
+def _no_avi_message(options: FillOptions) -> str:
+    return "no AVI report in range" if options.backfill else "no AVI report"
+
+
+def fill_chunk(
+    engine: Engine, chunk: Sequence[Tenant], options: FillOptions
+) -> list[TenantOutcome]:
+    """Set-based when it works; on failure split the chunk in two and retry each half, down to
+    one tenant per transaction, so that only the failing tenants report an error."""
+    if len(chunk) == 1:
+        return [fill_tenant(engine, chunk[0], options)]
+    try:
+        with engine.begin() as conn:
+            return fill_chunk_set_based(conn, chunk, options)
+    except Exception as exc:  # rolled back: find the culprits by halving
+        code, message = classify(exc)
+        log.debug("chunk of %d tenants failed (%s: %s); splitting", len(chunk), code, message)
+    middle = len(chunk) // 2
+    return fill_chunk(engine, chunk[:middle], options) + fill_chunk(engine, chunk[middle:], options)
+
+
+def list_tenants(engine: Engine) -> list[Tenant]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(tenants.c.id, tenants.c.slug).order_by(tenants.c.slug))
+        return [Tenant(row.id, row.slug) for row in rows]
+
+
+def fill_all(
+    engine: Engine,
+    options: FillOptions,
+    *,
+    tenant_list: Sequence[Tenant] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[TenantOutcome]:
+    """Fill every tenant (or `tenant_list`), `options.concurrency` chunks at a time."""
+    everyone = list(tenant_list) if tenant_list is not None else list_tenants(engine)
+    if not everyone:
+        return []
+    size = max(1, min(MAX_CHUNK, -(-len(everyone) // options.concurrency)))
+    chunks = [everyone[start : start + size] for start in range(0, len(everyone), size)]
+    outcomes: list[TenantOutcome] = []
+
+    def run(chunk: Sequence[Tenant]) -> list[TenantOutcome]:
+        done = fill_chunk(engine, chunk, options)
+        if progress:
+            progress(len(chunk))
+        return done
+
+    with ThreadPoolExecutor(max_workers=min(options.concurrency, len(chunks))) as pool:
+        for done in pool.map(run, chunks):
+            outcomes.extend(done)
+    return outcomes
+
+
+def summarize(outcomes: Sequence[TenantOutcome]) -> dict[str, Any]:
+    """The all-tenants result document of history.md §2 (errors sorted by slug)."""
+    errors = sorted(
+        (outcome for outcome in outcomes if outcome.code not in (None, NO_AVI)),
+        key=lambda outcome: outcome.tenant.slug,
+    )
+    return {
+        "ok": sum(1 for outcome in outcomes if outcome.code is None),
+        "skipped": sum(1 for outcome in outcomes if outcome.code == NO_AVI),
+        "total": len(outcomes),
+        "errors": [
+            {
+                "tenant_id": str(outcome.tenant.id),
+                "slug": outcome.tenant.slug,
+                "code": outcome.code,
+                "message": outcome.message,
+            }
+            for outcome in errors
+        ],
+    }
+
+
+def exit_code_of(outcomes: Sequence[TenantOutcome], *, single: bool) -> int:
+    """0 nothing errored (skips allowed); 77 the database refused every tenant that had something
+    to write (errors, all FORBIDDEN, nothing filled; NO_AVI skips aside); else 1 when any tenant
+    errored; one tenant with NO_AVI is 1 too."""
+    errors = [outcome.code for outcome in outcomes if outcome.code not in (None, NO_AVI)]
+    filled = any(outcome.code is None for outcome in outcomes)
+    if errors and not filled and all(code == FORBIDDEN for code in errors):
+        return 77
+    failed = {FORBIDDEN, INTERNAL_ERROR} | ({NO_AVI} if single else set())
+    return 1 if any(outcome.code in failed for outcome in outcomes) else 0
+
+
+@dataclass
+class FillRun:
+    """A finished fill: the outcomes, the result document and timings for the job row."""
+
+    outcomes: list[TenantOutcome]
+    result: dict[str, Any]
+    exit_code: int
+    rows_written: int
+    duration_ms: int
+
+
+def run_fill(
+    engine: Engine,
+    options: FillOptions,
+    *,
+    tenants: Sequence[Tenant] | None = None,
+    single: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> FillRun:
+    """Fill `tenants` (default: every tenant); `single` gives the one-tenant result document.
+    Never raises for a tenant's failure."""
+    started = time.monotonic()
+    if single:
+        assert tenants is not None and len(tenants) == 1
+        outcomes = [fill_tenant(engine, tenants[0], options)]
+        if progress:
+            progress(1)
+        result = outcomes[0].as_single_result()
+    else:
+        outcomes = fill_all(engine, options, tenant_list=tenants, progress=progress)
+        result = summarize(outcomes)
+    return FillRun(
+        outcomes=outcomes,
+        result=result,
+        exit_code=exit_code_of(outcomes, single=single),
+        rows_written=sum(outcome.rows for outcome in outcomes if outcome.code is None),
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+def fill_with_job(
+    engine: Engine,
+    options: FillOptions,
+    *,
+    metadata: dict[str, Any],
+    tenant: Tenant | None = None,
+    progress: Progress | None = None,
+) -> FillRun:
+    """The whole fill as one `history_fill` job row (the result in its metadata)."""
+    progress = progress or Progress()
+    metadata = {
+        **metadata,
+        "options": {
+            "tenant": str(tenant.id) if tenant else None,
+            "since": options.since,
+            "until": options.until,
+            "concurrency": options.concurrency,
+        },
+    }
+    job_id = start_job(engine, "history_fill", metadata=metadata)
+    try:
+        everyone = [tenant] if tenant else list_tenants(engine)
+        progress.start("Filling history", len(everyone))
+        run = run_fill(
+            engine, options, tenants=everyone, single=tenant is not None, progress=progress.advance
+        )
+    except BaseException as exc:
+        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        finish_job(engine, job_id, status, error=f"{type(exc).__name__}: {exc}")
+        raise
+    failed = run.exit_code != 0
+    finish_job(
+        engine,
+        job_id,
+        "failed" if failed else "completed",
+        snapshots_created=run.rows_written,
+        error=_failure_text(run) if failed else None,
+        metadata={"result": run.result, "rows_written": run.rows_written},
+    )
+    log.info(
+        "History fill: %d rows written in %d ms (job %s)", run.rows_written, run.duration_ms, job_id
+    )
+    return run
+
+
+def _failure_text(run: FillRun) -> str:
+    failures = [outcome for outcome in run.outcomes if outcome.code is not None]
+    if not failures:
+        return "failed"
+    first = failures[0]
+    return f"{len(failures)} tenant(s) failed; first: {first.tenant.slug} {first.code}: {first.message}"
