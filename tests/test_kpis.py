@@ -314,3 +314,20 @@ def test_format_value():
     assert [
         service.format_value(Decimal(v)) for v in ("40", "66.6666", "0", "12.5", "1234.005")
     ] == ["40", "66.67", "0", "12.5", "1234.01"]
+
+
+def test_a_period_not_yet_over_does_not_hide_the_last_cycle(engine, db_url):
+    """A backfill bucket of the current day ends tonight; the aggregate's period ended now."""
+    from datetime import timedelta
+
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        snapshot(
+            conn, "mtti", 100, now - timedelta(hours=24), now - timedelta(minutes=3), calculated=now
+        )
+        snapshot(
+            conn, "mtti", 999, now - timedelta(hours=1), now + timedelta(hours=23), calculated=now
+        )
+    result = run_cli(["kpis", "--format", "json"], db_url)
+    values = {item["kpiName"]: item["value"] for item in json.loads(result.stdout)["data"]}
+    assert values["mtti"] == 100

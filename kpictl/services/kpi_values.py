@@ -1,7 +1,7 @@
 """`kpictl kpis`: the latest value of each KPI, what an operator looks at first.
 
-"Latest" is, per (KPI, scope), the snapshot with the newest `period_end`, then the newest
-`calculated_at` (pipeline.md §5). Only KPIs of the registry are shown (rows of other names, such
+"Latest" is, per (KPI, scope), the snapshot with the newest `period_end` among periods that are
+over, then the newest `calculated_at` (pipeline.md §5). Only KPIs of the registry are shown (rows of other names, such
 as the platform trigger's `run_success`, are ignored). At factory level a KPI that was never
 computed is still listed, with every field but its name, level, unit and version empty; at
 product level only products with snapshots appear.
@@ -85,6 +85,9 @@ def latest_values(
     conditions = [
         snapshots.c.level == level,
         snapshots.c.kpi_name.in_([kpi.name for kpi in definitions]),
+        # Only periods that are over: a backfill bucket of the current day (ending tonight) was
+        # computed from part of its runs and must not hide the last aggregate cycle.
+        snapshots.c.period_end <= func.now(),
     ]
     if scope_ids is not None:
         conditions.append(snapshots.c.scope_id.in_(scope_ids))
