@@ -76,8 +76,9 @@ def demo(
         else "Sample: already loaded (use --reset to start over)"
     )
     output.echo(
-        f"Aggregated the last week ({result.aggregate_snapshots} snapshots), backfilled "
-        f"{result.backfill_buckets} daily buckets, filled the history of {result.history_filled} tenants.\n"
+        f"Aggregated the last week ({result.aggregate_snapshots} snapshots); backfilled "
+        f"{result.backfill_buckets} daily buckets ({result.backfill_skipped} already done); "
+        f"filled {result.history_rows} weeks of KPI history for {result.history_filled} tenants.\n"
     )
     columns, rows = kpi_values.table(values, "factory")
     output.emit_table(columns, rows, title="factory KPIs (latest)")

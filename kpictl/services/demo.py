@@ -22,6 +22,7 @@ from kpictl.services.stop import StopRequest
 
 log = logging.getLogger(__name__)
 SAMPLE_DAYS = 14
+SAMPLE_WEEKS = 12
 STEPS = ("migrate", "sample", "aggregate", "backfill", "history")
 
 
@@ -31,7 +32,9 @@ class DemoResult:
     reset_rows: dict[str, int] = field(default_factory=dict)
     aggregate_snapshots: int = 0
     backfill_buckets: int = 0
+    backfill_skipped: int = 0
     history_filled: int = 0
+    history_rows: int = 0
     jobs: list[str] = field(default_factory=list)
 
 
@@ -54,7 +57,7 @@ def run_demo(
     with engine.begin() as conn:
         removed = sample.reset(conn) if reset else {}
         now = conn.execute(text("SELECT date_trunc('hour', now())")).scalar_one()
-        loaded = sample.generate(conn, seed=seed, days=SAMPLE_DAYS, now=now)
+        loaded = sample.generate(conn, seed=seed, days=SAMPLE_DAYS, weeks=SAMPLE_WEEKS, now=now)
     log.info(
         "Sample factory: %s",
         ", ".join(f"{rows} {table}" for table, rows in loaded.items() if rows) or "already loaded",
@@ -76,10 +79,14 @@ def run_demo(
         engine, buckets, force=False, metadata=metadata, options=options, stop=stop, now=now
     )
     result.backfill_buckets = len(backfilled.periods)
+    result.backfill_skipped = backfilled.skipped_buckets
     result.jobs.append(backfilled.job_id)
     done("backfill")
 
-    filled = fill_with_job(engine, FillOptions(), metadata=metadata)
-    result.history_filled = filled.result.get("ok", 0) if isinstance(filled.result, dict) else 0
+    # Every report week of the sample, so that `history export` has a history to show.
+    weeks_back = FillOptions(since=(now - timedelta(weeks=SAMPLE_WEEKS + 1)).date())
+    filled = fill_with_job(engine, weeks_back, metadata=metadata)
+    result.history_filled = filled.result.get("ok", 0)
+    result.history_rows = filled.rows_written
     done("history")
     return result
