@@ -147,19 +147,24 @@ def generate(
     return counts
 
 
+SAMPLE_LOW = f"{SAMPLE_PREFIX}-0000-0000-0000-000000000000"
+SAMPLE_HIGH = f"{SAMPLE_PREFIX}-ffff-ffff-ffff-ffffffffffff"
+# SQL: is {column} a sample id (any seed)? Binds :low and :high.
+IS_SAMPLE = (
+    "{column} BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)"
+    " AND substr({column}::text, 15, 1) = '8'"
+)
+
+
 def reset(conn: Connection) -> dict[str, int]:
-    """Delete every sample row (whatever its seed), with the tenants' kpi_history; no other row.
+    """Delete every sample row (whatever its seed), with the tenants' kpi_history and the run
+    and product snapshots computed from the sample; no other row.
 
     kpi_history has forced row-level security, so its rows are deleted tenant by tenant with
     `app.tenant` set for the transaction, as every kpictl writer does.
     """
-    low = f"{SAMPLE_PREFIX}-0000-0000-0000-000000000000"
-    high = f"{SAMPLE_PREFIX}-ffff-ffff-ffff-ffffffffffff"
-    is_sample = (
-        "{column} BETWEEN CAST(:low AS uuid) AND CAST(:high AS uuid)"
-        " AND substr({column}::text, 15, 1) = '8'"
-    )
-    params = {"low": low, "high": high}
+    is_sample = IS_SAMPLE
+    params = {"low": SAMPLE_LOW, "high": SAMPLE_HIGH}
     counts: dict[str, int] = {}
     tenant_ids = conn.execute(
         text(f"SELECT id FROM tenants WHERE {is_sample.format(column='id')} ORDER BY id"), params
@@ -183,6 +188,7 @@ def reset(conn: Connection) -> dict[str, int]:
         ("avi_reports", "tenant_id"),
         ("vdp_vli_audit", "tenant_id"),
         ("tenants", "id"),
+        ("kpi_snapshots", "scope_id"),  # what kpictl derived from sample runs and products
     ):
         counts[table] = conn.execute(
             text(f"DELETE FROM {table} WHERE {is_sample.format(column=column)}"), params

@@ -209,7 +209,32 @@ def test_reset_removes_only_sample_rows(engine):
         "vdp_vli_audit": 0,
     }
     with engine.begin() as conn:
-        assert sample.reset(conn) == dict.fromkeys((*SOURCE_TABLES, "kpi_history"), 0)
+        assert sample.reset(conn) == dict.fromkeys(
+            (*SOURCE_TABLES, "kpi_history", "kpi_snapshots"), 0
+        )
+
+
+def test_reset_removes_snapshots_of_sample_runs_only(engine):
+    from kpictl.services import pipeline
+    from kpictl.services.periods import Period
+    from kpictl.services.stop import StopRequest
+
+    with engine.begin() as conn:
+        own_repo = factories.repository(conn, "platform", "real")
+        factories.execution(conn, own_repo, "completed", factories.at(1), factories.at(2))
+        sample.generate(conn, **{**SMALL, "now": factories.at(24)})
+    period = Period(factories.at(-24 * 30), factories.at(24))
+    pipeline.aggregate(
+        engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
+    )
+    with engine.begin() as conn:
+        removed = sample.reset(conn)
+        left = conn.execute(
+            text("SELECT level, count(*) FROM kpi_snapshots GROUP BY level ORDER BY level")
+        ).all()
+    assert removed["kpi_snapshots"] > 0
+    # what is left: the platform's own run (1 run row) and product (3 rows), the factory rows
+    assert [tuple(row) for row in left] == [("factory", 4), ("product", 3), ("run", 1)]
 
 
 def test_a_taken_slug_skips_that_tenant_without_orphans(engine):

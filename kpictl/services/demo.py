@@ -76,7 +76,7 @@ def run_demo(
     since = (now - timedelta(days=SAMPLE_DAYS)).astimezone(UTC)
     buckets = periods.buckets(since, periods.current_bucket_end(now, "day", utc), "day", utc, now)
     backfilled = pipeline.backfill(
-        engine, buckets, force=False, metadata=metadata, options=options, stop=stop, now=now
+        engine, buckets, force=reset, metadata=metadata, options=options, stop=stop, now=now
     )
     result.backfill_buckets = len(backfilled.periods)
     result.backfill_skipped = backfilled.skipped_buckets
