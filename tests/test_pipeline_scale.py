@@ -79,7 +79,9 @@ def test_200k_runs_counts_match_and_statements_do_not_grow(engine, pg_server):
     assert small.periods[0].runs == sum(status(i) != "cancelled" for i in range(1, 2_001))
 
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE workflow_executions, repositories, kpi_snapshots"))
+        conn.execute(
+            text("TRUNCATE workflow_executions, repositories, kpi_snapshots, kpi_aggregation_jobs")
+        )
     generate(engine, 200_000, 50)
     large_count, large = count_statements(engine, chunk_size=1_000_000)
     assert len(large_count) == len(small_count)

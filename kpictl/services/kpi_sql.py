@@ -60,6 +60,7 @@ class SourceClock:
             "completed": instant("e.completed_at", self.completed_zoneless),
             "decided": instant("v.decided_at", self.decided_zoneless),
             "c_lo": bound("period_start", self.completed_zoneless),
+            "c_scan": bound("scan_from", self.completed_zoneless),
             "c_hi": bound("period_end", self.completed_zoneless),
             "s_lo": bound("period_start", self.started_zoneless),
             "s_hi": bound("period_end", self.started_zoneless),
@@ -78,10 +79,19 @@ TERMINAL = """e.status IN ('completed', 'failed')
 
 IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
 
-HAS_RUN_SNAPSHOT = """EXISTS (
-        SELECT 1 FROM kpi_snapshots k
+# Has kpictl snapshotted this run? (run_duration written by a kpictl job; the AFU-9 platform's
+# trigger also writes run_duration rows, without a job_id, and those runs still need the other
+# run-level KPIs.) A scalar sub-select runs as one index probe per candidate run, whatever the
+# often stale statistics of kpi_snapshots say; a NOT EXISTS anti-join planned on a fresh
+# table's "1 row" estimate degenerates into a nested loop over every snapshot.
+RUN_DONE = """(SELECT 1 FROM kpi_snapshots k
         WHERE k.level = 'run' AND k.kpi_name = :run_duration AND k.kpi_version = :version
-          AND k.scope_id = e.id)"""
+          AND k.scope_id = e.id AND k.job_id IS NOT NULL LIMIT 1) IS NOT NULL"""
+
+# Run-level candidates: terminal runs of the period completed at or after :scan_from (the
+# watermark of an incremental cycle; the period start for a full scan).
+RUN_CANDIDATES = f"""{TERMINAL} AND {IN_PERIOD}
+    AND e.completed_at >= {{c_scan}}"""
 
 UPSERT = """ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO UPDATE
     SET value = EXCLUDED.value, unit = EXCLUDED.unit, metadata = EXCLUDED.metadata,
@@ -101,7 +111,7 @@ FROM (
   SELECT e.repository_id,
          ({TERMINAL}) AS valid,
          coalesce({IN_PERIOD}, false) AS in_period,
-         CASE WHEN :check_existing THEN {HAS_RUN_SNAPSHOT} ELSE false END AS has_snapshot,
+         CASE WHEN :check_existing THEN {RUN_DONE} ELSE false END AS has_snapshot,
          EXISTS (SELECT 1 FROM repositories r WHERE r.id = e.repository_id AND r.kpi_enabled)
            AS product_enabled
   FROM workflow_executions e
@@ -118,15 +128,7 @@ def run_level_chunk(clock: SourceClock, *, only_new: bool, after_cursor: bool) -
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
     tool_call_success_rate. Returns the chunk's size, snapshots written and its last key
     (the next chunk starts after it: `after_cursor`)."""
-    # A scalar sub-select runs as one index probe per candidate run, whatever the (often
-    # stale) statistics of kpi_snapshots say; a NOT EXISTS anti-join planned on a fresh
-    # table's "1 row" estimate degenerates into a nested loop over every snapshot.
-    skip_existing = (
-        "AND (SELECT 1 FROM kpi_snapshots k WHERE k.level = 'run' AND k.kpi_name = :run_duration "
-        "AND k.kpi_version = :version AND k.scope_id = e.id LIMIT 1) IS NULL"
-        if only_new
-        else ""
-    )
+    skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
     cursor = (
         # The plain `>=` lets the scan start at the cursor on a one-column completed_at
         # index; the row comparison alone would only filter, rescanning earlier chunks.
@@ -141,7 +143,7 @@ WITH runs AS MATERIALIZED (
   SELECT e.id, e.status, e.completed_at AS completed_raw,
          {{started}} AS started_at, {{completed}} AS completed_at
   FROM workflow_executions e
-  WHERE {TERMINAL} AND {IN_PERIOD}
+  WHERE {RUN_CANDIDATES}
     {cursor}
     {skip_existing}
   ORDER BY e.completed_at, e.id
@@ -164,22 +166,20 @@ calls AS (
 computed AS (
   SELECT :run_duration AS kpi_name, 'ms' AS unit, r.id AS scope_id,
          extract(epoch FROM r.completed_at - r.started_at) * 1000 AS value,
-         r.started_at, r.completed_at, jsonb_build_object('status', r.status) AS metadata
+         r.started_at, r.completed_at
   FROM runs r
   UNION ALL
-  SELECT :token_usage, 'tokens', r.id, t.value, r.started_at, r.completed_at,
-         jsonb_build_object('agent_runs', t.agent_runs)
+  SELECT :token_usage, 'tokens', r.id, t.value, r.started_at, r.completed_at
   FROM tokens t JOIN runs r ON r.id = t.execution_id
   UNION ALL
   SELECT :tool_call_success_rate, 'percent', r.id, 100.0 * c.succeeded / c.calls,
-         r.started_at, r.completed_at,
-         jsonb_build_object('calls', c.calls, 'succeeded', c.succeeded)
+         r.started_at, r.completed_at
   FROM calls c JOIN runs r ON r.id = c.execution_id
 ),
 written AS (
   INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
                              calculated_at, period_start, period_end, job_id)
-  SELECT kpi_name, :version, 'run', scope_id, value, unit, metadata, now(),
+  SELECT kpi_name, :version, 'run', scope_id, value, unit, NULL, now(),
          started_at, completed_at, CAST(:job_id AS uuid)
   FROM computed
   {UPSERT}
@@ -197,6 +197,24 @@ SELECT (SELECT count(*) FROM runs) AS runs,
     )
 
 
+def pending_runs(clock: SourceClock) -> TextClause:
+    """How many runs the run level will snapshot (for the log line and the progress bar)."""
+    return _sql(
+        f"SELECT count(*) FROM workflow_executions e WHERE {RUN_CANDIDATES} AND NOT {RUN_DONE}",
+        clock,
+    )
+
+
+def invalid_without_completion(clock: SourceClock) -> TextClause:
+    """Terminal-status runs of the period with no completed_at (placed by started_at): left out
+    of every KPI and counted as invalid. The runs with a completed_at are counted in the parts."""
+    return _sql(
+        "SELECT count(*) FROM workflow_executions e WHERE e.status IN ('completed', 'failed') "
+        "AND e.completed_at IS NULL AND e.started_at >= {s_lo} AND e.started_at < {s_hi}",
+        clock,
+    )
+
+
 PARTS_TABLE = "kpictl_period_parts"
 
 
@@ -207,7 +225,7 @@ def collect_parts(clock: SourceClock) -> list[TextClause]:
         text(
             f"CREATE TEMP TABLE IF NOT EXISTS {PARTS_TABLE} ("
             "repository_id uuid, product_enabled boolean, completed bigint, failed bigint, "
-            "duration_sum_ms numeric) ON COMMIT PRESERVE ROWS"
+            "duration_sum_ms numeric, invalid bigint) ON COMMIT PRESERVE ROWS"
         ),
         text(f"TRUNCATE {PARTS_TABLE}"),
         _sql(
@@ -215,17 +233,27 @@ def collect_parts(clock: SourceClock) -> list[TextClause]:
 INSERT INTO {PARTS_TABLE}
 SELECT e.repository_id,
        coalesce(bool_or(r.kpi_enabled), false),
-       count(*) FILTER (WHERE e.status = 'completed'),
-       count(*) FILTER (WHERE e.status = 'failed'),
-       sum(extract(epoch FROM {{completed}} - {{started}}) * 1000)
+       count(*) FILTER (WHERE valid AND e.status = 'completed'),
+       count(*) FILTER (WHERE valid AND e.status = 'failed'),
+       sum(extract(epoch FROM {{completed}} - {{started}}) * 1000) FILTER (WHERE valid),
+       count(*) FILTER (WHERE NOT valid)
 FROM workflow_executions e
 LEFT JOIN repositories r ON r.id = e.repository_id
-WHERE {TERMINAL} AND {IN_PERIOD}
+CROSS JOIN LATERAL (SELECT ({TERMINAL}) AS valid) v
+WHERE e.status IN ('completed', 'failed') AND {IN_PERIOD}
 GROUP BY e.repository_id
 """,
             clock,
         ),
     ]
+
+
+def parts_summary() -> TextClause:
+    return text(
+        "SELECT count(*) FILTER (WHERE product_enabled AND repository_id IS NOT NULL "
+        "AND completed + failed > 0) AS products, coalesce(sum(invalid), 0) AS invalid "
+        f"FROM {PARTS_TABLE}"
+    )
 
 
 def product_level() -> TextClause:
@@ -247,7 +275,7 @@ WITH written AS (
        (p.completed + p.failed) * 86400.0 / CAST(:period_seconds AS numeric)),
     (:product_avg_duration, 'ms', p.duration_sum_ms / (p.completed + p.failed))
   ) AS k(kpi_name, unit, value)
-  WHERE p.product_enabled AND p.repository_id IS NOT NULL
+  WHERE p.product_enabled AND p.repository_id IS NOT NULL AND p.completed + p.failed > 0
   {UPSERT}
   RETURNING 1
 )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
@@ -42,6 +42,11 @@ class PipelineOptions:
     # Test hook: seconds of pg_sleep inside a step's transaction ("run", "product", "factory",
     # "views"), to make interruption tests deterministic. Empty in production.
     step_delays: dict[str, float] = field(default_factory=dict)
+    # Incremental run level: a cycle checks the runs completed since the previous cycle's end,
+    # less `lookback` (for runs committed a little after they completed); every
+    # `full_scan_every` a cycle checks the whole period again (runs recorded later still).
+    lookback: timedelta = timedelta(minutes=15)
+    full_scan_every: timedelta = timedelta(hours=1)
 
 
 @dataclass
@@ -79,6 +84,7 @@ def base_parameters(period: Period, job_id: Any, options: PipelineOptions) -> di
         period_seconds=int((period.end - period.start).total_seconds()),
         source_tz=options.source_timezone,
         job_id=str(job_id) if job_id else None,
+        scan_from=period.start,
     )
     return parameters
 
@@ -91,6 +97,60 @@ def plan(
         kpi_sql.plan(clock), {**base_parameters(period, None, options), "check_existing": only_new}
     ).one()
     return Plan(period, row.pending_runs, row.terminal_runs, row.invalid_runs, row.products)
+
+
+# --- the incremental run level ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunScan:
+    """Which runs a cycle's run level checks: from `scan_from` to the period end.
+
+    `covered_from`: every run completed since then has been checked by this chain of cycles;
+    `full_scan_at`: when the chain last checked its whole period."""
+
+    scan_from: datetime
+    covered_from: datetime
+    full: bool
+    full_scan_at: datetime
+
+    def as_metadata(self, through: datetime) -> dict[str, Any]:
+        return {
+            "from": self.scan_from.isoformat(),
+            "through": through.isoformat(),
+            "covered_from": self.covered_from.isoformat(),
+            "full": self.full,
+            "full_scan_at": self.full_scan_at.isoformat(),
+        }
+
+
+def run_scan(connection: Connection, period: Period, options: PipelineOptions) -> RunScan:
+    """Incremental when the previous completed aggregate covered this period's start and its
+    last full scan is recent; a full scan of the period otherwise."""
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    previous = connection.execute(
+        text(
+            "SELECT metadata->'run_scan' FROM kpi_aggregation_jobs "
+            "WHERE job_type = 'aggregate' AND status = 'completed' AND metadata ? 'run_scan' "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+    ).scalar()
+    if previous:
+        covered_from = datetime.fromisoformat(previous["covered_from"])
+        through = datetime.fromisoformat(previous["through"])
+        full_scan_at = datetime.fromisoformat(previous["full_scan_at"])
+        if covered_from <= period.start and now - full_scan_at < options.full_scan_every:
+            scan_from = min(max(period.start, through - options.lookback), period.end)
+            return RunScan(scan_from, covered_from, False, full_scan_at)
+    return RunScan(period.start, period.start, True, now)
+
+
+def count_pending_runs(
+    connection: Connection, period: Period, options: PipelineOptions, scan_from: datetime
+) -> int:
+    clock = kpi_sql.SourceClock.detect(connection)
+    parameters = {**base_parameters(period, None, options), "scan_from": scan_from}
+    return connection.execute(kpi_sql.pending_runs(clock), parameters).scalar_one()
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -123,11 +183,14 @@ def run_level(
     commit_chunks: bool,
     progress: Progress,
     stop: StopRequest,
+    scan_from: datetime | None = None,
 ) -> None:
     clock = kpi_sql.SourceClock.detect(connection)
     first_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=False)
     next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True)
     parameters = base_parameters(period, job_id, options)
+    if scan_from is not None:
+        parameters["scan_from"] = scan_from
     statement, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with _timed(counts, "run"):
@@ -165,18 +228,25 @@ def product_level(
     job_id: Any,
     options: PipelineOptions,
     counts: PeriodCounts,
+    *,
+    announce: bool = False,
 ) -> None:
+    """Collect the period's additive parts per repository (and its invalid runs), then write
+    the product rows; the factory step rolls the same parts up."""
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = base_parameters(period, job_id, options)
     with _timed(counts, "product"):
         _delay(connection, options, "product")
         for statement in kpi_sql.collect_parts(clock):
             connection.execute(statement, parameters)
-        counts.products = connection.execute(
-            text(
-                f"SELECT count(*) FROM {kpi_sql.PARTS_TABLE} WHERE product_enabled AND repository_id IS NOT NULL"
-            )
-        ).scalar_one()
+        parts = connection.execute(kpi_sql.parts_summary()).one()
+        counts.products = parts.products
+        counts.invalid_runs = (
+            parts.invalid
+            + connection.execute(kpi_sql.invalid_without_completion(clock), parameters).scalar_one()
+        )
+        if announce:
+            log.info("Processing %d product-level aggregations", counts.products)
         counts.product_snapshots = connection.execute(
             kpi_sql.product_level(), parameters
         ).scalar_one()
@@ -216,6 +286,7 @@ class PipelineResult:
     skipped_buckets: int = 0
     failed_buckets: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: int = 0
+    run_scan: dict[str, Any] | None = None
 
     @property
     def snapshots_created(self) -> int:
@@ -344,6 +415,8 @@ def _job_metadata(result: PipelineResult) -> dict[str, Any]:
         "timings_ms": timings,
         "invalid_runs": result.invalid_runs,
     }
+    if result.run_scan is not None:
+        document["run_scan"] = result.run_scan
     if result.job_type == "backfill":
         document["skipped_buckets"] = result.skipped_buckets
         document["failed_buckets"] = result.failed_buckets
@@ -377,11 +450,12 @@ def aggregate(
         log.info("Period: %s to %s", period.start.isoformat(), period.end.isoformat())
         counts = PeriodCounts(period.start, period.end)
         result.periods.append(counts)
-        planned = plan(work, period, options)
+        scan = run_scan(work, period, options)
+        result.run_scan = scan.as_metadata(period.end)
+        pending = count_pending_runs(work, period, options, scan.scan_from)
         work.commit()
-        result.invalid_runs = counts.invalid_runs = planned.invalid_runs
-        log.info("Processing %d run-level aggregations", planned.pending_runs)
-        progress.start("run level", planned.pending_runs)
+        log.info("Processing %d run-level aggregations", pending)
+        progress.start("run level", pending)
         run_level(
             work,
             period,
@@ -392,11 +466,12 @@ def aggregate(
             commit_chunks=True,
             progress=progress,
             stop=stop,
+            scan_from=scan.scan_from,
         )
         stop.check()
-        log.info("Processing %d product-level aggregations", planned.products)
         with work.begin():
-            product_level(work, period, job_id, options, counts)
+            product_level(work, period, job_id, options, counts, announce=True)
+        result.invalid_runs = counts.invalid_runs
         stop.check()
         log.info("Processing factory-level aggregation")
         with work.begin():
@@ -448,9 +523,6 @@ def backfill(
                         result.skipped_buckets += 1
                         progress.advance(1)
                         continue
-                    counts.invalid_runs = plan(
-                        work, period, options, only_new=not force
-                    ).invalid_runs
                     run_level(
                         work,
                         period,
