@@ -1,7 +1,7 @@
 -- Lower bound for `kpictl aggregate`: the same KPIs written by hand, no client logic.
 -- One INSERT ... SELECT per run-level KPI, one GROUP BY per level. Parameters: %(start)s,
--- %(end)s (the period); %(id_low)s..%(id_high)s restricts the run level to a range of run ids
--- (the new runs of the incremental case; every id from scratch). Product and factory values
+-- %(end)s (the period); %(since)s restricts the run level to the runs completed since then (the
+-- new runs of the incremental case; the period start from scratch). Product and factory values
 -- depend on every run of the window, so their GROUP BYs always cover it.
 INSERT INTO kpi_snapshots (kpi_name, level, scope_id, value, unit, period_start, period_end)
 SELECT 'run_duration', 'run', e.id, extract(epoch FROM e.completed_at - e.started_at) * 1000, 'ms',
@@ -9,7 +9,7 @@ SELECT 'run_duration', 'run', e.id, extract(epoch FROM e.completed_at - e.starte
 FROM workflow_executions e
 WHERE e.status IN ('completed', 'failed') AND e.started_at IS NOT NULL
   AND e.completed_at >= e.started_at AND e.completed_at >= %(start)s AND e.completed_at < %(end)s
-  AND e.id BETWEEN %(id_low)s AND %(id_high)s;
+  AND e.completed_at >= %(since)s;
 
 INSERT INTO kpi_snapshots (kpi_name, level, scope_id, value, unit, period_start, period_end)
 SELECT 'token_usage', 'run', e.id,
@@ -18,7 +18,7 @@ SELECT 'token_usage', 'run', e.id,
 FROM workflow_executions e JOIN agent_runs a ON a.execution_id = e.id
 WHERE e.status IN ('completed', 'failed') AND e.started_at IS NOT NULL
   AND e.completed_at >= e.started_at AND e.completed_at >= %(start)s AND e.completed_at < %(end)s
-  AND e.id BETWEEN %(id_low)s AND %(id_high)s
+  AND e.completed_at >= %(since)s
 GROUP BY e.id;
 
 INSERT INTO kpi_snapshots (kpi_name, level, scope_id, value, unit, period_start, period_end)
@@ -28,7 +28,7 @@ SELECT 'tool_call_success_rate', 'run', e.id,
 FROM workflow_executions e JOIN mcp_tool_calls t ON t.execution_id = e.id
 WHERE e.status IN ('completed', 'failed') AND e.started_at IS NOT NULL
   AND e.completed_at >= e.started_at AND e.completed_at >= %(start)s AND e.completed_at < %(end)s
-  AND e.id BETWEEN %(id_low)s AND %(id_high)s
+  AND e.completed_at >= %(since)s
 GROUP BY e.id;
 
 INSERT INTO kpi_snapshots (kpi_name, level, scope_id, value, unit, period_start, period_end)

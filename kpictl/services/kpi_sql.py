@@ -149,19 +149,21 @@ WITH runs AS MATERIALIZED (
   ORDER BY e.completed_at, e.id
   LIMIT :chunk_size
 ),
+-- Aggregates keep the run's period columns, so that no join back to `runs` follows: the
+-- row estimate of `runs` is often 1, and a nested loop over an aggregate is quadratic.
 tokens AS (
-  SELECT a.execution_id,
+  SELECT r.id, r.started_at, r.completed_at,
          sum(coalesce(a.total_tokens::numeric,
                       coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0)))
-           AS value,
-         count(*) AS agent_runs
-  FROM agent_runs a JOIN runs r ON r.id = a.execution_id
-  GROUP BY a.execution_id
+           AS value
+  FROM runs r JOIN agent_runs a ON a.execution_id = r.id
+  GROUP BY r.id, r.started_at, r.completed_at
 ),
 calls AS (
-  SELECT t.execution_id, count(*) AS calls, count(*) FILTER (WHERE t.error IS NULL) AS succeeded
-  FROM mcp_tool_calls t JOIN runs r ON r.id = t.execution_id
-  GROUP BY t.execution_id
+  SELECT r.id, r.started_at, r.completed_at,
+         100.0 * count(*) FILTER (WHERE t.error IS NULL) / count(*) AS value
+  FROM runs r JOIN mcp_tool_calls t ON t.execution_id = r.id
+  GROUP BY r.id, r.started_at, r.completed_at
 ),
 computed AS (
   SELECT :run_duration AS kpi_name, 'ms' AS unit, r.id AS scope_id,
@@ -169,12 +171,9 @@ computed AS (
          r.started_at, r.completed_at
   FROM runs r
   UNION ALL
-  SELECT :token_usage, 'tokens', r.id, t.value, r.started_at, r.completed_at
-  FROM tokens t JOIN runs r ON r.id = t.execution_id
+  SELECT :token_usage, 'tokens', id, value, started_at, completed_at FROM tokens
   UNION ALL
-  SELECT :tool_call_success_rate, 'percent', r.id, 100.0 * c.succeeded / c.calls,
-         r.started_at, r.completed_at
-  FROM calls c JOIN runs r ON r.id = c.execution_id
+  SELECT :tool_call_success_rate, 'percent', id, value, started_at, completed_at FROM calls
 ),
 written AS (
   INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,

@@ -145,6 +145,26 @@ def run_scan(connection: Connection, period: Period, options: PipelineOptions) -
     return RunScan(period.start, period.start, True, now)
 
 
+STALE_STATISTICS = text(
+    """
+SELECT coalesce(last_analyze, last_autoanalyze) IS NULL
+       OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 10000)
+FROM pg_stat_user_tables WHERE relid = 'kpi_snapshots'::regclass
+"""
+)
+
+
+def refresh_statistics_if_stale(connection: Connection) -> None:
+    """ANALYZE kpi_snapshots when the planner's statistics are missing or well behind.
+
+    Without them (a new installation, a bulk load, a TRUNCATE) PostgreSQL guesses, and the
+    per-run existence probe may walk an index of every run snapshot instead of the key index.
+    Autovacuum catches up eventually; a 5-minute cycle should not wait for it. (A role that does
+    not own the table gets a warning from ANALYZE and carries on.)"""
+    if connection.execute(STALE_STATISTICS).scalar():
+        connection.execute(text("ANALYZE kpi_snapshots"))
+
+
 def count_pending_runs(
     connection: Connection, period: Period, options: PipelineOptions, scan_from: datetime
 ) -> int:
@@ -450,6 +470,7 @@ def aggregate(
         log.info("Period: %s to %s", period.start.isoformat(), period.end.isoformat())
         counts = PeriodCounts(period.start, period.end)
         result.periods.append(counts)
+        refresh_statistics_if_stale(work)
         scan = run_scan(work, period, options)
         result.run_scan = scan.as_metadata(period.end)
         pending = count_pending_runs(work, period, options, scan.scan_from)
@@ -507,6 +528,8 @@ def backfill(
     def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
         log.info("Starting backfill of %d bucket(s)", len(periods))
         progress.start("buckets", len(periods))
+        refresh_statistics_if_stale(work)
+        work.commit()
         is_computed = kpi_sql.bucket_computed()
         for period in periods:
             stop.check()
