@@ -17,6 +17,8 @@ Examples:
     kpictl migrate --status             # exit 1 when behind head
     kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
     kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
+    kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
+    kpictl migrate --adopt              # adopt it in place (back up first), then upgrade
 """
 
 
@@ -39,11 +41,28 @@ def migrate(
     format: Annotated[
         TextFormat, typer.Option("--format", help="Output format.")
     ] = TextFormat.text,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            "--adopt",
+            help="Take over an AFU-9 database in place (one transaction; docs/OPERATIONS.md).",
+        ),
+    ] = False,
 ) -> int:
     from kpictl.cli import output
     from kpictl.db.engine import open_database
     from kpictl.services import migrate as service
 
+    if adopt:
+        return _adopt(
+            settings,
+            to=to,
+            downgrade=downgrade,
+            status=status,
+            sql=sql,
+            with_sources=with_sources,
+            fmt=format,
+        )
     if sql:
         text = service.offline_sql(
             downgrade or to, with_sources=with_sources, downgrade_from="head" if downgrade else None
@@ -54,12 +73,15 @@ def migrate(
     if status:
         with database.engine.connect() as connection:
             state = service.status(connection)
+            adoption = _pending_adoption(connection, settings)  # AFU-9 database not adopted
         document = {
             "current": state.current,
             "head": state.head,
             "upToDate": state.up_to_date,
             "pending": state.pending,
         }
+        if adoption is not None:
+            document["adoption"] = adoption
         if format is TextFormat.json:
             output.emit_json(document)
         else:
@@ -67,6 +89,9 @@ def migrate(
             output.echo(
                 f"current: {state.current or 'none'}\nhead:    {state.head}\nstatus:  {verdict}"
             )
+            if adoption is not None:
+                output.echo("AFU-9 tables found, not adopted; `kpictl migrate --adopt` would:")
+                output.echo("\n".join(f"  - {line}" for line in adoption))
         return 0 if state.up_to_date else 1
     if downgrade:
         result = service.downgrade(database.engine, downgrade)
@@ -84,5 +109,84 @@ def migrate(
         logging.getLogger(__name__).warning(
             "history source tables missing (%s): `kpictl history fill` needs them",
             ", ".join(result.history_sources_missing),
+        )
+    return 0
+
+
+# --- adoption of an AFU-9 database (adoption.md) ---
+
+
+def _pending_adoption(connection, settings: Settings) -> list[str] | None:
+    from kpictl.services import adopt as adoption
+
+    return adoption.pending_adoption(connection, settings.source_timezone)
+
+
+def _adopt(
+    settings: Settings,
+    *,
+    to: str,
+    downgrade: str | None,
+    status: bool,
+    sql: bool,
+    with_sources: bool,
+    fmt: TextFormat,
+) -> int:
+    """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
+    import os
+
+    from kpictl.cli import output
+    from kpictl.db.engine import open_database
+    from kpictl.errors import UsageError
+    from kpictl.redact import secrets_of_url
+    from kpictl.services import migrate as service
+    from kpictl.services.jobs import job_metadata
+
+    for given, name in ((downgrade, "--downgrade"), (status, "--status"), (to != "head", "--to")):
+        if given:
+            raise UsageError(
+                f"--adopt cannot be combined with {name}: it brings the database to head"
+            )
+    database = open_database(settings)
+    metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
+    if sql:
+        output.echo(
+            service.adoption_sql(
+                database.engine, source_timezone=settings.source_timezone, metadata=metadata
+            ).rstrip()
+        )
+        return 0
+    result = service.adopt(
+        database.engine,
+        source_timezone=settings.source_timezone,
+        metadata=metadata,
+        # Test hook: fail inside the adoption's transaction after the named step.
+        fail_after=os.environ.get("KPICTL_DEBUG_ADOPT_FAIL_AT") or None,
+        with_sources=with_sources,
+    )
+    adoption, migration = result.adoption, result.migration
+    if fmt is TextFormat.json:
+        output.emit_json({"adoption": adoption.__dict__, **migration.__dict__})
+        return 0
+    if adoption.adopted:
+        output.echo("adopted the AFU-9 database:")
+        output.echo("\n".join(f"  - {line}" for line in adoption.summary))
+        output.echo(
+            f"removed {adoption.duplicates_removed} duplicate snapshots; "
+            f"kept {adoption.snapshots_kept}"
+        )
+        output.echo(f"abandoned {adoption.jobs_abandoned} jobs of the old scheduler")
+        output.echo(f"adopt job: {adoption.job_id}")
+    else:
+        output.echo(f"nothing to adopt ({adoption.reason})")
+    if migration.sources_created:
+        output.echo(f"created source tables: {', '.join(migration.sources_created)}")
+    output.echo(f"migrated: {migration.before or 'base'} -> {migration.after or 'base'}")
+    if migration.history_sources_missing:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "history source tables missing (%s): `kpictl history fill` needs them",
+            ", ".join(migration.history_sources_missing),
         )
     return 0

@@ -89,12 +89,26 @@ def _check_migrations(connection: Connection, report: DoctorReport) -> None:
     state = migrate.status(connection)
     if state.up_to_date:
         report.add("migrations", OK, f"at head {state.head}")
+    elif state.current is None and _afu9_not_adopted(connection):
+        report.add(
+            "migrations",
+            FAIL,
+            "AFU-9 tables found, not adopted; back up, then run `kpictl migrate --adopt` "
+            "(`kpictl migrate --status` lists what it would change)",
+        )
     elif state.current is None:
         report.add("migrations", FAIL, f"not migrated (head is {state.head}); run `kpictl migrate`")
     else:
         report.add(
             "migrations", FAIL, f"at {state.current}, head is {state.head}; run `kpictl migrate`"
         )
+
+
+def _afu9_not_adopted(connection: Connection) -> bool:
+    """adoption.md: the AFU-9 control center's KPI tables without a kpictl revision."""
+    from kpictl.services.adopt import needs_adoption
+
+    return needs_adoption(connection)
 
 
 def _check_sources(connection: Connection, report: DoctorReport) -> None:

@@ -150,36 +150,107 @@ def upgrade(
     """
     known_revision(revision)
     with _migration_lock(engine), engine.connect() as connection:
-        with connection.begin():
-            created = create_sources(connection) if with_sources else []
-            missing = missing_tables(connection, PIPELINE_SOURCES)
-        if missing:
-            raise CommandFailed(
-                f"source tables missing: {', '.join(missing)}",
-                hint="run `kpictl migrate --with-sources` to create them for a standalone or demo "
-                "database, or point kpictl at the platform's database",
-            )
-        before = current_revision(connection)
-        connection.commit()
-        command.upgrade(alembic_config(connection), revision)
-        connection.commit()
-        return MigrationResult(
-            before,
-            current_revision(connection),
-            created,
-            missing_tables(connection, HISTORY_SOURCES),
+        return _upgrade_locked(connection, revision, with_sources=with_sources)
+
+
+def _upgrade_locked(
+    connection: Connection, revision: str, *, with_sources: bool
+) -> MigrationResult:
+    """The body of `upgrade`, while this process holds the migrate lock."""
+    # --- adoption hook (adoption.md, kpictl/services/adopt.py) ---
+    from kpictl.services import adopt as adoption
+
+    with connection.begin():
+        if adoption.needs_adoption(connection):
+            raise adoption.adoption_required_error(adoption.pending_adoption(connection) or [])
+        adopted = adoption.is_adopted(connection)
+    if adopted:
+        adoption.ensure_source_indexes(connection)  # converges if a run died after its commit
+    # --- end of adoption hook ---
+    with connection.begin():
+        created = create_sources(connection) if with_sources else []
+        missing = missing_tables(connection, PIPELINE_SOURCES)
+    if missing:
+        raise CommandFailed(
+            f"source tables missing: {', '.join(missing)}",
+            hint="run `kpictl migrate --with-sources` to create them for a standalone or demo "
+            "database, or point kpictl at the platform's database",
         )
+    before = current_revision(connection)
+    connection.commit()
+    command.upgrade(alembic_config(connection), revision)
+    connection.commit()
+    return MigrationResult(
+        before,
+        current_revision(connection),
+        created,
+        missing_tables(connection, HISTORY_SOURCES),
+    )
 
 
 def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Downgrade kpictl's schema; source tables are never dropped."""
     known_revision(revision)
     with _migration_lock(engine), engine.connect() as connection:
+        from kpictl.services import adopt as adoption
+
+        adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
         before = current_revision(connection)
         connection.commit()
         command.downgrade(alembic_config(connection), revision)
         connection.commit()
         return MigrationResult(before, current_revision(connection), [], [])
+
+
+# --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adopt.py) ---
+
+
+@dataclass(frozen=True)
+class AdoptAndMigrateResult:
+    adoption: object  # adopt.AdoptionResult
+    migration: MigrationResult
+
+
+def adopt(
+    engine: Engine,
+    *,
+    source_timezone: str = "UTC",
+    metadata: dict | None = None,
+    fail_after: str | None = None,
+    with_sources: bool = False,
+) -> AdoptAndMigrateResult:
+    """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
+    nothing to adopt), then build the source indexes and upgrade to head as usual."""
+    from kpictl.services import adopt as adoption
+
+    with _migration_lock(engine), engine.connect() as connection:
+        adopted = adoption.adopt(
+            connection, source_timezone=source_timezone, metadata=metadata, fail_after=fail_after
+        )
+        return AdoptAndMigrateResult(
+            adopted, _upgrade_locked(connection, "head", with_sources=with_sources)
+        )
+
+
+def adoption_sql(
+    engine: Engine, *, source_timezone: str = "UTC", metadata: dict | None = None
+) -> str:
+    """`migrate --adopt --sql`: the adoption's SQL from a read-only look, then the later
+    revisions' SQL as `migrate --sql` prints it."""
+    from kpictl.services import adopt as adoption
+
+    with engine.connect() as connection:
+        text_sql = adoption.adoption_sql(
+            connection, source_timezone=source_timezone, metadata=metadata
+        )
+    if text_sql.startswith("-- kpictl: nothing to adopt"):
+        return text_sql
+    buffer = io.StringIO()
+    command.upgrade(alembic_config(output=buffer), f"{adoption.ADOPTED_REVISION}:head", sql=True)
+    return text_sql + "\n-- then the later revisions:\n" + buffer.getvalue()
+
+
+# --- end of adoption ---
 
 
 def offline_sql(
