@@ -103,3 +103,16 @@ def classify_database_error(exc: BaseException, *, connecting: bool = False) -> 
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " ".join(lines[:2]) if lines else text
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a job row's `error`: the operator's message, never a whole SQL statement
+    with its parameters (which SQLAlchemy puts in its exception text)."""
+    if isinstance(exc, KpictlError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    classified = classify_database_error(exc)
+    if classified is not None:
+        return classified.message
+    return _first_line(f"{type(exc).__name__}: {exc}")

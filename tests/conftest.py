@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,12 +92,36 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         return
     from kpictl.db.embedded import start_embedded
 
-    # One server per test run, shared by its xdist workers (their temp dirs share a parent);
-    # never shared with another test run, which may stop its server at any time.
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    server = start_embedded(root / "embedded", "postgres", keep_running=False)
+    server = start_embedded(embedded_test_home(), "postgres", keep_running=False)
     yield PgServer(server.admin_url)
+
+
+def embedded_test_home() -> Path:
+    """One embedded server per test run, shared by its xdist workers, never by another run.
+
+    It lives outside pytest's temp directories: pytest deletes the oldest of those when other
+    runs start, which would pull the data directory from under a running server. Homes of
+    earlier runs whose server is gone are removed here."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.gettempdir()) / "kpictl-tests"
+    root.mkdir(exist_ok=True)
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"solo-{os.getpid()}"
+    for old in root.iterdir():
+        idle = time.time() - old.stat().st_mtime > 3600  # not a run that is just starting
+        if old.name != run_id and idle and not _server_alive(old / "pgdata"):
+            shutil.rmtree(old, ignore_errors=True)
+    return root / run_id
+
+
+def _server_alive(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
 
 
 def _worker() -> str:

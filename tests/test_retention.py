@@ -326,7 +326,7 @@ def test_one_retention_at_a_time(db_url, engine):
         holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": service.RETENTION_LOCK_KEY})
         result = run_cli(["retention"], db_url)
         assert result.exit_code == 75, result.output
-        assert "another kpictl retention run holds the retention lock" in result.stderr
+        assert "another retention run holds the lock" in result.stderr
         assert count_snapshots(engine) == {"run": 1}
         assert jobs_by_type(engine, "retention") == []
         # a dry run only reads: it does not need the lock

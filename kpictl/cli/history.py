@@ -156,6 +156,7 @@ def export(
 def _fill_with_job(settings: Settings, options, argument):
     """Run the fill as one `history_fill` job row, with a progress bar on a terminal."""
     from kpictl.cli.progress import progress_bar
+    from kpictl.cli.signals import graceful_stop
     from kpictl.db.engine import open_database
     from kpictl.redact import secrets_of_url
     from kpictl.services import jobs
@@ -166,8 +167,10 @@ def _fill_with_job(settings: Settings, options, argument):
     with engine.connect() as conn:
         tenant = resolve_tenant(conn, argument) if argument is not None else None
     metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    with progress_bar(settings.quiet) as progress:
-        return fill_with_job(engine, options, metadata=metadata, tenant=tenant, progress=progress)
+    with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
+        return fill_with_job(
+            engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
+        )
 
 
 def _render_fill(run, fmt: str, *, single: bool) -> None:

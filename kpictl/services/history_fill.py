@@ -35,9 +35,12 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from kpictl.db.schema import TENANT_SETTING, tenants
+from kpictl.errors import Interrupted, describe_error
+from kpictl.services import lock as locks
 from kpictl.services.history import Tenant, set_tenant
 from kpictl.services.jobs import finish_job, start_job
 from kpictl.services.progress import Progress
+from kpictl.services.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +336,10 @@ def fill_all(
     *,
     tenant_list: Sequence[Tenant] | None = None,
     progress: Callable[[int], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> list[TenantOutcome]:
-    """Fill every tenant (or `tenant_list`), `options.concurrency` chunks at a time."""
+    """Fill every tenant (or `tenant_list`), `options.concurrency` chunks at a time. After a stop
+    request no new chunk starts (the running ones finish and commit) and Interrupted is raised."""
     everyone = list(tenant_list) if tenant_list is not None else list_tenants(engine)
     if not everyone:
         return []
@@ -343,6 +348,8 @@ def fill_all(
     outcomes: list[TenantOutcome] = []
 
     def run(chunk: Sequence[Tenant]) -> list[TenantOutcome]:
+        if stop is not None:
+            stop.check()
         done = fill_chunk(engine, chunk, options)
         if progress:
             progress(len(chunk))
@@ -406,9 +413,10 @@ def run_fill(
     tenants: Sequence[Tenant] | None = None,
     single: bool = False,
     progress: Callable[[int], None] | None = None,
+    stop: StopRequest | None = None,
 ) -> FillRun:
     """Fill `tenants` (default: every tenant); `single` gives the one-tenant result document.
-    Never raises for a tenant's failure."""
+    Never raises for a tenant's failure (Interrupted after a stop request)."""
     started = time.monotonic()
     if single:
         assert tenants is not None and len(tenants) == 1
@@ -417,7 +425,7 @@ def run_fill(
             progress(1)
         result = outcomes[0].as_single_result()
     else:
-        outcomes = fill_all(engine, options, tenant_list=tenants, progress=progress)
+        outcomes = fill_all(engine, options, tenant_list=tenants, progress=progress, stop=stop)
         result = summarize(outcomes)
     return FillRun(
         outcomes=outcomes,
@@ -435,9 +443,30 @@ def fill_with_job(
     metadata: dict[str, Any],
     tenant: Tenant | None = None,
     progress: Progress | None = None,
+    stop: StopRequest | None = None,
 ) -> FillRun:
-    """The whole fill as one `history_fill` job row (the result in its metadata)."""
-    progress = progress or Progress()
+    """The whole fill as one `history_fill` job row (the result in its metadata), one fill at a
+    time (its own advisory lock: a second one exits 75; an orphaned job row is abandoned)."""
+    with locks.hold(engine, locks.HISTORY_FILL, stop=stop) as lock:
+        return _fill_locked(
+            engine,
+            options,
+            metadata={**metadata, "lock_backend_pid": lock.backend_pid},
+            tenant=tenant,
+            progress=progress or Progress(),
+            stop=stop,
+        )
+
+
+def _fill_locked(
+    engine: Engine,
+    options: FillOptions,
+    *,
+    metadata: dict[str, Any],
+    tenant: Tenant | None,
+    progress: Progress,
+    stop: StopRequest | None,
+) -> FillRun:
     metadata = {
         **metadata,
         "options": {
@@ -452,11 +481,18 @@ def fill_with_job(
         everyone = [tenant] if tenant else list_tenants(engine)
         progress.start("Filling history", len(everyone))
         run = run_fill(
-            engine, options, tenants=everyone, single=tenant is not None, progress=progress.advance
+            engine,
+            options,
+            tenants=everyone,
+            single=tenant is not None,
+            progress=progress.advance,
+            stop=stop,
         )
     except BaseException as exc:
-        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
-        finish_job(engine, job_id, status, error=f"{type(exc).__name__}: {exc}")
+        cancelled = isinstance(exc, Interrupted | KeyboardInterrupt)
+        finish_job(
+            engine, job_id, "cancelled" if cancelled else "failed", error=describe_error(exc)
+        )
         raise
     failed = run.exit_code != 0
     finish_job(

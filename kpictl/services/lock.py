@@ -1,9 +1,10 @@
-"""The pipeline lock: one aggregate or backfill at a time across all hosts.
+"""Job locks: one run of a kind at a time across all hosts, and no job row left `running`.
 
-A session-level PostgreSQL advisory lock on a stable key, held on a dedicated connection of its
-own (autocommit, never returned to a pool) for the whole run. If the process dies, PostgreSQL
-drops the connection and with it the lock; the job row it left `running` is marked `abandoned`
-by the next run that takes the lock.
+Each kind of long job (the pipeline's aggregate and backfill, retention, history fill) holds a
+session-level PostgreSQL advisory lock on a stable key, on a dedicated connection of its own
+(autocommit, never returned to a pool) for the whole run. If the process dies, PostgreSQL drops
+the connection and with it the lock; the job row it left `running` is marked `abandoned` by the
+next run of the same kind, which is the only one that can know its predecessor is gone.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,11 +21,22 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, text
 
 from kpictl.errors import LockHeld
+from kpictl.services.stop import StopRequest
 
-# pg_try_advisory_lock(bigint) key shared by every kpictl host: "kpictl" in ASCII.
-PIPELINE_LOCK_KEY = 0x6B7069_63746C
-PIPELINE_JOB_TYPES = ("aggregate", "backfill")
 POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class JobLock:
+    name: str  # for messages: "pipeline", "retention", "history fill"
+    key: int  # pg_advisory_lock(bigint) key, shared by every kpictl host
+    job_types: tuple[str, ...]  # the job rows this lock guards
+
+
+PIPELINE = JobLock("pipeline", 0x6B7069_63746C, ("aggregate", "backfill"))  # "kpictl"
+RETENTION = JobLock("retention", 0x6B7069_726574, ("retention",))  # "kpiret"
+HISTORY_FILL = JobLock("history fill", 0x6B7069_686973, ("history_fill",))  # "kpihis"
+PIPELINE_LOCK_KEY = PIPELINE.key
 
 
 @dataclass(frozen=True)
@@ -47,10 +59,11 @@ class LockHolder:
 class HeldLock:
     connection: Connection
     backend_pid: int
+    abandoned: int  # orphaned job rows of this kind marked `abandoned` on taking the lock
 
 
-def lock_holder(connection: Connection) -> LockHolder | None:
-    """Who holds the pipeline lock right now (None when free)."""
+def lock_holder(connection: Connection, lock: JobLock = PIPELINE) -> LockHolder | None:
+    """Who holds `lock` in this database right now (None when free)."""
     row = connection.execute(
         text(
             """
@@ -68,7 +81,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid::bigint = :high AND l.objid::bigint = :low
 """
         ),
-        {"high": PIPELINE_LOCK_KEY >> 32, "low": PIPELINE_LOCK_KEY & 0xFFFFFFFF},
+        {"high": lock.key >> 32, "low": lock.key & 0xFFFFFFFF},
     ).first()
     if row is None:
         return None
@@ -83,44 +96,52 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 
 
 @contextmanager
-def pipeline_lock(
+def hold(
     engine: Engine,
+    lock: JobLock,
     *,
-    wait_seconds: float | None,
-    should_stop: Callable[[], bool] = lambda: False,
+    wait_seconds: float | None = None,
+    stop: StopRequest | None = None,
 ) -> Iterator[HeldLock]:
-    """Hold the pipeline lock for the block. `wait_seconds`: None = fail at once (LockHeld),
-    a number = poll that long, math.inf = wait for ever."""
+    """Hold `lock` for the block, after marking its kind's orphaned job rows `abandoned`.
+
+    `wait_seconds`: None = LockHeld (exit 75) at once, a number = poll that long, math.inf = for
+    ever. A stop request while waiting ends the wait as an interruption (130/143), not 75.
+    Polling (rather than a blocking pg_advisory_lock) keeps no snapshot open while waiting."""
     connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         connection.execute(
             text("SELECT set_config('application_name', :name, false)"),
-            {"name": f"kpictl lock {socket.gethostname()}:{os.getpid()}"[:63]},
+            {"name": f"kpictl {lock.name} lock {socket.gethostname()}:{os.getpid()}"[:63]},
         )
         deadline = time.monotonic() + (wait_seconds or 0)
-        while not _try_lock(connection):
-            if wait_seconds is None or time.monotonic() >= deadline or should_stop():
-                holder = lock_holder(connection)
+        while not _try_lock(connection, lock):
+            if stop is not None and stop.requested:
+                raise stop.interrupted()
+            if wait_seconds is None or time.monotonic() >= deadline:
+                holder = lock_holder(connection, lock)
                 described = holder.describe() if holder else "another session (just released?)"
                 waited = "" if wait_seconds is None else f" after waiting {_seconds(wait_seconds)}"
                 raise LockHeld(
-                    f"another pipeline run holds the lock{waited}: {described}",
-                    hint="it will be retried by the next timer run; use --wait to wait for it",
+                    f"another {lock.name} run holds the lock{waited}: {described}",
+                    hint="the next timer run will try again; use --wait to wait for it"
+                    if lock is PIPELINE
+                    else "the next timer run will try again",
                 )
             time.sleep(POLL_SECONDS)
         backend_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
         try:
-            yield HeldLock(connection, backend_pid)
+            yield HeldLock(connection, backend_pid, mark_abandoned(engine, lock))
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PIPELINE_LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock.key})
     finally:
         connection.close()
 
 
-def _try_lock(connection: Connection) -> bool:
+def _try_lock(connection: Connection, lock: JobLock) -> bool:
     return bool(
         connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": PIPELINE_LOCK_KEY}
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": lock.key}
         ).scalar_one()
     )
 
@@ -129,16 +150,16 @@ def _seconds(value: float) -> str:
     return "indefinitely" if math.isinf(value) else f"{value:g}s"
 
 
-def mark_abandoned(engine: Engine) -> int:
-    """Pipeline jobs still `running` while we hold the lock belong to dead processes."""
+def mark_abandoned(engine: Engine, lock: JobLock) -> int:
+    """Jobs of `lock`'s kind still `running` while we hold it belong to dead processes."""
     with engine.begin() as connection:
         return connection.execute(
             text(
                 "UPDATE kpi_aggregation_jobs SET status = 'abandoned', "
                 "completed_at = coalesce(completed_at, now()), "
                 "error = coalesce(error, 'abandoned: its process ended without finishing the job "
-                "(found by the next run that took the pipeline lock)') "
+                "(found by the next run that took its lock)') "
                 "WHERE status IN ('running', 'pending') AND job_type = ANY(:types)"
             ),
-            {"types": list(PIPELINE_JOB_TYPES)},
+            {"types": list(lock.job_types)},
         ).rowcount

@@ -5,7 +5,7 @@ Order per period: run level (keyset chunks, each committed), product level, fact
 the materialized views. Every statement is set-based: the number of statements depends on the
 number of chunks (runs / chunk size) and buckets, never on the number of runs or products.
 
-One pipeline at a time (`lock.pipeline_lock`); one job row per run (`jobs`); a stop request
+One pipeline at a time (`lock.hold(engine, lock.PIPELINE)`); one job row per run (`jobs`); a stop request
 (`stop.StopRequest`) ends the job `cancelled` after the current step.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
-from kpictl.errors import ExitCode, Interrupted, KpictlError, classify_database_error
+from kpictl.errors import ExitCode, Interrupted, describe_error
 from kpictl.services import kpi_sql
+from kpictl.services import lock as locks
 from kpictl.services.jobs import finish_job, start_job
-from kpictl.services.lock import mark_abandoned, pipeline_lock
 from kpictl.services.periods import Period
 from kpictl.services.progress import Progress
 from kpictl.services.stop import StopRequest
@@ -348,13 +348,12 @@ def _run_job(
 ) -> PipelineResult:
     """Lock, job row, one work session; the job row ends completed / failed / cancelled."""
     started = time.monotonic()
-    with pipeline_lock(
-        engine, wait_seconds=options.wait_seconds, should_stop=lambda: stop.requested
-    ) as lock:
+    with locks.hold(engine, locks.PIPELINE, wait_seconds=options.wait_seconds, stop=stop) as lock:
         stop.check()
-        abandoned = mark_abandoned(engine)
-        if abandoned:
-            log.warning("Marked %d job(s) left running by a dead process as abandoned", abandoned)
+        if lock.abandoned:
+            log.warning(
+                "Marked %d job(s) left running by a dead process as abandoned", lock.abandoned
+            )
         job_id = start_job(
             engine,
             job_type,
@@ -404,18 +403,16 @@ def _run_job(
             else None,
             metadata=_job_metadata(result),
         )
+        # Asked to stop during the last step, which then finished: the job is complete, and the
+        # exit code still says the process was stopped (130/143), as the operator asked.
+        stop.check()
         return result
 
 
 def _error_text(exc: BaseException, stop: StopRequest) -> str:
     if stop.requested:
         return f"cancelled by {stop.signal_name}"
-    if isinstance(exc, KpictlError):
-        return exc.message
-    if isinstance(exc, KeyboardInterrupt):
-        return "cancelled by SIGINT"
-    classified = classify_database_error(exc)
-    return classified.message if classified else f"{type(exc).__name__}: {exc}"
+    return describe_error(exc)
 
 
 def _job_metadata(result: PipelineResult) -> dict[str, Any]:

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
-from kpictl.errors import Interrupted, LockHeld, UsageError
+from kpictl.errors import Interrupted, UsageError, describe_error
+from kpictl.services import lock as locks
 
-# pg_try_advisory_lock(bigint) key of retention runs: "kpiret" in ASCII.
-RETENTION_LOCK_KEY = 0x6B7069_726574
+RETENTION_LOCK_KEY = locks.RETENTION.key
 DEFAULT_BATCH_SIZE = 10_000
 MAX_BATCH_SIZE = 1_000_000
 MAX_DAYS = 36_500
@@ -254,43 +254,6 @@ def vacuum_analyze(engine: Engine, tables: list[str], *, stop: Any = None) -> No
                 stop.unwatch()
 
 
-@contextlib.contextmanager
-def retention_lock(engine: Engine) -> Iterator[None]:
-    """Hold the retention lock on a dedicated connection for the block; LockHeld (exit 75) when
-    another retention run has it. PostgreSQL drops it with the connection if the process dies."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        locked = conn.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": RETENTION_LOCK_KEY}
-        ).scalar_one()
-        if not locked:
-            raise LockHeld(
-                "another kpictl retention run holds the retention lock",
-                hint="the next timer run will try again",
-            )
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RETENTION_LOCK_KEY})
-
-
-def mark_abandoned_retention(engine: Engine) -> int:
-    """Under the retention lock, a `running` retention job belongs to a process that died."""
-    with engine.begin() as conn:
-        return conn.execute(
-            update(jobs)
-            .where(jobs.c.job_type == "retention", jobs.c.status.in_(("running", "pending")))
-            .values(
-                status="abandoned",
-                completed_at=func.coalesce(jobs.c.completed_at, func.now()),
-                error=func.coalesce(
-                    jobs.c.error,
-                    "abandoned: its process ended without finishing the job "
-                    "(found by the next retention run)",
-                ),
-            )
-        ).rowcount
-
-
 def run_retention(
     engine: Engine,
     policy: RetentionPolicy,
@@ -310,8 +273,8 @@ def run_retention(
     """
     if dry_run:
         return apply_retention(engine, policy, now=now, dry_run=True), None
-    with retention_lock(engine):
-        abandoned = mark_abandoned_retention(engine)
+    with locks.hold(engine, locks.RETENTION) as lock:
+        abandoned = lock.abandoned
         return _run_locked(
             engine,
             policy,
@@ -357,7 +320,7 @@ def _run_locked(
             raised = stop.interrupted()
         interrupted = isinstance(raised, Interrupted | KeyboardInterrupt | SystemExit)
         status = "cancelled" if interrupted else "failed"
-        error = f"{type(exc).__name__}: {exc}".strip()[:2000]
+        error = describe_error(raised)
         # The database may be what failed: the original error matters more than this update.
         with contextlib.suppress(Exception):
             finish_job(engine, job_id, status, error=error, metadata=result.summary())
