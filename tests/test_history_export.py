@@ -165,8 +165,8 @@ def test_unknown_tenant(db_url, acme, tmp_path, argument):
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--tenant", "ACME!"], "ACME!"),
-        (["--tenant", "a" * 64], "a" * 60),
+        (["--tenant", "ACME\x07"], "ACME\\x07"),
+        (["--tenant", "a" * 201], "a" * 60),
         (["--tenant", "acme", "--limit", "0"], "0"),
         (["--tenant", "acme", "--limit", "10001"], "10001"),
         (["--tenant", "acme", "--since", "2026-02-30"], "2026-02-30"),

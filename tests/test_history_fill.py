@@ -358,7 +358,9 @@ def test_service_chunk_fallback_isolates_failures(engine, four_tenants):
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--tenant", "Not A Slug"], "'Not A Slug'"),
+        (["--tenant", "Not A Slug"], "unknown tenant: Not A Slug"),
+        (["--tenant", " padded"], "' padded'"),
+        (["--tenant", "tab\there"], "tab\\there"),
         (["--tenant", "x'; DROP TABLE tenants; --"], "DROP TABLE"),
         (["--tenant", ""], "''"),
         (["--since", "2026-13-01"], "2026-13-01"),
@@ -382,9 +384,10 @@ def test_bad_inputs_exit_2_and_write_nothing(engine, db_url, four_tenants, args,
 
 
 @pytest.mark.parametrize("argument", ["nobody", "00000000-0000-4000-8000-000000000000"])
-def test_unknown_tenant_exits_1(engine, db_url, four_tenants, argument):
+def test_unknown_tenant_is_a_usage_error(engine, db_url, four_tenants, argument):
+    """history.md §2: "a UUID or an existing slug; anything else is a usage error"."""
     result = run_cli(["history", "fill", "--tenant", argument], db_url)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"unknown tenant: {argument}" in result.stderr
     assert history(engine) == []
 
@@ -453,3 +456,16 @@ def test_ten_thousand_tenants_fill_in_seconds(engine, db_url):
     assert [(e["slug"], e["code"]) for e in document["errors"]] == [("t04321", "INTERNAL_ERROR")]
     assert elapsed < 60, f"{elapsed:.1f} s"
     print(f"10,000 tenants, one failing, filled in {elapsed:.2f} s")
+
+
+def test_any_existing_slug_can_be_named(engine, db_url):
+    """tenants.slug is free text: a slug outside the usual style still names its tenant."""
+    with engine.begin() as conn:
+        odd = f.tenant(conn, "Acme.DE")
+        f.avi_report(conn, odd, date(2026, 3, 2), aiv_pct=Decimal("12.345"))
+    fill = run_cli(["history", "fill", "--tenant", "Acme.DE", "--format", "json"], db_url)
+    assert fill.exit_code == 0, fill.output
+    assert json.loads(fill.stdout) == {"ok": True, "tenant_id": str(odd), "as_of": "2026-03-02"}
+    export = run_cli(["history", "export", "--tenant", "Acme.DE", "--format", "csv"], db_url)
+    assert export.exit_code == 0, export.output
+    assert export.stdout.splitlines()[1].startswith("2026-03-02,12.35,")

@@ -158,6 +158,7 @@ def _fill_with_job(settings: Settings, options, argument):
     from kpictl.cli.progress import progress_bar
     from kpictl.cli.signals import graceful_stop
     from kpictl.db.engine import open_database
+    from kpictl.errors import UsageError
     from kpictl.redact import secrets_of_url
     from kpictl.services import jobs
     from kpictl.services.history import resolve_tenant
@@ -165,7 +166,7 @@ def _fill_with_job(settings: Settings, options, argument):
 
     engine = open_database(settings).engine
     with engine.connect() as conn:
-        tenant = resolve_tenant(conn, argument) if argument is not None else None
+        tenant = resolve_tenant(conn, argument, unknown=UsageError) if argument else None
     metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
     with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
         return fill_with_job(

@@ -1,7 +1,8 @@
 """The per-tenant KPI history (history.md): what `fill` and `export` share.
 
-- `parse_tenant_argument` checks a `--tenant` value before any SQL: a UUID, or a slug of
-  `SLUG_PATTERN`; anything else is a usage error naming the value.
+- `parse_tenant_argument` checks a `--tenant` value before any SQL: a UUID, or a possible slug
+  (printable, 1-200 characters, no surrounding blanks); anything else is a usage error naming
+  the value. A possible slug only ever travels as a bound parameter.
 - `resolve_tenant` looks the tenant up with bound parameters; not found is "unknown tenant".
 - `set_tenant` sets `app.tenant` with `set_config(..., true)`: local to the caller's transaction,
   which is the only transaction allowed to read or write that tenant's `kpi_history` rows.
@@ -19,11 +20,11 @@ from datetime import date
 from sqlalchemy import Connection, select, text
 
 from kpictl.db.schema import TENANT_SETTING, tenants
-from kpictl.errors import CommandFailed, UsageError
+from kpictl.errors import CommandFailed, KpictlError, UsageError
 
-# Slugs: lower-case ASCII letters, digits, '_' and '-', starting with a letter or digit, at most
-# 63 characters (a DNS label's length). Anything outside this never reaches the database.
-SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# `tenants.slug` is free text: any existing slug must be usable. What cannot be a slug (empty,
+# blank-padded, control characters, absurdly long) is refused before any SQL.
+MAX_SLUG_LENGTH = 200
 # Canonical hyphenated UUIDs only (any case): no braces, no urn: prefix, no bare 32 hex digits.
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -53,17 +54,19 @@ def parse_tenant_argument(value: str, option: str = "--tenant") -> TenantArgumen
     """`value` as a UUID or a slug, or a UsageError naming it (nothing else reaches SQL)."""
     if UUID_PATTERN.fullmatch(value):
         return TenantArgument(id=uuid.UUID(value))
-    if SLUG_PATTERN.fullmatch(value):
+    if 0 < len(value) <= MAX_SLUG_LENGTH and value.isprintable() and value == value.strip():
         return TenantArgument(slug=value)
     raise UsageError(
         f"invalid value for {option}: {shown(value)} is neither a UUID nor a tenant slug "
-        "(lower-case letters, digits, '_' and '-', 1-63 characters, starting with a letter or "
-        "digit)"
+        f"(printable, 1-{MAX_SLUG_LENGTH} characters, no leading or trailing blanks)"
     )
 
 
-def resolve_tenant(conn: Connection, argument: TenantArgument) -> Tenant:
-    """The tenant named by a validated argument, or CommandFailed("unknown tenant") (exit 1)."""
+def resolve_tenant(
+    conn: Connection, argument: TenantArgument, *, unknown: type[KpictlError] = CommandFailed
+) -> Tenant:
+    """The tenant named by a validated argument, or `unknown`("unknown tenant"): exit 1 for
+    export (history.md §3), a usage error for fill ("a UUID or an existing slug", §2)."""
     query = select(tenants.c.id, tenants.c.slug)
     if argument.id is not None:
         query = query.where(tenants.c.id == argument.id)
@@ -73,8 +76,9 @@ def resolve_tenant(conn: Connection, argument: TenantArgument) -> Tenant:
         named = str(argument.slug)
     row = conn.execute(query).first()
     if row is None:
-        raise CommandFailed(
-            f"unknown tenant: {named}", hint="pass the id or slug of a row in the tenants table"
+        raise unknown(
+            f"unknown tenant: {named}",
+            hint="pass the id or slug of a row in the tenants table",
         )
     return Tenant(id=row.id, slug=row.slug)
 
