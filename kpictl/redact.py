@@ -7,9 +7,11 @@ from urllib.parse import unquote
 
 MASK = "***"
 
-# user:password@ in any URL-looking string
+# user:password@host in any URL-looking string; the password runs to the last '@' before the
+# host, so an unescaped '@' inside it is masked too.
 _URL_PASSWORD = re.compile(
-    r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)", re.I
+    r"(?P<prefix>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^/\s]*)(?=@[^@/\s]*(?:[/?\s]|$))",
+    re.I,
 )
 # password=... in a query string or a libpq keyword/value string
 _KEYWORD_PASSWORD = re.compile(r"(?P<prefix>\bpassword\s*=\s*)(?P<password>'[^']*'|[^&\s]+)", re.I)

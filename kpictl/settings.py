@@ -91,6 +91,13 @@ def normalize_url(url: str, origin: str) -> str:
             f"invalid database URL from {origin}: scheme {shown!r} is not postgresql:// or "
             "postgres://"
         )
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    if authority.count("@") > 1:
+        # libpq would split at the first '@' and print the rest as a host name: a leak.
+        raise ConfigurationError(
+            f"invalid database URL from {origin}: its user or password contains '@'; "
+            "percent-encode it as %40"
+        )
     url = f"postgresql+psycopg://{rest}"
     _check_parses(url, origin)
     return url

@@ -182,3 +182,15 @@ def test_real_process_unreachable_exits_69():
 def test_version():
     result = run_cli(["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("kpictl ")
+
+
+def test_unescaped_at_in_password_is_refused_without_echo():
+    result = run_cli(["doctor", "--database-url", "postgresql://kpi:Sec@ret99@127.0.0.1:1/db"])
+    assert result.exit_code == 2
+    assert "%40" in result.stderr
+    assert "ret99" not in result.output and "Sec" not in result.output
+
+
+def test_redaction_masks_a_password_with_an_at_sign():
+    assert redact("postgresql://kpi:Sec@ret99@db:5432/x") == "postgresql://kpi:***@db:5432/x"
+    assert secrets_of_url("postgresql://kpi:Sec@ret99@db/x") == ["Sec@ret99"]
