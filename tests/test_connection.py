@@ -194,3 +194,19 @@ def test_unescaped_at_in_password_is_refused_without_echo():
 def test_redaction_masks_a_password_with_an_at_sign():
     assert redact("postgresql://kpi:Sec@ret99@db:5432/x") == "postgresql://kpi:***@db:5432/x"
     assert secrets_of_url("postgresql://kpi:Sec@ret99@db/x") == ["Sec@ret99"]
+
+
+def test_options_in_the_url_are_kept(db_url):
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from kpictl.db.engine import make_engine
+    from tests.conftest import test_settings
+
+    url = make_url(db_url).update_query_dict({"options": "-csearch_path=elsewhere,public"})
+    rendered = url.render_as_string(hide_password=False)
+    engine = make_engine(rendered, test_settings(rendered))
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW search_path")).scalar() == "elsewhere, public"
+        assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
+    engine.dispose()

@@ -39,17 +39,28 @@ def session_options(settings: Settings) -> str:
 
 def make_engine(url: str, settings: Settings) -> Engine:
     from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     from sqlalchemy.pool import NullPool
 
     try:
+        # The URL's own libpq `options` (e.g. -csearch_path=platform) are kept; kpictl's come
+        # after them, so that its sessions always run in UTC with kpictl's timeouts.
+        own_options = make_url(url).query.get("options")
+        if isinstance(own_options, tuple):
+            own_options = " ".join(own_options)
+        options = (
+            f"{own_options} {session_options(settings)}"
+            if own_options
+            else session_options(settings)
+        )
         return create_engine(
             url,
             poolclass=NullPool,
             json_serializer=dumps,
             connect_args={
                 "application_name": settings.command[:63],
-                "options": session_options(settings),
+                "options": options,
                 "connect_timeout": 10,
             },
         )
