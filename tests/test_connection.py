@@ -207,6 +207,6 @@ def test_options_in_the_url_are_kept(db_url):
     rendered = url.render_as_string(hide_password=False)
     engine = make_engine(rendered, test_settings(rendered))
     with engine.connect() as conn:
-        assert conn.execute(text("SHOW search_path")).scalar() == "elsewhere, public"
+        assert conn.execute(text("SHOW search_path")).scalar() == "elsewhere,public"
         assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
     engine.dispose()
