@@ -51,7 +51,10 @@ def demo(
 
     database = open_database(settings)
     metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
+    with (
+        graceful_stop(settings.stop_grace_seconds) as stop,
+        progress_bar(settings.quiet) as progress,
+    ):
         progress.start("demo", len(service.STEPS))
         result = service.run_demo(
             database.engine,

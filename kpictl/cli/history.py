@@ -168,7 +168,10 @@ def _fill_with_job(settings: Settings, options, argument):
     with engine.connect() as conn:
         tenant = resolve_tenant(conn, argument, unknown=UsageError) if argument else None
     metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
+    with (
+        graceful_stop(settings.stop_grace_seconds) as stop,
+        progress_bar(settings.quiet) as progress,
+    ):
         return fill_with_job(
             engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
         )

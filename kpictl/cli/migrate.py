@@ -133,7 +133,6 @@ def _adopt(
     fmt: TextFormat,
 ) -> int:
     """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
-    import os
 
     from kpictl.cli import output
     from kpictl.db.engine import open_database
@@ -161,7 +160,7 @@ def _adopt(
         source_timezone=settings.source_timezone,
         metadata=metadata,
         # Test hook: fail inside the adoption's transaction after the named step.
-        fail_after=os.environ.get("KPICTL_DEBUG_ADOPT_FAIL_AT") or None,
+        fail_after=settings.adopt_fail_at,
         with_sources=with_sources,
     )
     adoption, migration = result.adoption, result.migration

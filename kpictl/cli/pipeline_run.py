@@ -5,8 +5,6 @@ Kept apart from `cli/pipeline.py` so that `--help` never imports SQLAlchemy.
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime
 from typing import Any
 
 from kpictl.cli import output
@@ -24,17 +22,8 @@ def _options(settings: Settings, wait: str | None) -> pipeline.PipelineOptions:
     return pipeline.PipelineOptions(
         source_timezone=settings.source_timezone,
         wait_seconds=parse_wait(wait),
-        step_delays=_step_delays(os.environ.get("KPICTL_DEBUG_STEP_SLEEP", "")),
+        step_delays=dict(settings.step_delays),
     )
-
-
-def _step_delays(spec: str) -> dict[str, float]:
-    """Test hook: "product:5,views:1" sleeps inside those steps' transactions."""
-    delays = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        step, _, seconds = item.partition(":")
-        delays[step] = float(seconds or 0)
-    return delays
 
 
 def _metadata(settings: Settings) -> dict[str, Any]:
@@ -55,7 +44,10 @@ def run_aggregate(
         with database.engine.connect() as connection:
             plan = pipeline.plan(connection, period, options)
         return _render_plan(plan, fmt)
-    with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
+    with (
+        graceful_stop(settings.stop_grace_seconds) as stop,
+        progress_bar(settings.quiet) as progress,
+    ):
         result = pipeline.aggregate(
             database.engine,
             period,
@@ -87,7 +79,10 @@ def run_backfill(
     if until_at is None:
         until_at = periods.current_bucket_end(now, bucket, tz)
     buckets = periods.buckets(since_at, until_at, bucket, tz, now)
-    with graceful_stop() as stop, progress_bar(settings.quiet) as progress:
+    with (
+        graceful_stop(settings.stop_grace_seconds) as stop,
+        progress_bar(settings.quiet) as progress,
+    ):
         result = pipeline.backfill(
             database.engine,
             buckets,
@@ -146,7 +141,3 @@ def _render_result(result: pipeline.PipelineResult, fmt: str) -> int:
         if result.invalid_runs:
             output.echo(f"invalid runs left out: {result.invalid_runs}")
     return 0 if result.status == "completed" else 1
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

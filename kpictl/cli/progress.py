@@ -27,8 +27,9 @@ class RichProgress(Progress):
 
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Progress]:
-    """A rich progress bar on a terminal; a silent one otherwise (cron, pipes, -q)."""
-    if quiet or not sys.stderr.isatty():
+    """A rich progress bar when both stdout and stderr are terminals (cli.md: none when stdout
+    is not); a silent one otherwise (cron, pipes, redirected output, -q)."""
+    if quiet or not (sys.stderr.isatty() and sys.stdout.isatty()):
         yield Progress()
         return
     import os

@@ -81,7 +81,7 @@ def retention(
     database = open_database(settings)
     meta = job_metadata(settings.argv, secrets_of_url(database.url))
     with (
-        graceful_stop() as stop,
+        graceful_stop(settings.stop_grace_seconds) as stop,
         _batch_progress(enabled=not (dry_run or settings.quiet)) as on_batch,
     ):
         result, job_id = service.run_retention(
@@ -102,37 +102,21 @@ def retention(
 
 @contextlib.contextmanager
 def _batch_progress(*, enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress display on stderr, only when stderr is a terminal; else no callback."""
-    from kpictl.cli.output import stderr_is_terminal
+    """One bar per target on the shared progress display (terminal only); else no callback."""
+    from kpictl.cli.progress import RichProgress, progress_bar
 
-    if not (enabled and stderr_is_terminal()):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    with progress_bar(quiet=not enabled) as progress:
+        if not isinstance(progress, RichProgress):
+            yield None
+            return
+        started: set[str] = set()
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    tasks: dict[str, int] = {}
+        def on_batch(target: str, rows: int, planned: int) -> None:
+            if target not in started:
+                started.add(target)
+                progress.start(f"deleting {target}", planned or None)
+            progress.advance(rows)
 
-    def on_batch(target: str, rows: int, planned: int) -> None:
-        if target not in tasks:
-            tasks[target] = progress.add_task(f"deleting {target}", total=planned or None)
-        progress.advance(tasks[target], rows)
-
-    with progress:
         yield on_batch
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,12 +11,11 @@ from kpictl.services.stop import DEFAULT_GRACE_SECONDS, StopRequest
 
 
 @contextmanager
-def graceful_stop() -> Iterator[StopRequest]:
+def graceful_stop(grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Iterator[StopRequest]:
     """While the block runs, SIGTERM/SIGINT ask the job to stop after its current step; the
     step's query is cancelled server-side after the grace period (60 s;
     KPICTL_STOP_GRACE_SECONDS overrides it, for tests)."""
-    grace = float(os.environ.get("KPICTL_STOP_GRACE_SECONDS") or DEFAULT_GRACE_SECONDS)
-    stop = StopRequest(grace)
+    stop = StopRequest(grace_seconds)
 
     def on_signal(signum: int, _frame: object) -> None:
         if signum == signal.SIGTERM:

@@ -93,7 +93,7 @@ WITH chosen AS (
            CAST(r.clarity_json AS jsonb) -> 'hrp' AS hrp
     FROM avi_reports AS r
     WHERE {" AND ".join(filters)}
-    ORDER BY {partition}, r.as_of DESC, r.created_at DESC, r.id DESC
+    ORDER BY {partition}, r.as_of DESC, r.created_at DESC NULLS LAST, r.id DESC NULLS LAST
 ),
 page_latest AS (
     -- each vehicle page's latest audit strictly before the end of week W (W + 7 days, 00:00 UTC);

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, literal, select, update
@@ -88,7 +88,3 @@ def get_job(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
     return dict(row) if row else None
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -19,10 +19,6 @@ class Period:
     start: datetime
     end: datetime
 
-    @property
-    def hours(self) -> float:
-        return (self.end - self.start).total_seconds() / 3600
-
     def label(self) -> str:
         return f"{self.start.isoformat()} to {self.end.isoformat()}"
 
