@@ -193,3 +193,89 @@ def test_sigkill_leaves_running_job_that_next_run_abandons(db_url, engine):
     ]
     assert statuses == ["abandoned", "completed"]
     assert "abandoned" in result.stderr
+
+
+def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
+    holder = psycopg.connect(libpq(db_url), autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
+    try:
+        waiting = spawn(["aggregate", "--wait"], db_url)
+        time.sleep(1.5)
+        waiting.send_signal(signal.SIGTERM)
+        _stdout, stderr = waiting.communicate(timeout=30)
+    finally:
+        holder.close()
+    assert waiting.returncode == 143, stderr
+    assert scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs") == 0
+
+
+def test_a_stop_during_the_last_step_completes_the_job_and_exits_143(db_url, engine):
+    some_runs(engine)
+    process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="views:3")
+    wait_for(
+        lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'factory'") == 4
+    )
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert job_status(engine) == "completed"
+
+
+def history_tenants(engine, count: int = 3) -> None:
+    from datetime import date
+
+    with engine.begin() as conn:
+        for index in range(count):
+            tenant = f.tenant(conn, f"tenant-{index}")
+            f.avi_report(conn, tenant, date(2026, 3, 2), aiv_pct=index)
+
+
+def test_sigterm_during_history_fill_ends_its_job(db_url, engine):
+    history_tenants(engine)
+    blocker = psycopg.connect(libpq(db_url))
+    blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
+    try:
+        process = spawn(["history", "fill"], db_url, KPICTL_LOCK_TIMEOUT="60s")
+        wait_for(lambda: job_status(engine) == "running")
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        blocker.rollback()  # the running chunk proceeds and commits; no new one starts
+        blocker.close()
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert job_status(engine) in ("completed", "cancelled")
+
+
+def test_a_killed_history_fill_is_abandoned_by_the_next(db_url, engine):
+    history_tenants(engine)
+    blocker = psycopg.connect(libpq(db_url))
+    blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
+    try:
+        process = spawn(["history", "fill"], db_url, KPICTL_LOCK_TIMEOUT="60s")
+        wait_for(lambda: job_status(engine) == "running")
+        process.kill()
+        process.communicate(timeout=30)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    wait_for(
+        lambda: (
+            scalar(
+                engine,
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            == 0
+        )
+    )
+    result = run_cli(["history", "fill"], db_url)
+    assert result.exit_code == 0, result.output
+    statuses = scalar(
+        engine,
+        "SELECT string_agg(status, ',' ORDER BY started_at) FROM kpi_aggregation_jobs "
+        "WHERE job_type = 'history_fill'",
+    )
+    assert statuses == "abandoned,completed"

@@ -506,6 +506,8 @@ def _fill_locked(
     log.info(
         "History fill: %d rows written in %d ms (job %s)", run.rows_written, run.duration_ms, job_id
     )
+    if stop is not None:
+        stop.check()  # asked to stop as the last chunk finished: done, and exit 130/143
     return run
 
 
