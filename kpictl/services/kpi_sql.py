@@ -99,11 +99,10 @@ UPSERT = """ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO UPDATE
 
 
 def plan(clock: SourceClock) -> TextClause:
-    """Counts for logs, progress and --dry-run: runs to snapshot, terminal, invalid, products."""
+    """Counts for --dry-run: the period's terminal runs, invalid runs and products."""
     return _sql(
         f"""
 SELECT
-  count(*) FILTER (WHERE valid AND in_period AND NOT has_snapshot) AS pending_runs,
   count(*) FILTER (WHERE valid AND in_period) AS terminal_runs,
   count(*) FILTER (WHERE NOT valid) AS invalid_runs,
   count(DISTINCT repository_id) FILTER (WHERE valid AND in_period AND product_enabled) AS products
@@ -111,7 +110,6 @@ FROM (
   SELECT e.repository_id,
          ({TERMINAL}) AS valid,
          coalesce({IN_PERIOD}, false) AS in_period,
-         CASE WHEN :check_existing THEN {RUN_DONE} ELSE false END AS has_snapshot,
          EXISTS (SELECT 1 FROM repositories r WHERE r.id = e.repository_id AND r.kpi_enabled)
            AS product_enabled
   FROM workflow_executions e

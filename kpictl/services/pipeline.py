@@ -89,14 +89,14 @@ def base_parameters(period: Period, job_id: Any, options: PipelineOptions) -> di
     return parameters
 
 
-def plan(
-    connection: Connection, period: Period, options: PipelineOptions, *, only_new: bool = True
-) -> Plan:
+def plan(connection: Connection, period: Period, options: PipelineOptions) -> Plan:
+    """What `aggregate` would do now (--dry-run): the runs its run level would snapshot (with
+    the same incremental scan), the period's terminal and invalid runs and its products."""
     clock = kpi_sql.SourceClock.detect(connection)
-    row = connection.execute(
-        kpi_sql.plan(clock), {**base_parameters(period, None, options), "check_existing": only_new}
-    ).one()
-    return Plan(period, row.pending_runs, row.terminal_runs, row.invalid_runs, row.products)
+    scan = run_scan(connection, period, options)
+    pending = count_pending_runs(connection, period, options, scan.scan_from)
+    row = connection.execute(kpi_sql.plan(clock), base_parameters(period, None, options)).one()
+    return Plan(period, pending, row.terminal_runs, row.invalid_runs, row.products)
 
 
 # --- the incremental run level ----------------------------------------------------------------
