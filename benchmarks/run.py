@@ -74,6 +74,24 @@ def median_time(
     return statistics.median(times)
 
 
+def paired_medians(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    repeat: int,
+    before: Callable[[], object],
+) -> tuple[float, float]:
+    """Alternate the two actions (same state before each), so that background noise (a
+    checkpoint, autovacuum) falls on both alike; medians of each."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for index, action in enumerate((first, second)):
+            before()
+            started = time.perf_counter()
+            action()
+            times[index].append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 class Bench:
     def __init__(self, url: str, repeat: int):
         self.url = url
@@ -100,6 +118,10 @@ class Bench:
         with psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
             for statement in filter(str.strip, script.split(";\n")):
                 conn.execute(statement, parameters)
+
+    def checkpoint(self) -> None:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("CHECKPOINT"))
 
     def vacuum(self) -> None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -140,15 +162,25 @@ def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
     options = pipeline.PipelineOptions()
 
     def kpictl_aggregate() -> None:
-        pipeline.aggregate(bench.engine, period, metadata={}, options=options, stop=StopRequest())
+        result = pipeline.aggregate(
+            bench.engine, period, metadata={}, options=options, stop=StopRequest()
+        )
+        counts = result.periods[0]
+        print(
+            f"  from scratch: {counts.runs} runs, {counts.timings_ms} ms, total {result.duration_ms} ms",
+            file=sys.stderr,
+        )
 
     def truncate() -> None:
         bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
+        bench.checkpoint()
 
     parameters = {"start": period.start, "end": period.end, "since": period.start}
-    scratch = median_time(kpictl_aggregate, bench.repeat, truncate)
-    scratch_bound = median_time(
-        lambda: bench.run_script("aggregate.sql", parameters), bench.repeat, truncate
+    scratch, scratch_bound = paired_medians(
+        kpictl_aggregate,
+        lambda: bench.run_script("aggregate.sql", parameters),
+        bench.repeat,
+        truncate,
     )
     rows = [
         Row(

@@ -20,7 +20,7 @@ from sqlalchemy import insert, text
 
 from kpictl.db import schema
 from kpictl.services.history import Tenant
-from kpictl.services.history_export import write_atomically, write_csv
+from kpictl.services.history_export import write_atomically, write_json
 from tests.conftest import ENV_KEYS, run_cli, run_process
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -200,12 +200,13 @@ def test_failure_while_writing_leaves_no_file(tmp_path):
         yield ACME_ROWS[0]
         raise RuntimeError("connection lost")
 
+    tenant = Tenant(uuid.uuid4(), "acme")
     with pytest.raises(RuntimeError):
-        write_atomically(target, lambda out: write_csv(rows(), out))
+        write_atomically(target, lambda out: write_json(tenant, rows(), out))
     assert list(tmp_path.iterdir()) == []
     target.write_text("previous\n")
     with pytest.raises(RuntimeError):
-        write_atomically(target, lambda out: write_csv(rows(), out))
+        write_atomically(target, lambda out: write_json(tenant, rows(), out))
     assert list(tmp_path.iterdir()) == [target] and target.read_text() == "previous\n"
     assert Tenant  # the writers take plain rows: no database needed here
 
@@ -218,7 +219,10 @@ def test_failure_mid_export_keeps_the_previous_file(engine, db_url, acme, tmp_pa
         conn.execute(text("UPDATE kpi_history SET hrp_pct = 'Infinity' WHERE as_of = '2026-04-06'"))
     target = tmp_path / "out.csv"
     target.write_text("previous\n")
-    result = run_process(["history", "export", "--tenant", "acme", "--output", str(target)], db_url)
+    result = run_process(
+        ["history", "export", "--tenant", "acme", "--format", "json", "--output", str(target)],
+        db_url,
+    )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(tmp_path.iterdir()) == [target] and target.read_text() == "previous\n"

@@ -232,7 +232,7 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
         if fmt == "csv":
 
             def write(out):
-                return export.write_csv(rows, out)
+                return export.copy_csv(conn, tenant, query, out)
         elif fmt == "json":
 
             def write(out):

@@ -1,14 +1,15 @@
 """`kpictl history export` (history.md §3): one tenant's history as CSV, JSON or a table.
 
-Rows are streamed: a server-side cursor (`stream_results`, `yield_per`) feeds writers that emit
-one record at a time, so memory stays flat however many rows there are. The newest `limit`
-rows are picked and re-sorted oldest first by PostgreSQL; grouping by month or quarter and the
-rounding of the means happen there too.
+Rows are streamed, so memory stays flat however many rows there are: CSV comes straight from
+PostgreSQL's `COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)` (numeric(…, 2) columns and the
+rounded means print with their 2 decimals, NULL as an empty field, dates as YYYY-MM-DD);
+JSON and tables read a server-side cursor (`stream_results`, `yield_per`) and write one record
+at a time. The newest `limit` rows are picked and re-sorted oldest first by PostgreSQL;
+grouping by month or quarter and the rounding of the means happen there too.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import tempfile
@@ -46,14 +47,27 @@ class ExportQuery:
     grain: str = "week"
 
 
-def export_sql(query: ExportQuery) -> str:
-    """Static SQL for `query`; the tenant, dates and limit are bound parameters."""
+# COPY takes no bound parameters: its values travel as bound parameters of set_config() into
+# transaction-local settings, which the statement reads back.
+SETTING_PREFIX = "kpictl.export_"
+PARAMETER_TYPES = {"tenant_id": "uuid", "since": "date", "until": "date", "limit": "integer"}
+
+
+def export_sql(query: ExportQuery, *, from_settings: bool = False) -> str:
+    """Static SQL for `query`; the tenant, dates and limit are bound parameters (or, for COPY,
+    transaction settings set from bound parameters)."""
     assert query.grain in GRAINS
-    filters = ["tenant_id = :tenant_id"]  # besides the policy: never rely on it alone
+
+    def value(name: str) -> str:
+        if from_settings:
+            return f"CAST(current_setting('{SETTING_PREFIX}{name}') AS {PARAMETER_TYPES[name]})"
+        return f":{name}"
+
+    filters = [f"tenant_id = {value('tenant_id')}"]  # besides the policy: never rely on it alone
     if query.since is not None:
-        filters.append("as_of >= :since")
+        filters.append(f"as_of >= {value('since')}")
     if query.until is not None:
-        filters.append("as_of <= :until")
+        filters.append(f"as_of <= {value('until')}")
     where = " AND ".join(filters)
     if query.grain == "week":
         period = "as_of"
@@ -65,7 +79,8 @@ def export_sql(query: ExportQuery) -> str:
         grouped = f"SELECT {period} AS as_of, {values} FROM kpi_history WHERE {where} GROUP BY 1"
     if query.limit is None:
         return f"{grouped} ORDER BY as_of"
-    return f"SELECT * FROM ({grouped} ORDER BY as_of DESC LIMIT :limit) AS newest ORDER BY as_of"
+    newest = f"{grouped} ORDER BY as_of DESC LIMIT {value('limit')}"
+    return f"SELECT * FROM ({newest}) AS newest ORDER BY as_of"
 
 
 def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iterator[tuple]:
@@ -74,6 +89,16 @@ def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iter
     Sets `app.tenant` for that transaction first: the policy shows this tenant's rows only.
     """
     set_tenant(conn, tenant.id)
+    streaming = conn.execution_options(stream_results=True, yield_per=YIELD_PER)
+    result = streaming.execute(text(export_sql(query)), _parameters(tenant, query))
+    try:
+        for row in result:
+            yield tuple(row)
+    finally:
+        result.close()
+
+
+def _parameters(tenant: Tenant, query: ExportQuery) -> dict[str, Any]:
     parameters: dict[str, Any] = {"tenant_id": tenant.id}
     if query.limit is not None:
         parameters["limit"] = query.limit
@@ -81,13 +106,29 @@ def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iter
         parameters["since"] = query.since
     if query.until is not None:
         parameters["until"] = query.until
-    streaming = conn.execution_options(stream_results=True, yield_per=YIELD_PER)
-    result = streaming.execute(text(export_sql(query)), parameters)
-    try:
-        for row in result:
-            yield tuple(row)
-    finally:
-        result.close()
+    return parameters
+
+
+def copy_csv(conn: Connection, tenant: Tenant, query: ExportQuery, out: TextIO) -> int:
+    """The CSV of history.md §3, formatted by PostgreSQL and streamed block by block with
+    COPY, in the caller's transaction; returns the number of records."""
+    set_tenant(conn, tenant.id)
+    for name, value in _parameters(tenant, query).items():
+        conn.execute(
+            text("SELECT set_config(:name, :value, true)"),
+            {"name": SETTING_PREFIX + name, "value": str(value)},
+        )
+    conn.execute(text("SET LOCAL DateStyle = 'ISO, YMD'"))
+    statement = (
+        f"COPY ({export_sql(query, from_settings=True)}) TO STDOUT WITH (FORMAT csv, HEADER)"
+    )
+    lines = 0
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for block in copy:
+            chunk = bytes(block).decode("utf-8")  # digits, dates, commas: no split characters
+            lines += chunk.count("\n")
+            out.write(chunk)
+    return max(lines - 1, 0)
 
 
 def fixed(value: Decimal | None) -> str:
@@ -99,17 +140,6 @@ def fixed(value: Decimal | None) -> str:
 
 def csv_record(row: tuple) -> list[str]:
     return [row[0].isoformat(), *(fixed(value) for value in row[1:])]
-
-
-def write_csv(rows: Iterator[tuple], out: TextIO) -> int:
-    """RFC 4180 with LF line ends, header first; returns the number of records."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    count = 0
-    for row in rows:
-        writer.writerow(csv_record(row))
-        count += 1
-    return count
 
 
 def write_json(tenant: Tenant, rows: Iterator[tuple], out: TextIO) -> int:

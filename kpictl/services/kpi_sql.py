@@ -31,6 +31,14 @@ class SourceClock:
 
     @classmethod
     def detect(cls, connection: Connection) -> SourceClock:
+        """Read once per connection (cached in its `info`): the types do not change mid-run."""
+        cached = connection.info.get("kpictl_source_clock")
+        if cached is None:
+            cached = connection.info["kpictl_source_clock"] = cls._read(connection)
+        return cached
+
+    @classmethod
+    def _read(cls, connection: Connection) -> SourceClock:
         rows = connection.execute(
             text(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
@@ -122,10 +130,17 @@ FROM (
     )
 
 
-def run_level_chunk(clock: SourceClock, *, only_new: bool, after_cursor: bool) -> TextClause:
+def run_level_chunk(
+    clock: SourceClock, *, only_new: bool, after_cursor: bool, upsert: bool = True
+) -> TextClause:
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
     tool_call_success_rate. Returns the chunk's size, snapshots written and its last key
-    (the next chunk starts after it: `after_cursor`)."""
+    (the next chunk starts after it: `after_cursor`).
+
+    `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
+    for `only_new` chunks on a database where nobody but kpictl writes run snapshots (the caller
+    checks), so that no row of the chunk can exist yet."""
+    assert upsert or only_new
     skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
     cursor = (
         # The plain `>=` lets the scan start at the cursor on a one-column completed_at
@@ -179,7 +194,7 @@ written AS (
   SELECT kpi_name, :version, 'run', scope_id, value, unit, NULL, now(),
          started_at, completed_at, CAST(:job_id AS uuid)
   FROM computed
-  {UPSERT}
+  {UPSERT if upsert else ""}
   RETURNING 1
 ),
 last_run AS (
@@ -192,6 +207,17 @@ SELECT (SELECT count(*) FROM runs) AS runs,
 """,
         clock,
     )
+
+
+# Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows it
+# left)? Then run-level writes must be upserts.
+OTHER_RUN_WRITERS = text(
+    """
+SELECT EXISTS (SELECT 1 FROM kpi_snapshots WHERE job_id IS NULL AND level = 'run')
+    OR EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+               WHERE NOT t.tgisinternal AND p.prosrc ILIKE '%kpi_snapshots%')
+"""
+)
 
 
 def pending_runs(clock: SourceClock) -> TextClause:

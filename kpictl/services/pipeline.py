@@ -206,8 +206,11 @@ def run_level(
     scan_from: datetime | None = None,
 ) -> None:
     clock = kpi_sql.SourceClock.detect(connection)
-    first_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=False)
-    next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True)
+    upsert = not only_new or bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
+    first_chunk = kpi_sql.run_level_chunk(
+        clock, only_new=only_new, after_cursor=False, upsert=upsert
+    )
+    next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True, upsert=upsert)
     parameters = base_parameters(period, job_id, options)
     if scan_from is not None:
         parameters["scan_from"] = scan_from
