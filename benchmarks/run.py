@@ -30,7 +30,7 @@ from sqlalchemy import Engine, text
 
 from kpictl import sample
 from kpictl.db.engine import make_engine
-from kpictl.services import migrate, pipeline
+from kpictl.services import migrate, periods, pipeline
 from kpictl.services.periods import Period
 from kpictl.services.stop import StopRequest
 from kpictl.settings import DatabaseTarget, Settings
@@ -41,10 +41,29 @@ MARK_BEGIN = "<!-- benchmark results: begin -->"
 MARK_END = "<!-- benchmark results: end -->"
 
 SCALES = {
-    # runs in the 7-day window, new runs for the incremental cycle, runs over 30 days (backfill)
-    "small": {"runs": 100_000, "new_runs": 2_000, "backfill_runs": 60_000},
-    "medium": {"runs": 300_000, "new_runs": 2_000, "backfill_runs": 150_000},
-    "large": {"runs": 1_000_000, "new_runs": 2_000, "backfill_runs": 1_000_000},
+    # runs in the 7-day window; new runs for the next cycle; runs over 30 days (backfill);
+    # tenants x 52 weekly reports x 20 audited pages (history fill); rows exported
+    "small": {
+        "runs": 100_000,
+        "new_runs": 2_000,
+        "backfill_runs": 100_000,
+        "tenants": 1_000,
+        "export_rows": 1_000_000,
+    },
+    "medium": {
+        "runs": 300_000,
+        "new_runs": 2_000,
+        "backfill_runs": 300_000,
+        "tenants": 3_000,
+        "export_rows": 1_000_000,
+    },
+    "large": {
+        "runs": 1_000_000,
+        "new_runs": 2_000,
+        "backfill_runs": 1_000_000,
+        "tenants": 10_000,
+        "export_rows": 1_000_000,
+    },
 }
 
 
@@ -232,6 +251,168 @@ def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
     return rows
 
 
+def reset_sources(bench: Bench) -> None:
+    bench.sql(
+        "TRUNCATE workflow_executions, agent_runs, mcp_tool_calls, verdict_outcomes, repositories, "
+        "kpi_snapshots, kpi_aggregation_jobs"
+    )
+
+
+def backfill_scenario(bench: Bench, scale: str) -> list[Row]:
+    sizes = SCALES[scale]
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=30)
+    reset_sources(bench)
+    with bench.engine.begin() as conn:
+        sample.generate(
+            conn,
+            seed=3,
+            days=30,
+            runs_per_day=sizes["backfill_runs"] // 30,
+            repositories=50,
+            tenants=1,
+            weeks=1,
+            pages=1,
+            now=end,
+        )
+    bench.vacuum()
+    utc = periods.zone("UTC")
+    buckets = periods.buckets(start, end, "day", utc, end)
+
+    def kpictl_backfill() -> None:
+        pipeline.backfill(
+            bench.engine,
+            buckets,
+            force=False,
+            metadata={},
+            options=pipeline.PipelineOptions(),
+            stop=StopRequest(),
+            now=end,
+        )
+
+    def truncate() -> None:
+        bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
+        bench.checkpoint()
+
+    kpictl_s, bound_s = paired_medians(
+        kpictl_backfill,
+        lambda: bench.run_script("backfill.sql", {"start": start, "end": end}),
+        bench.repeat,
+        truncate,
+    )
+    return [
+        Row("backfill 30 days, --bucket day", f"{sizes['backfill_runs']:,} runs", kpictl_s, bound_s)
+    ]
+
+
+def history_scenarios(bench: Bench, scale: str) -> list[Row]:
+    from kpictl.services.history_fill import FillOptions, fill_with_job
+
+    sizes = SCALES[scale]
+    with bench.engine.begin() as conn:
+        sample.generate(
+            conn,
+            seed=4,
+            repositories=1,
+            days=1,
+            runs_per_day=1,
+            tenants=sizes["tenants"],
+            weeks=52,
+            pages=20,
+        )
+    bench.vacuum()
+
+    def clear() -> None:
+        bench.sql("TRUNCATE kpi_history, kpi_aggregation_jobs")
+        bench.checkpoint()
+
+    fill_s, fill_bound = paired_medians(
+        lambda: fill_with_job(bench.engine, FillOptions(), metadata={}),
+        lambda: bench.run_script("history_fill.sql", {}),
+        bench.repeat,
+        clear,
+    )
+    rows = [
+        Row(
+            "history fill, all tenants",
+            f"{sizes['tenants']:,} tenants x 52 weeks x 20 pages",
+            fill_s,
+            fill_bound,
+        )
+    ]
+    return [*rows, export_scenario(bench, sizes["export_rows"])]
+
+
+def export_scenario(bench: Bench, count: int) -> Row:
+    tenant = "00000000-0000-4000-8000-00000000e890"
+    bench.sql(
+        "INSERT INTO tenants (id, slug, name) VALUES (CAST(:id AS uuid), 'bench-export', 'Bench') "
+        "ON CONFLICT DO NOTHING",
+        id=tenant,
+    )
+    bench.sql(
+        """
+INSERT INTO kpi_history (tenant_id, as_of, aiv_pct, ati_pct, crs_pct, elasticity_usd_per_point,
+                         vli_integrity_pct, hrp_pct)
+SELECT CAST(:id AS uuid), DATE '0001-01-01' + g, (g % 10000) / 100.0, (g % 9000) / 100.0,
+       (g % 8000) / 100.0, (g % 70000) / 100.0, (g % 9999) / 100.0,
+       CASE WHEN g % 7 = 0 THEN NULL ELSE (g % 5000) / 100.0 END
+FROM generate_series(0, :count - 1) g
+ON CONFLICT DO NOTHING
+""",
+        id=tenant,
+        count=count,
+    )
+    bench.vacuum()
+    target = Path(tempfile.mkdtemp(prefix="kpictl-export-")) / "export.csv"
+    environment = {**os.environ, "KPICTL_DATABASE_URL": bench.url}
+    command = [sys.executable, "-m", "kpictl", "history", "export", "--tenant", "bench-export"]
+    command += ["--all", "--format", "csv", "--output", str(target), "-q"]
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    peaks: list[int] = []
+
+    def kpictl_export() -> None:
+        done = subprocess.run(
+            [sys.executable, "-c", measure, *command],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks.append(int(done.stdout.strip()) // 1024)
+
+    # The bound runs in a process of its own too (interpreter, driver, COPY to the file), so
+    # that both sides pay for starting a client.
+    copy_script = (
+        "import sys, psycopg\n"
+        "with psycopg.connect(sys.argv[1]) as conn, conn.cursor() as cursor, "
+        "open(sys.argv[2], 'wb') as out:\n"
+        "    with cursor.copy('COPY (SELECT as_of, aiv_pct, ati_pct, crs_pct, "
+        "elasticity_usd_per_point, vli_integrity_pct, hrp_pct FROM kpi_history "
+        "WHERE tenant_id = ' + repr(sys.argv[3]) + ' ORDER BY as_of) TO STDOUT WITH (FORMAT csv, HEADER)') as copy:\n"
+        "        for block in copy:\n"
+        "            out.write(block)\n"
+    )
+    libpq_url = bench.url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def bound_export() -> None:
+        subprocess.run(
+            [sys.executable, "-c", copy_script, libpq_url, str(target), tenant], check=True
+        )
+
+    kpictl_s, bound_s = paired_medians(kpictl_export, bound_export, bench.repeat, lambda: None)
+    return Row(
+        "history export --all, CSV",
+        f"{count:,} rows",
+        kpictl_s,
+        bound_s,
+        note=f"peak RSS {max(peaks)} MB (process start included)",
+    )
+
+
 def cli_scenarios(repeat: int) -> list[Row]:
     python = sys.executable
 
@@ -321,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["aggregate", "cli"], action="append")
+    parser.add_argument(
+        "--only", choices=["aggregate", "backfill", "history", "cli"], action="append"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kpictl-bench-") as data_dir:
@@ -333,9 +516,13 @@ def main(argv: list[str] | None = None) -> int:
                 text("SELECT 'PostgreSQL ' || current_setting('server_version')")
             ).scalar_one()
         rows: list[Row] = []
-        wanted = set(args.only or ["aggregate", "cli"])
+        wanted = set(args.only or ["aggregate", "backfill", "history", "cli"])
         if "aggregate" in wanted:
             rows += aggregate_scenarios(bench, args.scale)
+        if "backfill" in wanted:
+            rows += backfill_scenario(bench, args.scale)
+        if "history" in wanted:
+            rows += history_scenarios(bench, args.scale)
         if "cli" in wanted:
             rows += cli_scenarios(args.repeat)
         bench.engine.dispose()

@@ -52,7 +52,10 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_kpi_snapshots_latest", "kpi_snapshots", ["level", "kpi_name", "calculated_at"]
+        "ix_kpi_snapshots_latest",
+        "kpi_snapshots",
+        ["kpi_name", "calculated_at"],
+        postgresql_where=sa.text("level IN ('factory', 'product')"),
     )
     op.create_index("ix_kpi_snapshots_calculated_at", "kpi_snapshots", ["calculated_at"])
     op.create_index("ix_kpi_snapshots_job_id", "kpi_snapshots", ["job_id"])

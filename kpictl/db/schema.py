@@ -81,8 +81,15 @@ kpi_snapshots = Table(
         name="uq_kpi_snapshots_key",
         postgresql_nulls_not_distinct=True,
     ),
-    # latest value / freshness per KPI and level
-    Index("ix_kpi_snapshots_latest", "level", "kpi_name", "calculated_at"),
+    # latest value / freshness per KPI at product and factory level. Run rows are left out on
+    # purpose: an index led by (level, kpi_name) would compete, on missing statistics, with the
+    # key index for the per-run existence probe and turn each probe into a scan of every run.
+    Index(
+        "ix_kpi_snapshots_latest",
+        "kpi_name",
+        "calculated_at",
+        postgresql_where=text("level IN ('factory', 'product')"),
+    ),
     # retention deletes by age per level
     Index("ix_kpi_snapshots_calculated_at", "calculated_at"),
     # backfill resume and jobs show: what a job wrote

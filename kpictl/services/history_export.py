@@ -123,11 +123,17 @@ def copy_csv(conn: Connection, tenant: Tenant, query: ExportQuery, out: TextIO) 
         f"COPY ({export_sql(query, from_settings=True)}) TO STDOUT WITH (FORMAT csv, HEADER)"
     )
     lines = 0
+    binary = getattr(out, "buffer", None)  # a real file or stdout: pass the bytes through
+    if binary is not None:
+        out.flush()
     with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for block in copy:
-            chunk = bytes(block).decode("utf-8")  # digits, dates, commas: no split characters
-            lines += chunk.count("\n")
-            out.write(chunk)
+            data = bytes(block)
+            lines += data.count(b"\n")
+            if binary is not None:
+                binary.write(data)
+            else:
+                out.write(data.decode("utf-8"))  # digits, dates, commas: no split characters
     return max(lines - 1, 0)
 
 
