@@ -644,11 +644,9 @@ def _recreate_views_step(views: list[dict[str, Any]]) -> Step:
 
 
 def _revision_module(revision: str) -> Any:
-    from alembic.script import ScriptDirectory
+    from kpictl.services.migrate import revision_module
 
-    from kpictl.services.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
+    return revision_module(revision)
 
 
 def _materialized_view_step(old_views: list[dict[str, Any]]) -> Step:

@@ -60,6 +60,7 @@ def run_checks(engine: Engine, *, source: str, shown_url: str) -> DoctorReport:
             _check_server(connection, report)
             _check_migrations(connection, report)
             _check_sources(connection, report)
+            _check_source_indexes(connection, report)
             _check_pipeline_lock(connection, report)
             _check_last_job(connection, report)
             for extra in EXTRA_CHECKS:
@@ -109,6 +110,34 @@ def _afu9_not_adopted(connection: Connection) -> bool:
     from kpictl.services.adopt import needs_adoption
 
     return needs_adoption(connection)
+
+
+def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:
+    """The pipeline's lookups rely on kpictl_* indexes on the source tables (revision 0002):
+    a missing or INVALID one (a failed CREATE INDEX CONCURRENTLY) makes every cycle slow."""
+    expected = migrate.source_indexes()
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = ANY(:names)"
+        ),
+        {"names": [name for name, _table, _column in expected]},
+    ).all()
+    valid = {name: is_valid for name, is_valid in rows}
+    problems = [
+        f"{name} on {table} ({column}) {'invalid' if name in valid else 'missing'}"
+        for name, table, column in expected
+        if not valid.get(name)
+    ]
+    if problems:
+        report.add(
+            "source indexes",
+            WARN,
+            "; ".join(problems) + ": aggregation scans whole tables; run `kpictl migrate` "
+            "(drop an invalid index first)",
+        )
+    else:
+        report.add("source indexes", OK, f"{len(expected)} kpictl_* indexes valid")
 
 
 def _check_sources(connection: Connection, report: DoctorReport) -> None:

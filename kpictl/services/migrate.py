@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -50,6 +51,16 @@ def alembic_config(
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def revision_module(revision: str) -> Any:
+    """The module of one revision file (its SQL constants serve adoption and doctor)."""
+    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
+
+
+def source_indexes() -> tuple[tuple[str, str, str], ...]:
+    """(name, table, column) of the kpictl_* indexes revision 0002 builds on source tables."""
+    return tuple(revision_module("0002").SOURCE_INDEXES)
 
 
 def head_revision() -> str:
