@@ -268,3 +268,74 @@ def test_backfill_recomputes_the_unfinished_current_bucket(db_url, engine):
             text("SELECT value FROM kpi_snapshots WHERE kpi_name = 'factory_throughput'")
         ).scalar_one()
     assert runs == 1  # one run in a one-day bucket: 1 run per day
+
+
+FAIL_ON = """
+CREATE FUNCTION test_refuse_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.level = :level AND NEW.period_start = CAST(:start AS timestamptz) THEN
+    RAISE EXCEPTION 'refused by the test';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER test_refuse_snapshot BEFORE INSERT ON kpi_snapshots
+  FOR EACH ROW EXECUTE FUNCTION test_refuse_snapshot();
+"""
+
+
+def refuse_snapshots(engine, level: str, start: datetime) -> None:
+    sql = FAIL_ON.replace(":level", f"'{level}'").replace(":start", f"'{start.isoformat()}'")
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+def test_a_failed_bucket_is_reported_and_the_others_are_computed(db_url, engine):
+    refuse_snapshots(engine, "factory", datetime(2026, 1, 6, tzinfo=UTC))
+    result = run_cli(
+        ["backfill", "--since", "2026-01-05", "--until", "2026-01-08", "--format", "json"], db_url
+    )
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.stdout)
+    assert [bucket["period_start"] for bucket in document["failedBuckets"]] == [
+        "2026-01-06T00:00:00+00:00"
+    ]
+    assert "refused by the test" in document["failedBuckets"][0]["error"]
+    with engine.connect() as conn:
+        starts = (
+            conn.execute(
+                text("SELECT period_start FROM kpi_snapshots WHERE kpi_name = 'mtti' ORDER BY 1")
+            )
+            .scalars()
+            .all()
+        )
+        job = conn.execute(text("SELECT status, error FROM kpi_aggregation_jobs")).one()
+    assert starts == [datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 1, 7, tzinfo=UTC)]
+    assert job.status == "failed" and job.error == "1 bucket(s) failed"
+    # the next run picks up where this one failed (once the cause is gone)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER test_refuse_snapshot ON kpi_snapshots"))
+    again = run_cli(
+        ["backfill", "--since", "2026-01-05", "--until", "2026-01-08", "--format", "json"], db_url
+    )
+    assert again.exit_code == 0 and json.loads(again.stdout)["skippedBuckets"] == 2
+
+
+def test_a_database_error_fails_the_job_and_keeps_committed_levels(db_url, engine):
+    recent_runs(engine, 3)
+    with engine.connect() as conn:
+        now = conn.execute(text("SELECT now()")).scalar_one()
+    period_end = datetime.fromtimestamp(int(now.timestamp()) // 300 * 300, UTC)
+    refuse_snapshots(engine, "product", period_end - timedelta(hours=24))
+    result = run_cli(["aggregate"], db_url)
+    assert result.exit_code == 1
+    assert "refused by the test" in result.stderr and "Traceback" not in result.output
+    with engine.connect() as conn:
+        job = conn.execute(text("SELECT status, error FROM kpi_aggregation_jobs")).one()
+        levels = dict(
+            conn.execute(text("SELECT level, count(*) FROM kpi_snapshots GROUP BY level")).all()
+        )
+    assert job.status == "failed" and "refused by the test" in job.error
+    assert "INSERT INTO" not in job.error  # one line for the operator, not the statement
+    # committed before the product step failed: 3 run durations and 3 token usages (every run
+    # has one agent run); no product or factory rows
+    assert levels == {"run": 6}
