@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -56,7 +56,10 @@ def run_demo(
     done("migrate")
     with engine.begin() as conn:
         removed = sample.reset(conn) if reset else {}
-        now = conn.execute(text("SELECT date_trunc('hour', now())")).scalar_one()
+        clock = conn.execute(
+            text("SELECT now()")
+        ).scalar_one()  # the database's clock, as aggregate
+        now = clock.replace(minute=0, second=0, microsecond=0)
         loaded = sample.generate(conn, seed=seed, days=SAMPLE_DAYS, weeks=SAMPLE_WEEKS, now=now)
     log.info(
         "Sample factory: %s",
@@ -66,7 +69,7 @@ def run_demo(
     done("sample")
 
     options = pipeline.PipelineOptions()
-    week = periods.aligned_period(datetime.now(UTC), 168, 300)
+    week = periods.aligned_period(clock, 168, 300)
     aggregated = pipeline.aggregate(engine, week, metadata=metadata, options=options, stop=stop)
     result.aggregate_snapshots = aggregated.snapshots_created
     result.jobs.append(aggregated.job_id)
