@@ -49,7 +49,7 @@ def status(i: int) -> str:
     return "completed" if (i // 7) % 10 < 7 else "failed" if (i // 7) % 10 < 9 else "cancelled"
 
 
-CHUNK = "WITH runs AS MATERIALIZED"
+CHUNK = "CREATE TEMP TABLE kpictl_chunk_runs"
 
 
 def count_statements(engine, chunk_size: int) -> tuple[list[str], pipeline.PipelineResult]:

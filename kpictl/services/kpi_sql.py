@@ -130,12 +130,18 @@ FROM (
     )
 
 
+CHUNK_TABLE = "kpictl_chunk_runs"
+
+
 def run_level_chunk(
     clock: SourceClock, *, only_new: bool, after_cursor: bool, upsert: bool = True
-) -> TextClause:
+) -> list[TextClause]:
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
-    tool_call_success_rate. Returns the chunk's size, snapshots written and its last key
-    (the next chunk starts after it: `after_cursor`).
+    tool_call_success_rate. The statements, in order: pick the chunk's runs into a session temp
+    table; ANALYZE it (so that PostgreSQL joins a large chunk to agent_runs and mcp_tool_calls
+    by hashing and a small one through their indexes: a row estimate of a filtered CTE is often
+    1, and a nested loop over 800,000 runs is slow); write the snapshots (rowcount = snapshots);
+    read the chunk's size and last key (the next chunk starts after it: `after_cursor`).
 
     `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
     for `only_new` chunks on a database where nobody but kpictl writes run snapshots (the caller
@@ -150,63 +156,50 @@ def run_level_chunk(
         if after_cursor
         else ""
     )
-    return _sql(
+    pick = _sql(
         f"""
-WITH runs AS MATERIALIZED (
-  SELECT e.id, e.status, e.completed_at AS completed_raw,
-         {{started}} AS started_at, {{completed}} AS completed_at
-  FROM workflow_executions e
-  WHERE {RUN_CANDIDATES}
-    {cursor}
-    {skip_existing}
-  ORDER BY e.completed_at, e.id
-  LIMIT :chunk_size
-),
--- Aggregates keep the run's period columns, so that no join back to `runs` follows: the
--- row estimate of `runs` is often 1, and a nested loop over an aggregate is quadratic.
-tokens AS (
-  SELECT r.id, r.started_at, r.completed_at,
-         sum(coalesce(a.total_tokens::numeric,
-                      coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0)))
-           AS value
-  FROM runs r JOIN agent_runs a ON a.execution_id = r.id
-  GROUP BY r.id, r.started_at, r.completed_at
-),
-calls AS (
-  SELECT r.id, r.started_at, r.completed_at,
-         100.0 * count(*) FILTER (WHERE t.error IS NULL) / count(*) AS value
-  FROM runs r JOIN mcp_tool_calls t ON t.execution_id = r.id
-  GROUP BY r.id, r.started_at, r.completed_at
-),
-computed AS (
-  SELECT :run_duration AS kpi_name, 'ms' AS unit, r.id AS scope_id,
-         extract(epoch FROM r.completed_at - r.started_at) * 1000 AS value,
-         r.started_at, r.completed_at
-  FROM runs r
-  UNION ALL
-  SELECT :token_usage, 'tokens', id, value, started_at, completed_at FROM tokens
-  UNION ALL
-  SELECT :tool_call_success_rate, 'percent', id, value, started_at, completed_at FROM calls
-),
-written AS (
-  INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
-                             calculated_at, period_start, period_end, job_id)
-  SELECT kpi_name, :version, 'run', scope_id, value, unit, NULL, now(),
-         started_at, completed_at, CAST(:job_id AS uuid)
-  FROM computed
-  {UPSERT if upsert else ""}
-  RETURNING 1
-),
-last_run AS (
-  SELECT completed_raw, id FROM runs ORDER BY completed_raw DESC, id DESC LIMIT 1
-)
-SELECT (SELECT count(*) FROM runs) AS runs,
-       (SELECT count(*) FROM written) AS snapshots,
-       (SELECT completed_raw FROM last_run) AS last_completed,
-       (SELECT id FROM last_run) AS last_id
+CREATE TEMP TABLE {CHUNK_TABLE} ON COMMIT DROP AS
+SELECT e.id, e.completed_at AS completed_raw,
+       {{started}} AS started_at, {{completed}} AS completed_at
+FROM workflow_executions e
+WHERE {RUN_CANDIDATES}
+  {cursor}
+  {skip_existing}
+ORDER BY e.completed_at, e.id
+LIMIT :chunk_size
 """,
         clock,
     )
+    write = text(
+        f"""
+INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
+                           calculated_at, period_start, period_end, job_id)
+SELECT :run_duration, :version, 'run', r.id,
+       extract(epoch FROM r.completed_at - r.started_at) * 1000, 'ms', CAST(NULL AS jsonb), now(),
+       r.started_at, r.completed_at, CAST(:job_id AS uuid)
+FROM {CHUNK_TABLE} r
+UNION ALL
+SELECT :token_usage, :version, 'run', r.id,
+       sum(coalesce(a.total_tokens::numeric,
+                    coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0))),
+       'tokens', CAST(NULL AS jsonb), now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+FROM {CHUNK_TABLE} r JOIN agent_runs a ON a.execution_id = r.id
+GROUP BY r.id, r.started_at, r.completed_at
+UNION ALL
+SELECT :tool_call_success_rate, :version, 'run', r.id,
+       100.0 * count(*) FILTER (WHERE t.error IS NULL) / count(*),
+       'percent', CAST(NULL AS jsonb), now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+FROM {CHUNK_TABLE} r JOIN mcp_tool_calls t ON t.execution_id = r.id
+GROUP BY r.id, r.started_at, r.completed_at
+{UPSERT if upsert else ""}
+"""
+    )
+    summary = text(
+        f"SELECT (SELECT count(*) FROM {CHUNK_TABLE}) AS runs, last.completed_raw AS last_completed, "
+        f"last.id AS last_id FROM (SELECT NULL) one LEFT JOIN LATERAL (SELECT completed_raw, id "
+        f"FROM {CHUNK_TABLE} ORDER BY completed_raw DESC, id DESC LIMIT 1) last ON true"
+    )
+    return [pick, text(f"ANALYZE {CHUNK_TABLE}"), write, summary, text(f"DROP TABLE {CHUNK_TABLE}")]
 
 
 # Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows it

@@ -214,22 +214,25 @@ def run_level(
     parameters = base_parameters(period, job_id, options)
     if scan_from is not None:
         parameters["scan_from"] = scan_from
-    statement, after_completed, after_id = first_chunk, None, None
+    statements, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with _timed(counts, "run"):
         _delay(connection, options, "run")
         while True:
-            row = connection.execute(
-                statement,
-                {
-                    **parameters,
-                    "chunk_size": options.chunk_size,
-                    "after_completed": after_completed,
-                    "after_id": after_id,
-                },
-            ).one()
+            pick, analyze, write, summary, drop = statements
+            chunk_parameters = {
+                **parameters,
+                "chunk_size": options.chunk_size,
+                "after_completed": after_completed,
+                "after_id": after_id,
+            }
+            connection.execute(pick, chunk_parameters)
+            connection.execute(analyze)
+            written = connection.execute(write, parameters).rowcount
+            row = connection.execute(summary).one()
+            connection.execute(drop)
             counts.runs += row.runs
-            counts.run_snapshots += row.snapshots
+            counts.run_snapshots += written
             progress.advance(row.runs)
             if commit_chunks:
                 connection.commit()
@@ -240,7 +243,7 @@ def run_level(
                 # statistics on a first run) so the next chunks probe the key index.
                 connection.execute(text("ANALYZE kpi_snapshots"))
             chunks += 1
-            statement, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
+            statements, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
             if commit_chunks:
                 stop.check()
 
