@@ -210,3 +210,24 @@ def test_options_in_the_url_are_kept(db_url):
         assert conn.execute(text("SHOW search_path")).scalar() == "elsewhere,public"
         assert conn.execute(text("SHOW TimeZone")).scalar() == "UTC"
     engine.dispose()
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(db_url):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ENV_KEYS
+
+    env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
+    env["KPICTL_DATABASE_URL"] = db_url
+    kpictl = subprocess.Popen(
+        [sys.executable, "-m", "kpictl", "doctor"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    kpictl.stdout.close()  # like `| head -0`: nobody reads
+    _stdout, stderr = kpictl.communicate(timeout=60)
+    assert kpictl.returncode == 0, stderr
+    assert b"Traceback" not in stderr and b"internal error" not in stderr

