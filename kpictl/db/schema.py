@@ -70,14 +70,16 @@ kpi_snapshots = Table(
     Column("job_id", UUID(as_uuid=True), nullable=True),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     CheckConstraint(_in_list("level", LEVELS), name="level"),
-    # The uniqueness key of pipeline.md §2: NULL scope (factory rows) included.
+    # The uniqueness key of pipeline.md §2: NULL scope (factory rows) included. Column order:
+    # period_end before scope_id, so that the run level's per-run probes, which follow the
+    # runs' completed_at (= period_end), read the index in order instead of at random.
     UniqueConstraint(
         "level",
         "kpi_name",
         "kpi_version",
+        "period_end",
         "scope_id",
         "period_start",
-        "period_end",
         name="uq_kpi_snapshots_key",
         postgresql_nulls_not_distinct=True,
     ),

@@ -92,9 +92,12 @@ IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
 # run-level KPIs.) A scalar sub-select runs as one index probe per candidate run, whatever the
 # often stale statistics of kpi_snapshots say; a NOT EXISTS anti-join planned on a fresh
 # table's "1 row" estimate degenerates into a nested loop over every snapshot.
+# The probe names the key's leading columns down to period_end (the run's completed_at): a
+# chunk's runs come in completed_at order, so its probes read the key index in order too.
 RUN_DONE = """(SELECT 1 FROM kpi_snapshots k
         WHERE k.level = 'run' AND k.kpi_name = :run_duration AND k.kpi_version = :version
-          AND k.scope_id = e.id AND k.job_id IS NOT NULL LIMIT 1) IS NOT NULL"""
+          AND k.period_end = {completed} AND k.scope_id = e.id AND k.job_id IS NOT NULL
+        LIMIT 1) IS NOT NULL"""
 
 # Run-level candidates: terminal runs of the period completed at or after :scan_from (the
 # watermark of an incremental cycle; the period start for a full scan).

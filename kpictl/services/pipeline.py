@@ -31,7 +31,7 @@ from kpictl.services.progress import Progress
 from kpictl.services.stop import StopRequest
 
 log = logging.getLogger(__name__)
-DEFAULT_CHUNK_SIZE = 100_000
+DEFAULT_CHUNK_SIZE = 250_000
 
 
 @dataclass(frozen=True)
