@@ -161,23 +161,28 @@ SELECT md5(%(tag)s || g)::uuid, CASE WHEN g %% 9 = 0 THEN 'timeout' END FROM gen
 """
 
 
-def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
-    sizes = SCALES[scale]
-    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    period = Period(end - timedelta(hours=168), end)
+def load_runs(bench: Bench, *, seed: int, days: int, runs_per_day: int, now: datetime) -> None:
+    """The sample factory's runs (50 repositories) ending at `now`; one tenant, no history."""
     with bench.engine.begin() as conn:
         sample.generate(
             conn,
-            seed=1,
-            days=7,
-            runs_per_day=sizes["runs"] // 7,
+            seed=seed,
+            days=days,
+            runs_per_day=runs_per_day,
             repositories=50,
             tenants=1,
             weeks=1,
             pages=1,
-            now=end,
+            now=now,
         )
     bench.vacuum()
+
+
+def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
+    sizes = SCALES[scale]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    period = Period(end - timedelta(hours=168), end)
+    load_runs(bench, seed=1, days=7, runs_per_day=sizes["runs"] // 7, now=end)
     options = pipeline.PipelineOptions()
 
     def kpictl_aggregate() -> None:
@@ -263,19 +268,7 @@ def backfill_scenario(bench: Bench, scale: str) -> list[Row]:
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=30)
     reset_sources(bench)
-    with bench.engine.begin() as conn:
-        sample.generate(
-            conn,
-            seed=3,
-            days=30,
-            runs_per_day=sizes["backfill_runs"] // 30,
-            repositories=50,
-            tenants=1,
-            weeks=1,
-            pages=1,
-            now=end,
-        )
-    bench.vacuum()
+    load_runs(bench, seed=3, days=30, runs_per_day=sizes["backfill_runs"] // 30, now=end)
     utc = periods.zone("UTC")
     buckets = periods.buckets(start, end, "day", utc, end)
 
