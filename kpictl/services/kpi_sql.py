@@ -136,14 +136,23 @@ FROM (
 CHUNK_TABLE = "kpictl_chunk_runs"
 
 
+@dataclass(frozen=True)
+class ChunkStatements:
+    pick: TextClause
+    analyze: TextClause
+    writes: list[TextClause]  # rowcounts add up to the snapshots written
+    summary: TextClause
+    drop: TextClause
+
+
 def run_level_chunk(
     clock: SourceClock, *, only_new: bool, after_cursor: bool, upsert: bool = True
-) -> list[TextClause]:
+) -> ChunkStatements:
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
     tool_call_success_rate. The statements, in order: pick the chunk's runs into a session temp
     table; ANALYZE it (so that PostgreSQL joins a large chunk to agent_runs and mcp_tool_calls
     by hashing and a small one through their indexes: a row estimate of a filtered CTE is often
-    1, and a nested loop over 800,000 runs is slow); write the snapshots (rowcount = snapshots);
+    1, and a nested loop over 800,000 runs is slow); write each KPI's snapshots (three INSERTs);
     read the chunk's size and last key (the next chunk starts after it: `after_cursor`).
 
     `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
@@ -173,36 +182,49 @@ LIMIT :chunk_size
 """,
         clock,
     )
-    write = text(
-        f"""
-INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
-                           calculated_at, period_start, period_end, job_id)
+    columns = (
+        "INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, "
+        "metadata, calculated_at, period_start, period_end, job_id)"
+    )
+    conflict = UPSERT if upsert else ""
+    # Three statements, like the bound: one stream each, no UNION of differently shaped plans.
+    writes = [
+        text(
+            f"""{columns}
 SELECT :run_duration, :version, 'run', r.id,
-       extract(epoch FROM r.completed_at - r.started_at) * 1000, 'ms', CAST(NULL AS jsonb), now(),
+       extract(epoch FROM r.completed_at - r.started_at) * 1000, 'ms', NULL, now(),
        r.started_at, r.completed_at, CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r
-UNION ALL
+{conflict}"""
+        ),
+        text(
+            f"""{columns}
 SELECT :token_usage, :version, 'run', r.id,
        sum(coalesce(a.total_tokens::numeric,
                     coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0))),
-       'tokens', CAST(NULL AS jsonb), now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+       'tokens', NULL, now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r JOIN agent_runs a ON a.execution_id = r.id
 GROUP BY r.id, r.started_at, r.completed_at
-UNION ALL
+{conflict}"""
+        ),
+        text(
+            f"""{columns}
 SELECT :tool_call_success_rate, :version, 'run', r.id,
        100.0 * count(*) FILTER (WHERE t.error IS NULL) / count(*),
-       'percent', CAST(NULL AS jsonb), now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+       'percent', NULL, now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r JOIN mcp_tool_calls t ON t.execution_id = r.id
 GROUP BY r.id, r.started_at, r.completed_at
-{UPSERT if upsert else ""}
-"""
-    )
+{conflict}"""
+        ),
+    ]
     summary = text(
         f"SELECT (SELECT count(*) FROM {CHUNK_TABLE}) AS runs, last.completed_raw AS last_completed, "
         f"last.id AS last_id FROM (SELECT NULL) one LEFT JOIN LATERAL (SELECT completed_raw, id "
         f"FROM {CHUNK_TABLE} ORDER BY completed_raw DESC, id DESC LIMIT 1) last ON true"
     )
-    return [pick, text(f"ANALYZE {CHUNK_TABLE}"), write, summary, text(f"DROP TABLE {CHUNK_TABLE}")]
+    return ChunkStatements(
+        pick, text(f"ANALYZE {CHUNK_TABLE}"), writes, summary, text(f"DROP TABLE {CHUNK_TABLE}")
+    )
 
 
 # Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows it

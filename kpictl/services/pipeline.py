@@ -219,18 +219,19 @@ def run_level(
     with _timed(counts, "run"):
         _delay(connection, options, "run")
         while True:
-            pick, analyze, write, summary, drop = statements
             chunk_parameters = {
                 **parameters,
                 "chunk_size": options.chunk_size,
                 "after_completed": after_completed,
                 "after_id": after_id,
             }
-            connection.execute(pick, chunk_parameters)
-            connection.execute(analyze)
-            written = connection.execute(write, parameters).rowcount
-            row = connection.execute(summary).one()
-            connection.execute(drop)
+            connection.execute(statements.pick, chunk_parameters)
+            connection.execute(statements.analyze)
+            written = sum(
+                connection.execute(write, parameters).rowcount for write in statements.writes
+            )
+            row = connection.execute(statements.summary).one()
+            connection.execute(statements.drop)
             counts.runs += row.runs
             counts.run_snapshots += written
             progress.advance(row.runs)
