@@ -1,17 +1,14 @@
 """`kpictl jobs` (list, newest first) and `kpictl jobs show ID`.
 
-`jobs` is a group whose callback lists when no subcommand follows, so that both `kpictl jobs
---status failed` and `kpictl jobs show ID` work. The listing is registered through
-`kpictl_command` on a private app and its wrapper reused as the group callback, so it gets the
-common options and the central error handling like every other command.
+`jobs` is a group whose default (no subcommand) lists, so that both `kpictl jobs --status
+failed` and `kpictl jobs show ID` work (`kpictl_group_default`).
 """
 
-import inspect
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command, new_app
+from kpictl.cli.options import TableFormat, kpictl_command, kpictl_group_default, new_app
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -47,10 +44,8 @@ app.add_typer(jobs_app)
 
 FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
 
-_listing = typer.Typer()  # holds the wrapped listing command; never mounted itself
 
-
-@kpictl_command(_listing, "jobs", help=LIST_HELP)
+@kpictl_group_default(jobs_app, help=LIST_HELP)
 def list_jobs(
     settings: Settings,
     limit: Annotated[
@@ -83,24 +78,6 @@ def list_jobs(
         jobs = service.list_jobs(connection, limit=count, status=status, job_type=job_type)
     rows = [[job[name] for name in service.LIST_COLUMNS] for job in jobs]
     output.emit_rows(format.value, service.LIST_COLUMNS, rows)
-
-
-def _list_when_no_subcommand(ctx: typer.Context, **options: Any) -> None:
-    if ctx.invoked_subcommand is None:
-        _listing.registered_commands[0].callback(**options)
-
-
-_wrapped = _listing.registered_commands[0].callback
-_context = inspect.Parameter(
-    "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-)
-_list_when_no_subcommand.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [_context, *inspect.signature(_wrapped).parameters.values()]
-)
-_list_when_no_subcommand.__annotations__ = {"ctx": typer.Context, **_wrapped.__annotations__}
-jobs_app.callback(invoke_without_command=True, no_args_is_help=False, help=LIST_HELP)(
-    _list_when_no_subcommand
-)
 
 
 @kpictl_command(jobs_app, "show", help=SHOW_HELP)

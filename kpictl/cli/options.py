@@ -126,6 +126,34 @@ def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callab
     return decorator
 
 
+def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable:
+    """Register `func(settings, **options)` as what `kpictl <group>` does when no subcommand
+    follows (e.g. `kpictl jobs` lists, `kpictl jobs show ID` shows), with the common options and
+    error handling of `kpictl_command`."""
+
+    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
+        holder = typer.Typer()  # only to build the command wrapper; never mounted
+        kpictl_command(holder, group.info.name or "", help=help)(func)
+        command = holder.registered_commands[0].callback
+        assert command is not None
+
+        def default(ctx: typer.Context, **options: Any) -> None:
+            if ctx.invoked_subcommand is None:
+                command(**options)
+
+        context = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
+        default.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [context, *inspect.signature(command).parameters.values()]
+        )
+        default.__annotations__ = {"ctx": typer.Context, **command.__annotations__}
+        group.callback(invoke_without_command=True, no_args_is_help=False, help=help)(default)
+        return func
+
+    return decorator
+
+
 def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
     """Every (sub-)app is built here, with the same settings."""
     return typer.Typer(
