@@ -15,7 +15,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, column, func, literal, select, true, values
+from sqlalchemy.dialects.postgresql import UUID
 
 from kpictl import kpis as registry
 from kpictl.db.schema import kpi_snapshots, repositories
@@ -82,25 +83,24 @@ def latest_values(
     """The latest snapshot per (KPI, scope) at `level`, in registry order (products by name)."""
     definitions = registry.at_level(level)
     snapshots = kpi_snapshots
-    conditions = [
-        snapshots.c.level == level,
-        snapshots.c.kpi_name.in_([kpi.name for kpi in definitions]),
-        # Only periods that are over: a backfill bucket of the current day (ending tonight) was
-        # computed from part of its runs and must not hide the last aggregate cycle.
-        snapshots.c.period_end <= func.now(),
-    ]
-    if scope_ids is not None:
-        conditions.append(snapshots.c.scope_id.in_(scope_ids))
-    product = (repositories.c.owner + "/" + repositories.c.name).label("product")
-    # Newest period_end, then newest calculated_at, per (KPI, scope). A window function rather
-    # than DISTINCT ON, whose Core spelling differs between SQLAlchemy 2.0 and 2.1.
-    rank = func.row_number().over(
-        partition_by=(snapshots.c.kpi_name, snapshots.c.scope_id),
-        order_by=(snapshots.c.period_end.desc(), snapshots.c.calculated_at.desc()),
+    wanted = values(column("kpi_name", String), column("kpi_version", String), name="wanted").data(
+        [(kpi.name, kpi.version) for kpi in definitions]
     )
-    ranked = (
+    if level == "factory":
+        scopes = select(literal(None, UUID(as_uuid=True)).label("scope_id")).subquery("scopes")
+        same_scope = snapshots.c.scope_id.is_(None)
+    else:
+        products = select(repositories.c.id.label("scope_id"))
+        if scope_ids is not None:
+            products = products.where(repositories.c.id.in_(scope_ids))
+        scopes = products.subquery("scopes")
+        same_scope = snapshots.c.scope_id == scopes.c.scope_id
+    # Per (KPI, scope): the newest period_end among periods that are over (a backfill bucket of
+    # the current day, ending tonight, was computed from part of its runs and must not hide the
+    # last aggregate cycle), then the newest calculated_at. One backward walk of the key index
+    # (level, kpi_name, kpi_version, period_end, ...) each, however many snapshots there are.
+    latest = (
         select(
-            snapshots.c.kpi_name,
             snapshots.c.scope_id,
             snapshots.c.value,
             snapshots.c.unit,
@@ -108,25 +108,33 @@ def latest_values(
             snapshots.c.period_start,
             snapshots.c.period_end,
             snapshots.c.calculated_at,
-            rank.label("rank"),
         )
-        .where(*conditions)
-        .subquery("ranked")
+        .where(
+            snapshots.c.level == level,
+            snapshots.c.kpi_name == wanted.c.kpi_name,
+            snapshots.c.kpi_version == wanted.c.kpi_version,
+            same_scope,
+            snapshots.c.period_end <= func.now(),
+        )
+        .order_by(snapshots.c.period_end.desc(), snapshots.c.calculated_at.desc())
+        .limit(1)
+        .lateral("latest")
     )
-    statement = (
-        select(
-            ranked.c.kpi_name,
-            ranked.c.scope_id,
-            product,
-            ranked.c.value,
-            ranked.c.unit,
-            ranked.c.kpi_version,
-            ranked.c.period_start,
-            ranked.c.period_end,
-            ranked.c.calculated_at,
-        )
-        .select_from(ranked.outerjoin(repositories, repositories.c.id == ranked.c.scope_id))
-        .where(ranked.c.rank == 1)
+    product = (repositories.c.owner + "/" + repositories.c.name).label("product")
+    statement = select(
+        wanted.c.kpi_name,
+        latest.c.scope_id,
+        product,
+        latest.c.value,
+        latest.c.unit,
+        latest.c.kpi_version,
+        latest.c.period_start,
+        latest.c.period_end,
+        latest.c.calculated_at,
+    ).select_from(
+        wanted.join(scopes, true())
+        .join(latest, true())
+        .outerjoin(repositories, repositories.c.id == latest.c.scope_id)
     )
     found = [KpiValue(level=level, **row._mapping) for row in connection.execute(statement)]
     order = {kpi.name: index for index, kpi in enumerate(definitions)}
