@@ -147,6 +147,36 @@ kpi_history = Table(
     UniqueConstraint("tenant_id", "as_of"),
 )
 
+# Hourly additive parts of the pipeline (revision 0004; kpictl/services/hourly_parts.py): a
+# cycle rolls its window up from them instead of re-reading every run of it. Per UTC hour of
+# completed_at and repository (NULL and disabled repositories included):
+kpi_hourly_runs = Table(
+    "kpi_hourly_runs",
+    metadata,
+    Column("hour", TIMESTAMPTZ, nullable=False),
+    Column("repository_id", UUID(as_uuid=True), nullable=True),
+    Column("completed", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("duration_sum_ms", Numeric, nullable=True),
+    Column("invalid", BigInteger, nullable=False),
+    UniqueConstraint("hour", "repository_id", postgresql_nulls_not_distinct=True),
+)
+
+# One row per hour that has parts (a contiguous range, zero hours included): its verdict parts,
+# and how many executions (by completed_at) and verdicts (by decided_at) it counted, whatever
+# their status, which is how a later cycle notices rows written late into the hour.
+kpi_hourly_totals = Table(
+    "kpi_hourly_totals",
+    metadata,
+    Column("hour", TIMESTAMPTZ, primary_key=True),
+    Column("executions", BigInteger, nullable=False),
+    Column("verdicts", BigInteger, nullable=False),
+    Column("accepted", BigInteger, nullable=False),
+    Column("overridden", BigInteger, nullable=False),
+    Column("escalated", BigInteger, nullable=False),
+    Column("computed_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+)
+
 # Row-level security of history.md §4: a session sees and writes only the rows of the tenant
 # named by `app.tenant`, set with set_config(..., true) inside the transaction; unset = nothing.
 KPI_HISTORY_POLICY = "kpi_history_tenant_isolation"

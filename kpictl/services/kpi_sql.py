@@ -63,21 +63,35 @@ class SourceClock:
                 return f"(CAST(:{name} AS timestamptz) AT TIME ZONE CAST(:source_tz AS text))"
             return f"CAST(:{name} AS timestamptz)"
 
-        return {
+        fragments = {
             "started": instant("e.started_at", self.started_zoneless),
             "completed": instant("e.completed_at", self.completed_zoneless),
             "decided": instant("v.decided_at", self.decided_zoneless),
-            "c_lo": bound("period_start", self.completed_zoneless),
-            "c_scan": bound("scan_from", self.completed_zoneless),
-            "c_hi": bound("period_end", self.completed_zoneless),
             "s_lo": bound("period_start", self.started_zoneless),
             "s_hi": bound("period_end", self.started_zoneless),
-            "d_lo": bound("period_start", self.decided_zoneless),
-            "d_hi": bound("period_end", self.decided_zoneless),
         }
+        # c_*: bounds on completed_at, d_*: on decided_at, for each named instant parameter
+        for key, name in BOUND_PARAMETERS.items():
+            fragments[f"c_{key}"] = bound(name, self.completed_zoneless)
+            fragments[f"d_{key}"] = bound(name, self.decided_zoneless)
+        return fragments
 
 
-def _sql(template: str, clock: SourceClock) -> TextClause:
+# Instant parameters that statements compare source timestamps with (fragment key: name).
+BOUND_PARAMETERS = {
+    "lo": "period_start",
+    "hi": "period_end",
+    "scan": "scan_from",
+    "pfrom": "parts_from",  # the window's hours read from the hourly parts: [parts_from, parts_to)
+    "pto": "parts_to",
+    "cov": "covered_from",  # hourly parts maintenance (hourly_parts.py)
+    "hfrom": "hours_from",
+    "hto": "hours_to",
+}
+
+
+def clocked_sql(template: str, clock: SourceClock) -> TextClause:
+    """`template` with the clock's column expressions and bounds formatted in."""
     return text(template.format(**clock.fragments()))
 
 
@@ -86,6 +100,13 @@ TERMINAL = """e.status IN ('completed', 'failed')
     AND e.completed_at >= e.started_at"""
 
 IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
+
+# The parts of the period outside [parts_from, parts_to), read from the source rows: two
+# ranges, each sargable on the completed_at (decided_at) index.
+RUNS_OUTSIDE_PARTS = """(e.completed_at >= {c_lo} AND e.completed_at < {c_pfrom})
+       OR (e.completed_at >= {c_pto} AND e.completed_at < {c_hi})"""
+VERDICTS_OUTSIDE_PARTS = """(v.decided_at >= {d_lo} AND v.decided_at < {d_pfrom})
+       OR (v.decided_at >= {d_pto} AND v.decided_at < {d_hi})"""
 
 # Has kpictl snapshotted this run? (run_duration written by a kpictl job; the AFU-9 platform's
 # trigger also writes run_duration rows, without a job_id, and those runs still need the other
@@ -111,7 +132,7 @@ UPSERT = """ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO UPDATE
 
 def plan(clock: SourceClock) -> TextClause:
     """Counts for --dry-run: the period's terminal runs, invalid runs and products."""
-    return _sql(
+    return clocked_sql(
         f"""
 SELECT
   count(*) FILTER (WHERE valid AND in_period) AS terminal_runs,
@@ -168,7 +189,7 @@ def run_level_chunk(
         if after_cursor
         else ""
     )
-    pick = _sql(
+    pick = clocked_sql(
         f"""
 CREATE TEMP TABLE {CHUNK_TABLE} ON COMMIT DROP AS
 SELECT e.id, e.completed_at AS completed_raw,
@@ -240,7 +261,7 @@ SELECT EXISTS (SELECT 1 FROM kpi_snapshots WHERE job_id IS NULL AND level = 'run
 
 def pending_runs(clock: SourceClock) -> TextClause:
     """How many runs the run level will snapshot (for the log line and the progress bar)."""
-    return _sql(
+    return clocked_sql(
         f"SELECT count(*) FROM workflow_executions e WHERE {RUN_CANDIDATES} AND NOT {RUN_DONE}",
         clock,
     )
@@ -249,7 +270,7 @@ def pending_runs(clock: SourceClock) -> TextClause:
 def invalid_without_completion(clock: SourceClock) -> TextClause:
     """Terminal-status runs of the period with no completed_at (placed by started_at): left out
     of every KPI and counted as invalid. The runs with a completed_at are counted in the parts."""
-    return _sql(
+    return clocked_sql(
         "SELECT count(*) FROM workflow_executions e WHERE e.status IN ('completed', 'failed') "
         "AND e.completed_at IS NULL AND e.started_at >= {s_lo} AND e.started_at < {s_hi}",
         clock,
@@ -261,7 +282,10 @@ PARTS_TABLE = "kpictl_period_parts"
 
 def collect_parts(clock: SourceClock) -> list[TextClause]:
     """Additive parts per repository (NULL and disabled repositories included) into a
-    session temp table: the product step writes from it, the factory step rolls it up."""
+    session temp table: the product step writes from it, the factory step rolls it up.
+
+    The window's full hours in [parts_from, parts_to) come from `kpi_hourly_runs`, the rest of
+    it from the runs themselves (parts_from = parts_to = period_end: all from the runs)."""
     return [
         text(
             f"CREATE TEMP TABLE IF NOT EXISTS {PARTS_TABLE} ("
@@ -269,20 +293,28 @@ def collect_parts(clock: SourceClock) -> list[TextClause]:
             "duration_sum_ms numeric, invalid bigint) ON COMMIT PRESERVE ROWS"
         ),
         text(f"TRUNCATE {PARTS_TABLE}"),
-        _sql(
+        clocked_sql(
             f"""
 INSERT INTO {PARTS_TABLE}
-SELECT e.repository_id,
-       coalesce(bool_or(r.kpi_enabled), false),
-       count(*) FILTER (WHERE valid AND e.status = 'completed'),
-       count(*) FILTER (WHERE valid AND e.status = 'failed'),
-       sum(extract(epoch FROM {{completed}} - {{started}}) * 1000) FILTER (WHERE valid),
-       count(*) FILTER (WHERE NOT valid)
-FROM workflow_executions e
-LEFT JOIN repositories r ON r.id = e.repository_id
-CROSS JOIN LATERAL (SELECT ({TERMINAL}) AS valid) v
-WHERE e.status IN ('completed', 'failed') AND {IN_PERIOD}
-GROUP BY e.repository_id
+SELECT x.repository_id, coalesce(bool_or(r.kpi_enabled), false),
+       sum(x.completed), sum(x.failed), sum(x.duration_sum_ms), sum(x.invalid)
+FROM (
+  SELECT h.repository_id, h.completed, h.failed, h.duration_sum_ms, h.invalid
+  FROM kpi_hourly_runs h
+  WHERE h.hour >= CAST(:parts_from AS timestamptz) AND h.hour < CAST(:parts_to AS timestamptz)
+  UNION ALL
+  SELECT e.repository_id,
+         count(*) FILTER (WHERE valid AND e.status = 'completed'),
+         count(*) FILTER (WHERE valid AND e.status = 'failed'),
+         sum(extract(epoch FROM {{completed}} - {{started}}) * 1000) FILTER (WHERE valid),
+         count(*) FILTER (WHERE NOT valid)
+  FROM workflow_executions e
+  CROSS JOIN LATERAL (SELECT ({TERMINAL}) AS valid) v
+  WHERE e.status IN ('completed', 'failed') AND ({RUNS_OUTSIDE_PARTS})
+  GROUP BY e.repository_id
+) x
+LEFT JOIN repositories r ON r.id = x.repository_id
+GROUP BY x.repository_id
 """,
             clock,
         ),
@@ -326,7 +358,7 @@ SELECT count(*) FROM written
 
 
 def factory_level(clock: SourceClock) -> TextClause:
-    return _sql(
+    return clocked_sql(
         f"""
 WITH runs AS (
   SELECT coalesce(sum(completed), 0) AS completed, coalesce(sum(failed), 0) AS failed,
@@ -334,12 +366,21 @@ WITH runs AS (
   FROM {PARTS_TABLE}
 ),
 verdicts AS (
-  SELECT count(*) FILTER (WHERE v.outcome = 'accepted') AS accepted,
-         count(*) FILTER (WHERE v.outcome = 'overridden') AS overridden,
-         count(*) FILTER (WHERE v.outcome = 'escalated') AS escalated
-  FROM verdict_outcomes v
-  WHERE v.decided_at >= {{d_lo}} AND v.decided_at < {{d_hi}}
-    AND v.outcome IN ('accepted', 'overridden', 'escalated')
+  SELECT CAST(coalesce(sum(accepted), 0) AS bigint) AS accepted,
+         CAST(coalesce(sum(overridden), 0) AS bigint) AS overridden,
+         CAST(coalesce(sum(escalated), 0) AS bigint) AS escalated
+  FROM (
+    SELECT h.accepted, h.overridden, h.escalated
+    FROM kpi_hourly_totals h
+    WHERE h.hour >= CAST(:parts_from AS timestamptz) AND h.hour < CAST(:parts_to AS timestamptz)
+    UNION ALL
+    SELECT count(*) FILTER (WHERE v.outcome = 'accepted'),
+           count(*) FILTER (WHERE v.outcome = 'overridden'),
+           count(*) FILTER (WHERE v.outcome = 'escalated')
+    FROM verdict_outcomes v
+    WHERE ({VERDICTS_OUTSIDE_PARTS})
+      AND v.outcome IN ('accepted', 'overridden', 'escalated')
+  ) parts
 ),
 written AS (
   INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,

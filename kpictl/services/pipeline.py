@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
 from kpictl.errors import ExitCode, Interrupted, describe_error
-from kpictl.services import kpi_sql
+from kpictl.services import hourly_parts, kpi_sql
 from kpictl.services import lock as locks
 from kpictl.services.jobs import finish_job, start_job
 from kpictl.services.periods import Period
@@ -85,6 +85,9 @@ def base_parameters(period: Period, job_id: Any, options: PipelineOptions) -> di
         source_tz=options.source_timezone,
         job_id=str(job_id) if job_id else None,
         scan_from=period.start,
+        # no hourly parts (backfill, dry-run): the whole period is read from the runs
+        parts_from=period.end,
+        parts_to=period.end,
     )
     return parameters
 
@@ -257,11 +260,13 @@ def product_level(
     counts: PeriodCounts,
     *,
     announce: bool = False,
+    parts_window: tuple[datetime, datetime] | None = None,
 ) -> None:
     """Collect the period's additive parts per repository (and its invalid runs), then write
-    the product rows; the factory step rolls the same parts up."""
+    the product rows; the factory step rolls the same parts up. `parts_window`: the full hours
+    of the period to take from the hourly parts (`hourly_parts.PartsScan.window`)."""
     clock = kpi_sql.SourceClock.detect(connection)
-    parameters = base_parameters(period, job_id, options)
+    parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "product"):
         _delay(connection, options, "product")
         for statement in kpi_sql.collect_parts(clock):
@@ -285,17 +290,33 @@ def factory_level(
     job_id: Any,
     options: PipelineOptions,
     counts: PeriodCounts,
+    *,
+    parts_window: tuple[datetime, datetime] | None = None,
 ) -> None:
     clock = kpi_sql.SourceClock.detect(connection)
+    parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "factory"):
         _delay(connection, options, "factory")
         counts.factory_snapshots = connection.execute(
-            kpi_sql.factory_level(clock), base_parameters(period, job_id, options)
+            kpi_sql.factory_level(clock), parameters
         ).scalar_one()
+
+
+def _with_parts(
+    parameters: dict[str, Any], parts_window: tuple[datetime, datetime] | None
+) -> dict[str, Any]:
+    if parts_window is not None:
+        parameters["parts_from"], parameters["parts_to"] = parts_window
+    return parameters
 
 
 def refresh_views(connection: Connection, options: PipelineOptions) -> None:
     _delay(connection, options, "views")
+    # The views compare zone-less source timestamps with now(): in this transaction they are
+    # read in the source zone (KPICTL_SOURCE_TIMEZONE), like the levels read them.
+    connection.execute(
+        text("SELECT set_config('TimeZone', :zone, true)"), {"zone": options.source_timezone}
+    )
     for view in kpi_sql.MATERIALIZED_VIEWS:
         connection.execute(kpi_sql.refresh_view(view))
 
@@ -314,6 +335,7 @@ class PipelineResult:
     failed_buckets: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: int = 0
     run_scan: dict[str, Any] | None = None
+    parts_scan: dict[str, Any] | None = None
 
     @property
     def snapshots_created(self) -> int:
@@ -441,6 +463,8 @@ def _job_metadata(result: PipelineResult) -> dict[str, Any]:
     }
     if result.run_scan is not None:
         document["run_scan"] = result.run_scan
+    if result.parts_scan is not None:
+        document["parts_scan"] = result.parts_scan
     if result.job_type == "backfill":
         document["skipped_buckets"] = result.skipped_buckets
         document["failed_buckets"] = result.failed_buckets
@@ -495,12 +519,22 @@ def aggregate(
         )
         stop.check()
         with work.begin():
-            product_level(work, period, job_id, options, counts, announce=True)
+            with _timed(counts, "parts"):
+                parts = hourly_parts.keep_current(
+                    work,
+                    period,
+                    source_timezone=options.source_timezone,
+                    lookback=options.lookback,
+                    full_scan_every=options.full_scan_every,
+                )
+            window = parts.window(period)
+            product_level(work, period, job_id, options, counts, announce=True, parts_window=window)
+        result.parts_scan = parts.as_metadata(period.end)
         result.invalid_runs = counts.invalid_runs
         stop.check()
         log.info("Processing factory-level aggregation")
         with work.begin():
-            factory_level(work, period, job_id, options, counts)
+            factory_level(work, period, job_id, options, counts, parts_window=window)
         stop.check()
         with _timed(counts, "views"), work.begin():
             refresh_views(work, options)
