@@ -236,6 +236,7 @@ def test_adopted_schema_is_kpictls(db):
         "kpictl_mcp_tool_calls_execution_id",
         "kpictl_verdict_outcomes_decided_at",
         "kpictl_workflow_executions_completed_at",
+        "kpictl_workflow_executions_open_started_at",
     ]
     assert db.scalar(
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'kpi_history'"

@@ -10,6 +10,10 @@ in it and the source tables for the rest, so a missing or lagging part never cha
 Both materialized views are recreated over those parts (same names, columns and unique
 indexes; owners, grants and comments kept).
 
+One more kpictl_* index on the platform's `workflow_executions`, partial and tiny: the runs with
+a terminal status but no completed_at (invalid runs, placed by started_at), which every cycle
+counts and which otherwise cost a scan of the whole table.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02
@@ -184,6 +188,17 @@ $$
 """
 
 
+# (index name, table, column, predicate): built CONCURRENTLY on the live source table.
+SOURCE_INDEXES = (
+    (
+        "kpictl_workflow_executions_open_started_at",
+        "workflow_executions",
+        "started_at",
+        "completed_at IS NULL AND status IN ('completed', 'failed')",
+    ),
+)
+
+
 def _replace_views(factory_view: str, product_view: str) -> None:
     op.execute(SAVE_VIEW_FACTS)
     for view in VIEWS:
@@ -223,11 +238,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hour", name="pk_kpi_hourly_totals"),
     )
     _replace_views(FACTORY_VIEW, PRODUCT_VIEW)
+    with op.get_context().autocommit_block():
+        for name, table, column, predicate in SOURCE_INDEXES:
+            op.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({column}) "
+                f"WHERE {predicate}"
+            )
 
 
 def downgrade() -> None:
     from kpictl.services.migrate import revision_module
 
+    with op.get_context().autocommit_block():
+        for name, _table, _column, _predicate in SOURCE_INDEXES:
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
     previous = revision_module("0002")
     _replace_views(previous.FACTORY_VIEW, previous.PRODUCT_VIEW)
     op.drop_table("kpi_hourly_totals")

@@ -59,8 +59,10 @@ def revision_module(revision: str) -> Any:
 
 
 def source_indexes() -> tuple[tuple[str, str, str], ...]:
-    """(name, table, column) of the kpictl_* indexes revision 0002 builds on source tables."""
-    return tuple(revision_module("0002").SOURCE_INDEXES)
+    """(name, table, column) of the kpictl_* indexes revisions 0002 and 0004 build on source
+    tables."""
+    partial = tuple(index[:3] for index in revision_module("0004").SOURCE_INDEXES)
+    return tuple(revision_module("0002").SOURCE_INDEXES) + partial
 
 
 def head_revision() -> str:
