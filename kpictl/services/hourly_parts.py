@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.sql.elements import TextClause
 
 from kpictl.services import kpi_sql
+from kpictl.services.jobs import last_completed_aggregate_scan
 from kpictl.services.periods import Period
 
 HOUR = timedelta(hours=1)
@@ -92,7 +93,7 @@ def keep_current(
     needed_from = floor_hour(min(period.start, period.end - VIEW_SPAN))
     hours_to = floor_hour(period.end)
     kept_from, kept_to = connection.execute(KEPT_RANGE).one()
-    previous = connection.execute(PREVIOUS_SCAN).scalar()
+    previous = last_completed_aggregate_scan(connection, "parts_scan")
     parameters: dict[str, Any] = {"source_tz": source_timezone, "hours_to": hours_to}
     scan: PartsScan | None = None
     if previous and kept_from is not None and kept_from <= needed_from:
@@ -129,12 +130,6 @@ def _first_late_hour(
 
 
 KEPT_RANGE = text("SELECT min(hour), max(hour) + interval '1 hour' FROM kpi_hourly_totals")
-
-PREVIOUS_SCAN = text(
-    "SELECT metadata->'parts_scan' FROM kpi_aggregation_jobs "
-    "WHERE job_type = 'aggregate' AND status = 'completed' AND metadata ? 'parts_scan' "
-    "ORDER BY started_at DESC LIMIT 1"
-)
 
 # Kept hours [covered_from, hours_from): do their totals still match the sources? (Index-only
 # counts on the completed_at and decided_at indexes.)

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from kpictl import __version__
@@ -88,3 +88,16 @@ def get_job(engine: Engine, job_id: uuid.UUID) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
     return dict(row) if row else None
+
+
+def last_completed_aggregate_scan(connection: Connection, key: str) -> dict[str, Any] | None:
+    """`metadata[key]` of the newest completed aggregate job that recorded one: what the
+    previous cycle scanned (`run_scan`, `parts_scan`), where the next one starts."""
+    return connection.execute(
+        text(
+            "SELECT metadata->:key FROM kpi_aggregation_jobs "
+            "WHERE job_type = 'aggregate' AND status = 'completed' AND metadata ? :key "
+            "ORDER BY started_at DESC LIMIT 1"
+        ),
+        {"key": key},
+    ).scalar()

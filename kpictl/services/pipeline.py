@@ -25,7 +25,7 @@ from kpictl import kpis
 from kpictl.errors import ExitCode, Interrupted, describe_error
 from kpictl.services import hourly_parts, kpi_sql
 from kpictl.services import lock as locks
-from kpictl.services.jobs import finish_job, start_job
+from kpictl.services.jobs import finish_job, last_completed_aggregate_scan, start_job
 from kpictl.services.periods import Period
 from kpictl.services.progress import Progress
 from kpictl.services.stop import StopRequest
@@ -131,13 +131,7 @@ def run_scan(connection: Connection, period: Period, options: PipelineOptions) -
     """Incremental when the previous completed aggregate covered this period's start and its
     last full scan is recent; a full scan of the period otherwise."""
     now = connection.execute(text("SELECT now()")).scalar_one()
-    previous = connection.execute(
-        text(
-            "SELECT metadata->'run_scan' FROM kpi_aggregation_jobs "
-            "WHERE job_type = 'aggregate' AND status = 'completed' AND metadata ? 'run_scan' "
-            "ORDER BY started_at DESC LIMIT 1"
-        )
-    ).scalar()
+    previous = last_completed_aggregate_scan(connection, "run_scan")
     if previous:
         covered_from = datetime.fromisoformat(previous["covered_from"])
         through = datetime.fromisoformat(previous["through"])
