@@ -70,6 +70,10 @@ kpi_snapshots = Table(
     Column("job_id", UUID(as_uuid=True), nullable=True),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     CheckConstraint(_in_list("level", LEVELS), name="level"),
+    # revision 0005: no value is ever NaN or infinite (a bad source row is an invalid run)
+    CheckConstraint(
+        "value IS NULL OR value NOT IN ('NaN', 'Infinity', '-Infinity')", name="value_finite"
+    ),
     # The uniqueness key of pipeline.md §2: NULL scope (factory rows) included. Column order:
     # period_end before scope_id, so that the run level's per-run probes, which follow the
     # runs' completed_at (= period_end), read the index in order instead of at random.

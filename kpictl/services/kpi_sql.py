@@ -97,7 +97,13 @@ def clocked_sql(template: str, clock: SourceClock) -> TextClause:
 
 TERMINAL = """e.status IN ('completed', 'failed')
     AND e.started_at IS NOT NULL AND e.completed_at IS NOT NULL
+    AND isfinite(e.started_at) AND isfinite(e.completed_at)
     AND e.completed_at >= e.started_at"""
+
+# A terminal-status run without a usable completed_at (NULL, or infinite: no period contains
+# it) is placed by its started_at and counted invalid. Two sargable branches: the NULLs from
+# the partial kpictl_* index, the two infinities from the completed_at index.
+NO_COMPLETION = "(e.completed_at IS NULL OR e.completed_at IN ('infinity', '-infinity'))"
 
 IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
 
@@ -147,7 +153,7 @@ FROM (
   FROM workflow_executions e
   WHERE e.status IN ('completed', 'failed')
     AND (({IN_PERIOD})
-         OR (e.completed_at IS NULL AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}))
+         OR ({NO_COMPLETION} AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}))
 ) runs
 """,
         clock,
@@ -272,7 +278,7 @@ def invalid_without_completion(clock: SourceClock) -> TextClause:
     of every KPI and counted as invalid. The runs with a completed_at are counted in the parts."""
     return clocked_sql(
         "SELECT count(*) FROM workflow_executions e WHERE e.status IN ('completed', 'failed') "
-        "AND e.completed_at IS NULL AND e.started_at >= {s_lo} AND e.started_at < {s_hi}",
+        f"AND {NO_COMPLETION} AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}",
         clock,
     )
 

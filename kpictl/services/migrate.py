@@ -59,9 +59,13 @@ def revision_module(revision: str) -> Any:
 
 
 def source_indexes() -> tuple[tuple[str, str, str], ...]:
-    """(name, table, column) of the kpictl_* indexes revisions 0002 and 0004 build on source
-    tables."""
-    partial = tuple(index[:3] for index in revision_module("0004").SOURCE_INDEXES)
+    """(name, table, column) of the kpictl_* indexes revisions 0002, 0004 and 0005 build on
+    source tables."""
+    partial = tuple(
+        index[:3]
+        for revision in ("0004", "0005")
+        for index in revision_module(revision).SOURCE_INDEXES
+    )
     return tuple(revision_module("0002").SOURCE_INDEXES) + partial
 
 
