@@ -1,12 +1,18 @@
-"""A live AFU-9 control-center database, as adoption.md describes it, for the adoption tests.
+"""A live AFU-9 control-center database, built from the facts of the platform's own migrations.
 
-`build_afu9(conn, now)` creates the platform's shape on an empty database: the source tables
-(zone-less timestamps, more columns than kpictl reads, a `verdicts` table behind
-`verdict_outcomes`), the KPI tables of its migration 006 (no unique key, `numeric(15,4)`,
-zone-less timestamps, its CHECKs and indexes), the two materialized views, the four functions,
-the run trigger, and platform views over the KPI tables owned by another role with a GRANT to a
-read-only role. Then it fills them with rows whose every value is fixed here (ids included), so
-the tests can state their expectations as literals.
+The shapes follow the platform's published migrations (`adaefler-art/codefactory-control`,
+`database/migrations/`: 001 initial schema, 004 verdict engine, 006 KPI aggregation, 007
+product registry, 012 pause support) and the addendum "Exact shapes of the platform's objects"
+of docs/spec/adoption.md, written here in our own words: every object kpictl meets has the
+platform's column order, types, result types, filters and units. `tests/test_afu9_standin.py`
+compares the catalog signatures with a list kept in that test, so that an edit here cannot
+drift from the platform silently.
+
+`build_afu9(conn, now)` creates the platform's shape on an empty database and fills it with rows
+whose every value is fixed here (ids included), so that tests state expectations as literals.
+Besides the platform's objects it adds what a site's DBA typically adds: roles with grants, and
+two views of their own over the KPI tables (one on top of the platform's view, one over the
+jobs), to prove that adoption keeps objects it does not know.
 
 `fingerprint(conn)` is a digest of the catalog and of every row: equal fingerprints mean the
 database was not changed.
@@ -19,8 +25,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
-APP_ROLE = "afu9_app"  # owns the platform's views
-READER_ROLE = "afu9_readonly"  # may read v_product_kpi_performance (the GRANT that must survive)
+APP_ROLE = "afu9_app"  # owns the platform's views (as a deploy role would)
+READER_ROLE = "afu9_readonly"  # dashboards: SELECT on the views (the GRANT that must survive)
+SERVICE_ROLE = "afu9_service"  # the platform's Node service: SELECT, INSERT on kpi_snapshots
 
 
 def uid(number: int) -> uuid.UUID:
@@ -33,7 +40,7 @@ RUN_A1, RUN_A2, RUN_B1, RUN_NULL, RUN_RUNNING, RUN_CANCELLED = (uid(0x100 + n) f
 RUN_OLD7, RUN_OLD8 = uid(0x107), uid(0x108)
 JOB_DONE, JOB_FAILED, JOB_PENDING, JOB_STUCK = (uid(0x200 + n) for n in range(4))
 
-# kpi_snapshots ids (0x300...): see `_snapshots` for what each one is.
+# kpi_snapshots ids (0x300...): see `snapshot_rows` for what each one is.
 DUPLICATES_REMOVED = 5
 SNAPSHOT_ROWS = 27
 
@@ -44,37 +51,69 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 DO $$ BEGIN
   CREATE ROLE {READER_ROLE} NOLOGIN;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN
+  CREATE ROLE {SERVICE_ROLE} NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 
+-- 001: workflows and their executions (zone-less timestamps throughout)
+CREATE TABLE workflows (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name varchar(255) NOT NULL UNIQUE,
+  definition jsonb NOT NULL DEFAULT '{{}}',
+  enabled boolean DEFAULT true,
+  created_at timestamp DEFAULT now(),
+  updated_at timestamp DEFAULT now()
+);
+CREATE TABLE workflow_executions (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  workflow_id uuid REFERENCES workflows (id) ON DELETE CASCADE,
+  repository_id uuid,
+  status varchar(50) NOT NULL DEFAULT 'pending',
+  input jsonb,
+  output jsonb,
+  context jsonb,
+  started_at timestamp DEFAULT now(),
+  completed_at timestamp,
+  error text,
+  triggered_by varchar(255),
+  github_run_id varchar(255),
+  created_at timestamp DEFAULT now(),
+  updated_at timestamp DEFAULT now(),
+  pause_metadata jsonb,
+  -- 012 admits 'paused'
+  CONSTRAINT chk_execution_status
+    CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled', 'paused'))
+);
+CREATE INDEX idx_executions_workflow_id ON workflow_executions (workflow_id);
+CREATE INDEX idx_executions_repository_id ON workflow_executions (repository_id);
+CREATE INDEX idx_executions_status ON workflow_executions (status);
+CREATE INDEX idx_executions_started_at ON workflow_executions (started_at DESC);
+CREATE INDEX idx_executions_paused ON workflow_executions (status) WHERE status = 'paused';
+CREATE TABLE workflow_steps (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  execution_id uuid REFERENCES workflow_executions (id) ON DELETE CASCADE,
+  step_name varchar(255) NOT NULL,
+  step_index integer NOT NULL,
+  status varchar(50) NOT NULL DEFAULT 'pending',
+  created_at timestamp DEFAULT now()
+);
 CREATE TABLE repositories (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   owner varchar(255) NOT NULL,
   name varchar(255) NOT NULL,
+  full_name varchar(511) GENERATED ALWAYS AS (owner || '/' || name) STORED,
   default_branch varchar(255) DEFAULT 'main',
-  kpi_enabled boolean DEFAULT true,
+  enabled boolean DEFAULT true,
+  config jsonb,
   created_at timestamp DEFAULT now(),
   updated_at timestamp DEFAULT now(),
   UNIQUE (owner, name)
 );
-CREATE TABLE workflow_executions (
-  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  workflow_id uuid,
-  repository_id uuid REFERENCES repositories(id),
-  status varchar(50) NOT NULL DEFAULT 'pending'
-    CHECK (status IN ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
-  input jsonb,
-  output jsonb,
-  error text,
-  started_at timestamp DEFAULT now(),
-  completed_at timestamp,
-  triggered_by varchar(255),
-  created_at timestamp DEFAULT now()
-);
-CREATE INDEX idx_executions_started_completed ON workflow_executions (started_at, completed_at);
-CREATE INDEX idx_executions_repository_time ON workflow_executions (repository_id, started_at DESC);
 CREATE TABLE agent_runs (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  execution_id uuid REFERENCES workflow_executions(id) ON DELETE CASCADE,
-  agent_type varchar(100),
+  execution_id uuid REFERENCES workflow_executions (id) ON DELETE CASCADE,
+  step_id uuid REFERENCES workflow_steps (id) ON DELETE CASCADE,
+  agent_type varchar(100) NOT NULL,
   model varchar(100),
   prompt_tokens integer,
   completion_tokens integer,
@@ -82,38 +121,51 @@ CREATE TABLE agent_runs (
   duration_ms integer,
   cost_usd numeric(10, 6),
   started_at timestamp DEFAULT now(),
-  completed_at timestamp
+  completed_at timestamp,
+  error text,
+  created_at timestamp DEFAULT now()
 );
+CREATE INDEX idx_agent_runs_execution_id ON agent_runs (execution_id);
 CREATE TABLE mcp_tool_calls (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  execution_id uuid REFERENCES workflow_executions(id) ON DELETE CASCADE,
-  server_name varchar(255),
-  tool_name varchar(255),
+  execution_id uuid REFERENCES workflow_executions (id) ON DELETE CASCADE,
+  agent_run_id uuid REFERENCES agent_runs (id) ON DELETE SET NULL,
+  server_name varchar(255) NOT NULL,
+  tool_name varchar(255) NOT NULL,
   params jsonb,
   result jsonb,
   error text,
   duration_ms integer,
-  started_at timestamp DEFAULT now()
-);
-CREATE TABLE verdicts (
-  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  execution_id uuid REFERENCES workflow_executions(id),
-  decision varchar(50) NOT NULL,
-  confidence numeric(5, 2),
+  started_at timestamp DEFAULT now(),
+  completed_at timestamp,
   created_at timestamp DEFAULT now()
 );
-CREATE TABLE verdict_outcomes (
+CREATE INDEX idx_tool_calls_execution_id ON mcp_tool_calls (execution_id);
+CREATE FUNCTION update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER update_workflow_executions_updated_at BEFORE UPDATE ON workflow_executions
+  FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
+
+-- 004: verdicts
+CREATE TABLE verdicts (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  verdict_id uuid NOT NULL REFERENCES verdicts(id),
-  execution_id uuid,
-  outcome varchar(50) NOT NULL
-    CHECK (outcome IN ('accepted', 'overridden', 'escalated', 'unknown')),
-  decided_at timestamp,
-  decided_by varchar(255),
+  execution_id uuid REFERENCES workflow_executions (id) ON DELETE CASCADE,
+  fingerprint_id varchar(64) NOT NULL,
+  error_class varchar(100) NOT NULL,
+  service varchar(255) NOT NULL,
+  confidence_score integer NOT NULL CHECK (confidence_score BETWEEN 0 AND 100),
+  proposed_action varchar(50) NOT NULL
+    CHECK (proposed_action IN ('WAIT_AND_RETRY', 'OPEN_ISSUE', 'HUMAN_REQUIRED')),
+  tokens text[] NOT NULL DEFAULT '{{}}',
+  signals jsonb NOT NULL,
   created_at timestamp DEFAULT now()
 );
 
--- migration 006_kpi_aggregation.sql, in our words
+-- 006: KPI snapshots, verdict outcomes, jobs (no unique key; numeric(15,4); zone-less)
 CREATE TABLE kpi_snapshots (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   kpi_name varchar(100) NOT NULL,
@@ -135,6 +187,22 @@ CREATE INDEX idx_kpi_snapshots_scope ON kpi_snapshots (scope_id) WHERE scope_id 
 CREATE INDEX idx_kpi_snapshots_period ON kpi_snapshots (period_start, period_end);
 CREATE INDEX idx_kpi_snapshots_version ON kpi_snapshots (kpi_version);
 
+CREATE TABLE verdict_outcomes (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  verdict_id uuid NOT NULL REFERENCES verdicts (id) ON DELETE CASCADE,
+  execution_id uuid NOT NULL REFERENCES workflow_executions (id) ON DELETE CASCADE,
+  outcome varchar(50) NOT NULL,
+  outcome_reason text,
+  decided_by varchar(255),
+  decided_at timestamp DEFAULT now(),
+  metadata jsonb,
+  created_at timestamp DEFAULT now(),
+  CONSTRAINT chk_verdict_outcome
+    CHECK (outcome IN ('accepted', 'overridden', 'escalated', 'unknown'))
+);
+CREATE INDEX idx_verdict_outcomes_execution ON verdict_outcomes (execution_id);
+CREATE INDEX idx_verdict_outcomes_decided_at ON verdict_outcomes (decided_at DESC);
+
 CREATE TABLE kpi_aggregation_jobs (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   job_type varchar(100) NOT NULL,
@@ -152,27 +220,54 @@ CREATE TABLE kpi_aggregation_jobs (
   CONSTRAINT chk_job_status CHECK (status IN ('pending', 'running', 'completed', 'failed'))
 );
 CREATE INDEX idx_kpi_jobs_status ON kpi_aggregation_jobs (status);
-CREATE INDEX idx_kpi_jobs_started ON kpi_aggregation_jobs (started_at DESC);
+CREATE INDEX idx_kpi_jobs_started_at ON kpi_aggregation_jobs (started_at DESC);
 CREATE INDEX idx_kpi_jobs_type ON kpi_aggregation_jobs (job_type);
 
+ALTER TABLE repositories ADD COLUMN product_metadata jsonb;
+ALTER TABLE repositories ADD COLUMN kpi_enabled boolean DEFAULT true;
+CREATE INDEX idx_repositories_kpi_enabled ON repositories (kpi_enabled) WHERE kpi_enabled;
+
+-- The factory view: every run started in the last 24 hours, whatever its status.
 CREATE MATERIALIZED VIEW mv_factory_kpis_24h AS
-SELECT 1 AS id,
+SELECT avg(extract(epoch FROM completed_at - started_at) * 1000)
+         FILTER (WHERE status IN ('completed', 'failed')) AS mtti_ms,
+       round(100 * (count(*) FILTER (WHERE status = 'completed'))::numeric
+             / nullif(count(*) FILTER (WHERE status IN ('completed', 'failed')), 0), 2)
+         AS success_rate_pct,
        count(*) AS total_executions,
        count(*) FILTER (WHERE status = 'completed') AS completed_executions,
        count(*) FILTER (WHERE status = 'failed') AS failed_executions,
+       count(*) FILTER (WHERE status = 'running') AS running_executions,
        avg(extract(epoch FROM completed_at - started_at) * 1000)
-         FILTER (WHERE completed_at IS NOT NULL) AS avg_duration_ms,
-       now() AS refreshed_at
+         FILTER (WHERE status = 'completed') AS avg_duration_ms,
+       min(started_at) AS period_start,
+       max(started_at) AS period_end,
+       now() AS calculated_at
 FROM workflow_executions
 WHERE started_at >= now() - interval '24 hours';
-CREATE UNIQUE INDEX idx_mv_factory_kpis_24h ON mv_factory_kpis_24h (id);
+CREATE UNIQUE INDEX ON mv_factory_kpis_24h (calculated_at);
 
--- shipped as a stub: always empty
+-- The product view: the published migration's shape (a repository without runs in the window
+-- still gets a row).
 CREATE MATERIALIZED VIEW mv_product_kpis_7d AS
-SELECT NULL::uuid AS repository_id, NULL::varchar AS product_name,
-       0::bigint AS total_executions, NULL::numeric AS success_rate
-WHERE false;
-CREATE UNIQUE INDEX idx_mv_product_kpis_7d ON mv_product_kpis_7d (repository_id);
+SELECT r.id AS repository_id,
+       r.owner || '/' || r.name AS product_name,
+       round(100 * (count(*) FILTER (WHERE e.status = 'completed'))::numeric
+             / nullif(count(*), 0), 2) AS success_rate_pct,
+       count(*) / 7.0 AS daily_throughput,
+       count(*) AS total_executions,
+       count(*) FILTER (WHERE e.status = 'completed') AS completed_executions,
+       count(*) FILTER (WHERE e.status = 'failed') AS failed_executions,
+       avg(extract(epoch FROM e.completed_at - e.started_at) * 1000)
+         FILTER (WHERE e.status = 'completed') AS avg_duration_ms,
+       min(e.started_at) AS period_start,
+       max(e.started_at) AS period_end,
+       now() AS calculated_at
+FROM repositories r
+LEFT JOIN workflow_executions e ON e.repository_id = r.id
+WHERE e.started_at >= now() - interval '7 days' OR e.started_at IS NULL
+GROUP BY r.id, r.owner, r.name;
+CREATE UNIQUE INDEX ON mv_product_kpis_7d (repository_id);
 
 CREATE FUNCTION refresh_kpi_materialized_views() RETURNS void LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -181,52 +276,54 @@ BEGIN
 END
 $fn$;
 
+-- Factory rows only; the age in seconds, then the zone-less newest calculated_at.
 CREATE FUNCTION get_kpi_freshness(p_kpi_name varchar DEFAULT NULL)
-RETURNS TABLE (kpi_name varchar, last_calculated_at timestamp, freshness_seconds numeric)
-LANGUAGE plpgsql STABLE AS $fn$
+RETURNS TABLE (kpi_name varchar, freshness_seconds numeric, last_calculated_at timestamp)
+LANGUAGE plpgsql AS $fn$
 BEGIN
   RETURN QUERY
-  SELECT ks.kpi_name::varchar, max(ks.calculated_at),
-         extract(epoch FROM now() - max(ks.calculated_at))
+  SELECT ks.kpi_name::varchar,
+         extract(epoch FROM now() - max(ks.calculated_at))::numeric,
+         max(ks.calculated_at)
   FROM kpi_snapshots ks
-  WHERE p_kpi_name IS NULL OR ks.kpi_name = p_kpi_name
-  GROUP BY ks.kpi_name
-  ORDER BY ks.kpi_name;
+  WHERE (p_kpi_name IS NULL OR ks.kpi_name = p_kpi_name) AND ks.level = 'factory'
+  GROUP BY ks.kpi_name;
 END
 $fn$;
 
+-- Every outcome of the window counts in the denominator (unknown included).
 CREATE FUNCTION calculate_steering_accuracy(p_period_hours integer DEFAULT 24)
-RETURNS numeric LANGUAGE plpgsql STABLE AS $fn$
-DECLARE
-  accepted bigint;
-  decided bigint;
+RETURNS TABLE (steering_accuracy_pct numeric, total_decisions bigint, accepted_decisions bigint,
+               overridden_decisions bigint, escalated_decisions bigint)
+LANGUAGE plpgsql AS $fn$
 BEGIN
-  SELECT count(*) FILTER (WHERE outcome = 'accepted'),
-         count(*) FILTER (WHERE outcome IN ('accepted', 'overridden', 'escalated'))
-    INTO accepted, decided
+  RETURN QUERY
+  SELECT round(100 * (count(*) FILTER (WHERE outcome = 'accepted'))::numeric
+               / nullif(count(*), 0), 2),
+         count(*),
+         count(*) FILTER (WHERE outcome = 'accepted'),
+         count(*) FILTER (WHERE outcome = 'overridden'),
+         count(*) FILTER (WHERE outcome = 'escalated')
   FROM verdict_outcomes
-  WHERE decided_at >= now() - make_interval(hours => p_period_hours);
-  IF decided = 0 THEN
-    RETURN NULL;
-  END IF;
-  RETURN round(100.0 * accepted / decided, 2);
+  WHERE decided_at >= now() - p_period_hours * interval '1 hour';
 END
 $fn$;
 
+-- On the transition into completed/failed: two plain INSERTs, no NULL guard (a run set to
+-- completed without completed_at fails the platform's UPDATE), duration in 'milliseconds'.
 CREATE FUNCTION create_run_kpi_snapshot() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF NEW.status IN ('completed', 'failed') AND OLD.status IS DISTINCT FROM NEW.status
-     AND NEW.completed_at IS NOT NULL THEN
+  IF NEW.status IN ('completed', 'failed') AND OLD.status NOT IN ('completed', 'failed') THEN
     INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit,
-                               metadata, period_start, period_end)
+                               calculated_at, period_start, period_end)
     VALUES ('run_duration', '1.0.0', 'run', NEW.id,
-            extract(epoch FROM NEW.completed_at - NEW.started_at) * 1000, 'ms',
-            NULL, NEW.started_at, NEW.completed_at);
+            extract(epoch FROM NEW.completed_at - NEW.started_at) * 1000, 'milliseconds',
+            now(), NEW.started_at, NEW.completed_at);
     INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit,
-                               metadata, period_start, period_end)
+                               calculated_at, period_start, period_end)
     VALUES ('run_success', '1.0.0', 'run', NEW.id,
             CASE WHEN NEW.status = 'completed' THEN 1 ELSE 0 END, 'boolean',
-            NULL, NEW.started_at, NEW.completed_at);
+            now(), NEW.started_at, NEW.completed_at);
   END IF;
   RETURN NEW;
 END
@@ -235,29 +332,71 @@ CREATE TRIGGER trigger_create_run_kpi_snapshot
   AFTER UPDATE ON workflow_executions
   FOR EACH ROW EXECUTE FUNCTION create_run_kpi_snapshot();
 
--- the platform's own views over the KPI tables (one on top of another, one on the jobs)
+CREATE INDEX idx_executions_started_completed ON workflow_executions (started_at, completed_at)
+  WHERE status IN ('completed', 'failed');
+CREATE INDEX idx_executions_repository_time ON workflow_executions (repository_id, started_at DESC)
+  WHERE repository_id IS NOT NULL;
+
+-- 007: the product registry, filled by a trigger on repositories, and its KPI view
+CREATE TABLE products (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  repository_id uuid NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+  product_key varchar(255) NOT NULL UNIQUE,
+  display_name varchar(255) NOT NULL,
+  description text,
+  metadata jsonb NOT NULL DEFAULT '{{}}',
+  kpi_targets jsonb NOT NULL DEFAULT '{{}}',
+  enabled boolean DEFAULT true,
+  archived boolean DEFAULT false,
+  created_at timestamp DEFAULT now(),
+  updated_at timestamp DEFAULT now(),
+  created_by varchar(255)
+);
+CREATE FUNCTION auto_create_product_from_repository() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO products (repository_id, product_key, display_name, description, metadata,
+                        kpi_targets, enabled, created_by)
+  VALUES (NEW.id, NEW.owner || '/' || NEW.name, NEW.name, 'created with its repository',
+          '{{"auto_created": true}}', '{{}}', true, 'system')
+  ON CONFLICT (product_key) DO NOTHING;
+  RETURN NEW;
+END
+$fn$;
+CREATE TRIGGER trigger_auto_create_product AFTER INSERT ON repositories
+  FOR EACH ROW EXECUTE FUNCTION auto_create_product_from_repository();
+
 CREATE VIEW v_product_kpi_performance AS
-SELECT ks.scope_id, r.owner || '/' || r.name AS product, ks.kpi_name, ks.value, ks.unit,
-       ks.calculated_at, ks.period_start, ks.period_end, ks.level
-FROM kpi_snapshots ks
-JOIN repositories r ON r.id = ks.scope_id
-WHERE ks.level = 'product';
+SELECT p.id AS product_id, p.product_key, p.display_name, ks.kpi_name,
+       ks.value AS actual_value, ks.unit,
+       (p.kpi_targets -> ks.kpi_name)::numeric AS target_value,
+       CASE WHEN (p.kpi_targets -> ks.kpi_name)::numeric IS NOT NULL
+            THEN ks.value <= (p.kpi_targets -> ks.kpi_name)::numeric END AS meets_target,
+       ks.calculated_at, ks.period_start, ks.period_end
+FROM products p
+JOIN kpi_snapshots ks ON ks.scope_id = p.repository_id
+WHERE ks.level = 'product' AND p.enabled AND NOT p.archived;
 COMMENT ON VIEW v_product_kpi_performance IS 'Product KPIs for the control center''s dashboard';
+
+-- A site's own additions (not the platform's): a view on top of the platform's view, one over
+-- the jobs, roles and grants.
 CREATE VIEW v_product_kpi_latest AS
-SELECT DISTINCT ON (scope_id, kpi_name) scope_id, product, kpi_name, value, calculated_at
+SELECT DISTINCT ON (product_key, kpi_name) product_key, kpi_name, actual_value, calculated_at
 FROM v_product_kpi_performance
-ORDER BY scope_id, kpi_name, calculated_at DESC;
+ORDER BY product_key, kpi_name, calculated_at DESC;
 CREATE VIEW v_kpi_job_overview AS
 SELECT job_type, status, count(*) AS jobs, max(started_at) AS last_started_at
 FROM kpi_aggregation_jobs
 WHERE job_type NOT LIKE 'test%'
 GROUP BY job_type, status;
-GRANT SELECT ON kpi_snapshots, kpi_aggregation_jobs, repositories TO {APP_ROLE};
+GRANT SELECT ON kpi_snapshots, kpi_aggregation_jobs, products TO {APP_ROLE};
 ALTER VIEW v_product_kpi_performance OWNER TO {APP_ROLE};
 ALTER VIEW v_product_kpi_latest OWNER TO {APP_ROLE};
 ALTER VIEW v_kpi_job_overview OWNER TO {APP_ROLE};
 GRANT SELECT ON v_product_kpi_performance TO {READER_ROLE};
-GRANT SELECT ON mv_factory_kpis_24h TO {READER_ROLE};
+GRANT SELECT ON mv_factory_kpis_24h, mv_product_kpis_7d TO {READER_ROLE};
+GRANT SELECT, INSERT ON kpi_snapshots TO {SERVICE_ROLE};
+GRANT SELECT, UPDATE ON workflow_executions TO {SERVICE_ROLE};
+GRANT EXECUTE ON FUNCTION get_kpi_freshness(varchar) TO {READER_ROLE};
 """
 
 
@@ -268,6 +407,7 @@ def build_afu9(conn: Connection, now: datetime) -> None:
     _snapshots(conn, now)
     _jobs(conn, now)
     conn.exec_driver_sql("REFRESH MATERIALIZED VIEW mv_factory_kpis_24h")
+    conn.exec_driver_sql("REFRESH MATERIALIZED VIEW mv_product_kpis_7d")
 
 
 def _sources(conn: Connection, now: datetime) -> None:
@@ -277,6 +417,14 @@ def _sources(conn: Connection, now: datetime) -> None:
             "(:a, 'acme', 'app', true), (:b, 'acme', 'legacy', false), (:c, 'beta', 'web', true)"
         ),
         {"a": REPO_A, "b": REPO_B, "c": REPO_C},
+    )
+    # The registry's trigger made a product of each repository; one has a KPI target.
+    conn.execute(
+        text(
+            "UPDATE products SET kpi_targets = '{\"product_success_rate\": 90}' "
+            "WHERE repository_id = :a"
+        ),
+        {"a": REPO_A},
     )
     hour, minute = timedelta(hours=1), timedelta(minutes=1)
     runs = [
@@ -314,9 +462,9 @@ def _sources(conn: Connection, now: datetime) -> None:
     )
     conn.execute(
         text(
-            "INSERT INTO mcp_tool_calls (execution_id, tool_name, error) VALUES "
-            "(:a1, 'read_file', NULL), (:a1, 'write_file', NULL), (:a1, 'run_tests', 'exit 1'), "
-            "(:a1, 'open_pr', NULL)"
+            "INSERT INTO mcp_tool_calls (execution_id, server_name, tool_name, error) VALUES "
+            "(:a1, 'github', 'read_file', NULL), (:a1, 'github', 'write_file', NULL), "
+            "(:a1, 'deploy', 'run_tests', 'exit 1'), (:a1, 'github', 'open_pr', NULL)"
         ),
         {"a1": RUN_A1},
     )
@@ -332,7 +480,11 @@ def _sources(conn: Connection, now: datetime) -> None:
     for number, (outcome, decided_at) in enumerate(verdicts):
         verdict_id = uid(0x400 + number)
         conn.execute(
-            text("INSERT INTO verdicts (id, execution_id, decision) VALUES (:id, :run, 'approve')"),
+            text(
+                "INSERT INTO verdicts (id, execution_id, fingerprint_id, error_class, service, "
+                "confidence_score, proposed_action, signals) VALUES (:id, :run, 'f1', "
+                "'MISSING_SECRET', 'SecretsManager', 85, 'OPEN_ISSUE', '{}')"
+            ),
             {"id": verdict_id, "run": RUN_A1},
         )
         conn.execute(
@@ -527,7 +679,17 @@ def snapshot_rows(now: datetime) -> list[dict]:
     number = 13
     for run_id, status, started, completed, duration in runs:
         success = "1.0000" if status == "completed" else "0.0000"
-        add(number, "run", "run_duration", run_id, duration, "ms", started, completed, completed)
+        add(
+            number,
+            "run",
+            "run_duration",
+            run_id,
+            duration,
+            "milliseconds",
+            started,
+            completed,
+            completed,
+        )
         add(
             number + 1,
             "run",
@@ -551,7 +713,7 @@ def snapshot_rows(now: datetime) -> list[dict]:
         "run_duration",
         RUN_OLD7,
         "300000.0000",
-        "ms",
+        "milliseconds",
         old7_started,
         old7_completed,
         old7_completed + second,

@@ -33,6 +33,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from kpictl.db import schema
 from kpictl.errors import CommandFailed, UsageError
+from kpictl.services import adopt_functions
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ MATERIALIZED_VIEWS = ("mv_factory_kpis_24h", "mv_product_kpis_7d")
 LOCK = "LOCK TABLE kpi_snapshots, kpi_aggregation_jobs IN ACCESS EXCLUSIVE MODE"
 ABANDONED_ERROR = (
     "abandoned: left {status} by the AFU-9 scheduler; marked when kpictl adopted this database"
-)
-# AFU-9's get_kpi_freshness(varchar) as the platform ships it: replaced only with this result
-# type (any other version is left alone and must pass the final check).
-FRESHNESS_RESULT = (
-    "TABLE(kpi_name character varying, last_calculated_at timestamp without time zone, "
-    "freshness_seconds numeric)"
 )
 _DIALECT = postgresql.dialect()
 
@@ -283,14 +278,14 @@ def build_plan(
     plan.steps.append(_materialized_view_step(old_views))
     if views:
         plan.steps.append(_recreate_views_step(views))
-    functions = _functions_step(connection, zone)
+    functions, check = _functions_steps(connection, zone)
     if functions.statements:
         plan.steps.append(functions)
     tables = _own_tables_step(connection)
     if tables.statements:
         plan.steps.append(tables)
     plan.steps.append(_record_step(plan, metadata))
-    plan.steps.append(_check_step(connection))
+    plan.steps.append(check)
     return plan
 
 
@@ -665,115 +660,30 @@ def _materialized_view_step(old_views: list[dict[str, Any]]) -> Step:
     return step
 
 
-# --- the platform's functions -------------------------------------------------------------------
+# --- the platform's functions (adopt_functions.py) -------------------------------------------
 
 
-def _function(connection: Connection, signature: str) -> dict[str, Any] | None:
-    row = (
-        connection.execute(
-            text(
-                "SELECT pg_get_functiondef(p.oid) AS definition, pg_get_function_result(p.oid) AS result "
-                "FROM pg_proc p WHERE p.oid = to_regprocedure(:signature)"
-            ),
-            {"signature": signature},
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
-
-
-def _header(definition: str) -> str:
-    """The CREATE OR REPLACE line and attributes of a function (SECURITY DEFINER, SET ...,
-    volatility kept), its language made plpgsql, without its body."""
-    lines = []
-    for line in definition.splitlines():
-        if line.startswith("AS ") or line.startswith("BEGIN ATOMIC"):
-            break
-        if line.strip().startswith("LANGUAGE "):
-            continue
-        lines.append(line)
-    lines.append(" LANGUAGE plpgsql")
-    return "\n".join(lines)
-
-
-def _instant(column: str, zoneless: bool, zone: str) -> str:
-    return f"({column} AT TIME ZONE {_quote(zone)})" if zoneless else column
-
-
-def _functions_step(connection: Connection, zone: str) -> Step:
+def _functions_steps(connection: Connection, zone: str) -> tuple[Step, Step]:
+    """(replace the platform's functions that the conversion would break, call every platform
+    function once more before the commit)."""
     from kpictl.services.kpi_sql import SourceClock
 
-    step = Step("functions", "")
-    replaced = []
-    trigger_function = _function(connection, "create_run_kpi_snapshot()")
-    if trigger_function and trigger_function["result"] == "trigger":
-        clock = SourceClock.detect(connection)
-        started = _instant("NEW.started_at", clock.started_zoneless, zone)
-        completed = _instant("NEW.completed_at", clock.completed_zoneless, zone)
-        # The same two rows as AFU-9's trigger; ON CONFLICT so that a second transition of
-        # the same run (or a row kpictl wrote first) never fails the platform's UPDATE.
-        step.add(
-            _header(trigger_function["definition"])
-            + f"""
-AS $kpictl$
-BEGIN
-  IF NEW.status IN ('completed', 'failed') AND OLD.status IS DISTINCT FROM NEW.status
-     AND NEW.started_at IS NOT NULL AND NEW.completed_at IS NOT NULL THEN
-    INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
-                               period_start, period_end)
-    VALUES ('run_duration', '1.0.0', 'run', NEW.id,
-            extract(epoch FROM {completed} - {started}) * 1000, 'ms', NULL,
-            {started}, {completed}),
-           ('run_success', '1.0.0', 'run', NEW.id,
-            CASE WHEN NEW.status = 'completed' THEN 1 ELSE 0 END, 'boolean', NULL,
-            {started}, {completed})
-    ON CONFLICT ON CONSTRAINT uq_kpi_snapshots_key DO NOTHING;
-  END IF;
-  RETURN NEW;
-END
-$kpictl$"""
+    clock = SourceClock.detect(connection)
+    functions = adopt_functions.plan_functions(
+        connection, clock.started_zoneless, clock.completed_zoneless, zone
+    )
+    replace = Step("functions", adopt_functions.describe(functions))
+    for statement in functions.statements:
+        replace.add(statement)
+    check = Step("check", "")
+    for statement in functions.checks:
+        check.add(statement)
+    if functions.checks:
+        check.summary = "check that the platform's functions still run: " + ", ".join(
+            statement.removeprefix("SELECT count(*) FROM ").removeprefix("SELECT ")
+            for statement in functions.checks
         )
-        replaced.append("create_run_kpi_snapshot() (same rows, ON CONFLICT DO NOTHING)")
-    freshness = _function(connection, "get_kpi_freshness(varchar)")
-    if freshness and freshness["result"] == FRESHNESS_RESULT:
-        # Same signature and results: the last calculated_at as the zone-less value it was
-        # stored as, and its age.
-        step.add(
-            _header(freshness["definition"])
-            + f"""
-AS $kpictl$
-BEGIN
-  RETURN QUERY
-  SELECT ks.kpi_name::varchar, (max(ks.calculated_at) AT TIME ZONE {_quote(zone)})::timestamp,
-         extract(epoch FROM now() - max(ks.calculated_at))
-  FROM kpi_snapshots ks
-  WHERE $1 IS NULL OR ks.kpi_name = $1
-  GROUP BY ks.kpi_name
-  ORDER BY ks.kpi_name;
-END
-$kpictl$"""
-        )
-        replaced.append("get_kpi_freshness(varchar) (same signature, timestamptz inside)")
-    if replaced:
-        step.summary = "replace the platform's " + " and ".join(replaced)
-    return step
-
-
-def _check_step(connection: Connection) -> Step:
-    """Call the platform's functions once more before the commit: if one fails, nothing is kept."""
-    checks = {
-        "refresh_kpi_materialized_views()": "SELECT refresh_kpi_materialized_views()",
-        "get_kpi_freshness(varchar)": "SELECT count(*) FROM get_kpi_freshness(NULL)",
-        "calculate_steering_accuracy(integer)": "SELECT calculate_steering_accuracy(24)",
-    }
-    step = Step("check", "")
-    found = [name for name in checks if _function(connection, name)]
-    for name in found:
-        step.add(checks[name])
-    if found:
-        step.summary = f"check that {', '.join(found)} still run"
-    return step
+    return replace, check
 
 
 # --- kpictl's own tables and the record of the adoption ---------------------------------------
