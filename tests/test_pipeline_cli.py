@@ -270,6 +270,28 @@ def test_backfill_recomputes_the_unfinished_current_bucket(db_url, engine):
     assert runs == 1  # one run in a one-day bucket: 1 run per day
 
 
+def test_a_bucket_computed_before_it_was_over_is_computed_again(db_url, engine):
+    """Found by the soak: a bucket backfilled while current was skipped ever after, missing the
+    runs that completed after that first computation."""
+    bucket = ["backfill", "--since", "2026-01-05", "--until", "2026-01-06", "--format", "json"]
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        f.execution(conn, repo, "completed", f.at(10), f.at(11))
+    assert run_cli(bucket, db_url).exit_code == 0
+    with engine.begin() as conn:
+        # as if that computation ran at 12:00 of the bucket's own day, and a run came later
+        conn.execute(text("UPDATE kpi_snapshots SET calculated_at = :at"), {"at": f.at(12)})
+        f.execution(conn, repo, "failed", f.at(13), f.at(14))
+    again = run_cli(bucket, db_url)
+    assert json.loads(again.stdout)["skippedBuckets"] == 0
+    assert json.loads(run_cli(bucket, db_url).stdout)["skippedBuckets"] == 1  # now settled
+    with engine.connect() as conn:
+        value = conn.execute(
+            text("SELECT value FROM kpi_snapshots WHERE kpi_name = 'factory_throughput'")
+        ).scalar_one()
+    assert value == 2
+
+
 FAIL_ON = """
 CREATE FUNCTION test_refuse_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

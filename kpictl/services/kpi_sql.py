@@ -425,11 +425,16 @@ SELECT count(*) FROM written
 
 
 def bucket_computed() -> TextClause:
-    """Has this exact period a factory snapshot already (backfill resume)?"""
+    """Has this exact period a factory snapshot computed after it was over (backfill resume)?
+
+    A snapshot calculated before `period_end + :settled` (the look-back for runs recorded a
+    little after they completed) saw only part of the bucket's runs: it does not count, so the
+    next backfill computes the bucket again."""
     return text(
         "SELECT EXISTS (SELECT 1 FROM kpi_snapshots WHERE level = 'factory' "
         "AND kpi_name = :factory_throughput AND kpi_version = :version AND scope_id IS NULL "
-        "AND period_start = :period_start AND period_end = :period_end)"
+        "AND period_start = :period_start AND period_end = :period_end "
+        "AND calculated_at >= CAST(:period_end AS timestamptz) + CAST(:settled AS interval))"
     )
 
 

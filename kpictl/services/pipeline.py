@@ -553,8 +553,8 @@ def backfill(
     now: datetime | None = None,
 ) -> PipelineResult:
     """Compute each bucket in its own transaction; skip computed ones unless `force`; a failed
-    bucket is recorded and the rest continue. A bucket not yet over at `now` is never skipped:
-    it was computed from part of its runs."""
+    bucket is recorded and the rest continue. A bucket not over by the look-back at `now` is
+    never skipped, nor one last computed before that (it saw only part of its runs)."""
     progress = progress or Progress()
 
     def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
@@ -569,12 +569,9 @@ def backfill(
             parameters = base_parameters(period, job_id, options)
             try:
                 with work.begin():
-                    finished = now is None or period.end <= now
-                    if (
-                        not force
-                        and finished
-                        and work.execute(is_computed, parameters).scalar_one()
-                    ):
+                    finished = now is None or period.end + options.lookback <= now
+                    settled = {**parameters, "settled": options.lookback}
+                    if not force and finished and work.execute(is_computed, settled).scalar_one():
                         result.skipped_buckets += 1
                         progress.advance(1)
                         continue
