@@ -17,43 +17,55 @@ what to run, in one line:
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Connection, column, select, table
 from sqlalchemy.exc import DBAPIError
 
 from kpictl.db.revisions import VERSION_TABLE, head_from_files
 from kpictl.errors import SchemaNotReady
 
+log = logging.getLogger(__name__)
+
 _UNDEFINED_TABLE = "42P01"  # SQLSTATE undefined_table
+_INSUFFICIENT_PRIVILEGE = "42501"
 _version_table = table(VERSION_TABLE, column("version_num"))
 
 
 def check_schema(connection: Connection) -> None:
     """Raise SchemaNotReady unless the database is at this kpictl's head revision."""
-    problem = schema_problem(connection)
+    problem = schema_problem(connection, unreadable_passes=True)
     if problem is not None:
         raise problem
 
 
-def schema_problem(connection: Connection) -> SchemaNotReady | None:
+def schema_problem(
+    connection: Connection, *, unreadable_passes: bool = False
+) -> SchemaNotReady | None:
     """Why this database is not at head (the error to raise), or None when it is.
 
+    A role granted only what its command needs (docs/SECURITY.md) may not read the version
+    table. The table exists then (PostgreSQL looks for it before checking privileges), so
+    kpictl did migrate this database; with `unreadable_passes` the gate lets the command run,
+    otherwise the permission error propagates.
+
     Call it on a connection outside any transaction of the caller's: when the version table
-    does not exist, the failed query's transaction is rolled back."""
-    recorded = recorded_revisions(connection)
+    cannot be read, the failed query's transaction is rolled back."""
+    try:
+        recorded = list(connection.execute(select(_version_table.c.version_num)).scalars())
+    except DBAPIError as exc:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == _INSUFFICIENT_PRIVILEGE and unreadable_passes:
+            connection.rollback()
+            log.debug("schema gate: this role may not read %s; not checked", VERSION_TABLE)
+            return None
+        if sqlstate != _UNDEFINED_TABLE:
+            raise
+        connection.rollback()
+        recorded = []
     if recorded == [head_from_files()]:
         return None
     return _diagnose(connection, recorded)
-
-
-def recorded_revisions(connection: Connection) -> list[str]:
-    """The revisions in kpictl's version table; [] when it is missing or empty."""
-    try:
-        return list(connection.execute(select(_version_table.c.version_num)).scalars())
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != _UNDEFINED_TABLE:
-            raise
-        connection.rollback()
-        return []
 
 
 def refuse_unknown_revision(current: str | None) -> None:
