@@ -10,9 +10,9 @@ what to run, in one line:
 - an older revision: run `kpictl migrate`;
 - a revision this kpictl does not ship (a newer kpictl migrated the database): upgrade kpictl.
 
-`kpictl/cli/database.py` runs it for every command that opens its database; `migrate`,
-`doctor` and `demo`, which handle an unmigrated database themselves, use `schema_problem` and
-`refuse_unknown_revision`.
+`kpictl/cli/database.py` runs it for every command that opens its database, except those that
+handle an unmigrated database themselves: `doctor` reports `schema_problem`, `migrate` (and
+`demo`, which migrates first) calls `refuse_unknown_revision`.
 """
 
 from __future__ import annotations
