@@ -58,6 +58,12 @@ class CommandFailed(KpictlError):
     """The command ran and found or caused a failure (exit 1)."""
 
 
+class SchemaNotReady(CommandFailed):
+    """The database is not at this kpictl's head revision (not migrated, AFU-9 tables not
+    adopted, behind, or migrated by a newer kpictl). One line that names what to run; exit 1
+    for every command, `freshness` included (adoption.md)."""
+
+
 class Interrupted(KpictlError):
     def __init__(self, message: str, *, signal_exit: ExitCode):
         super().__init__(message)

@@ -40,16 +40,16 @@ def demo(
     reset: Annotated[bool, typer.Option("--reset", help="Remove the sample rows first.")] = False,
 ) -> int:
     from kpictl.cli import output
+    from kpictl.cli.database import open_database
     from kpictl.cli.progress import progress_bar
     from kpictl.cli.signals import graceful_stop
-    from kpictl.db.engine import open_database
     from kpictl.kpis import KPIS
     from kpictl.redact import secrets_of_url
     from kpictl.services import demo as service
     from kpictl.services import freshness, kpi_values
     from kpictl.services.jobs import job_metadata
 
-    database = open_database(settings)
+    database = open_database(settings, schema_gate=False)
     metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
     with (
         graceful_stop(settings.stop_grace_seconds) as stop,

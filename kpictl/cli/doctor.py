@@ -24,10 +24,10 @@ def doctor(
     ] = TextFormat.text,
 ) -> int:
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.services.doctor import run_checks
 
-    database = open_database(settings)
+    database = open_database(settings, schema_gate=False)
     report = run_checks(database.engine, source=database.source, shown_url=database.shown)
     if format is TextFormat.json:
         output.emit_json(report.as_dict())

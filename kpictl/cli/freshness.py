@@ -83,8 +83,10 @@ def freshness(
     error = service.parse_threshold_seconds(error_after, "--error-after")
     service.check_thresholds(warn, error)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
+    from kpictl.errors import SchemaNotReady
+
     try:
-        from kpictl.db.engine import open_database
+        from kpictl.cli.database import open_database
 
         with open_database(settings).engine.connect() as connection:
             report = service.check_freshness(
@@ -94,6 +96,8 @@ def freshness(
                 warn_after_seconds=warn,
                 error_after_seconds=error,
             )
+    except SchemaNotReady:  # not migrated, not adopted, ...: exit 1 like every command
+        raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
         return _could_not_check(settings, exc, format, chosen_level, warn, error)
     _render(report, format)

@@ -155,9 +155,9 @@ def export(
 
 def _fill_with_job(settings: Settings, options, argument):
     """Run the fill as one `history_fill` job row, with a progress bar on a terminal."""
+    from kpictl.cli.database import open_database
     from kpictl.cli.progress import progress_bar
     from kpictl.cli.signals import graceful_stop
-    from kpictl.db.engine import open_database
     from kpictl.errors import UsageError
     from kpictl.redact import secrets_of_url
     from kpictl.services import jobs
@@ -218,7 +218,7 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
     import sys
 
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.services import history_export as export
     from kpictl.services.history import resolve_tenant
 

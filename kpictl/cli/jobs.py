@@ -69,7 +69,7 @@ def list_jobs(
     format: FormatOption = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.services import job_list as service
 
     count = service.parse_limit(limit)
@@ -87,7 +87,7 @@ def show(
     format: FormatOption = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.serialize import dumps
     from kpictl.services import job_list as service
 

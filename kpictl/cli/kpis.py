@@ -57,7 +57,7 @@ def kpis(
     ] = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.services import kpi_values as service
 
     chosen = service.resolve_level(level.value if level else None, product)

@@ -50,7 +50,7 @@ def migrate(
     ] = False,
 ) -> int:
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.services import migrate as service
 
     if adopt:
@@ -69,7 +69,7 @@ def migrate(
         )
         output.echo(text.rstrip())
         return 0
-    database = open_database(settings)
+    database = open_database(settings, schema_gate=False)
     if status:
         with database.engine.connect() as connection:
             state = service.status(connection)
@@ -135,7 +135,7 @@ def _adopt(
     """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
 
     from kpictl.cli import output
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
     from kpictl.errors import UsageError
     from kpictl.redact import secrets_of_url
     from kpictl.services import migrate as service
@@ -146,7 +146,7 @@ def _adopt(
             raise UsageError(
                 f"--adopt cannot be combined with {name}: it brings the database to head"
             )
-    database = open_database(settings)
+    database = open_database(settings, schema_gate=False)
     metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
     if sql:
         output.echo(

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from kpictl.cli import output
+from kpictl.cli.database import open_database
 from kpictl.cli.pipeline import parse_wait
 from kpictl.cli.progress import progress_bar
 from kpictl.cli.signals import graceful_stop
-from kpictl.db.engine import open_database
 from kpictl.redact import secrets_of_url
 from kpictl.services import periods, pipeline
 from kpictl.services.jobs import job_metadata

@@ -65,8 +65,8 @@ def retention(
     ] = TableFormat.table,
 ) -> int:
     from kpictl.cli import output
+    from kpictl.cli.database import open_database
     from kpictl.cli.signals import graceful_stop
-    from kpictl.db.engine import open_database
     from kpictl.redact import secrets_of_url
     from kpictl.services import retention as service
     from kpictl.services.jobs import job_metadata

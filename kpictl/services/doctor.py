@@ -12,6 +12,7 @@ from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
 from kpictl.services import migrate
 from kpictl.services.lock import PIPELINE_LOCK_KEY
+from kpictl.services.schema_gate import schema_problem
 
 MIN_SERVER_VERSION = 150000  # UNIQUE NULLS NOT DISTINCT (the snapshot key) needs PostgreSQL 15
 
@@ -87,29 +88,12 @@ def _check_server(connection: Connection, report: DoctorReport) -> None:
 
 
 def _check_migrations(connection: Connection, report: DoctorReport) -> None:
-    state = migrate.status(connection)
-    if state.up_to_date:
-        report.add("migrations", OK, f"at head {state.head}")
-    elif state.current is None and _afu9_not_adopted(connection):
-        report.add(
-            "migrations",
-            FAIL,
-            "AFU-9 tables found, not adopted; back up, then run `kpictl migrate --adopt` "
-            "(`kpictl migrate --status` lists what it would change)",
-        )
-    elif state.current is None:
-        report.add("migrations", FAIL, f"not migrated (head is {state.head}); run `kpictl migrate`")
+    """The schema gate's verdict: what every pipeline command would say about this database."""
+    problem = schema_problem(connection)
+    if problem is None:
+        report.add("migrations", OK, f"at head {migrate.head_revision()}")
     else:
-        report.add(
-            "migrations", FAIL, f"at {state.current}, head is {state.head}; run `kpictl migrate`"
-        )
-
-
-def _afu9_not_adopted(connection: Connection) -> bool:
-    """adoption.md: the AFU-9 control center's KPI tables without a kpictl revision."""
-    from kpictl.services.adopt import needs_adoption
-
-    return needs_adoption(connection)
+        report.add("migrations", FAIL, problem.message)
 
 
 def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:

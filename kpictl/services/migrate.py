@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
@@ -23,23 +22,15 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.schema import CreateTable
 
 from alembic import command
+from kpictl.db.revisions import VERSION_TABLE, script_location  # kept importable from here
 from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
 from kpictl.errors import CommandFailed, UsageError
+from kpictl.services.schema_gate import refuse_unknown_revision
 
 log = logging.getLogger(__name__)
 
-VERSION_TABLE = "kpictl_alembic_version"
 # pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
 MIGRATE_LOCK_KEY = 0x6B7069_4D49  # "kpi" "MI"
-
-
-def script_location() -> Path:
-    """The migrations: shipped inside the wheel, or at the top of a source checkout."""
-    package_dir = Path(__file__).resolve().parents[1]
-    for candidate in (package_dir / "_alembic", package_dir.parent / "alembic"):
-        if (candidate / "env.py").exists():
-            return candidate
-    raise CommandFailed(f"kpictl's migrations are missing (looked in {package_dir})")
 
 
 def alembic_config(
@@ -73,6 +64,11 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or "base"
 
 
+def known_revisions() -> set[str]:
+    """Every revision this kpictl ships."""
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
 def known_revision(revision: str) -> None:
     """Raise a usage error unless `revision` names a kpictl revision (or head/base)."""
     if revision in ("head", "base"):
@@ -104,6 +100,7 @@ class MigrationStatus:
 
 def status(connection: Connection) -> MigrationStatus:
     current = current_revision(connection)
+    refuse_unknown_revision(current)
     script = ScriptDirectory.from_config(alembic_config())
     pending = [rev.revision for rev in script.iterate_revisions("head", current or "base")]
     if current is None:
@@ -178,6 +175,7 @@ def _upgrade_locked(
     from kpictl.services import adopt as adoption
 
     with connection.begin():
+        refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
         if adoption.needs_adoption(connection):
             raise adoption.adoption_required_error(adoption.pending_adoption(connection) or [])
         adopted = adoption.is_adopted(connection)
@@ -211,6 +209,7 @@ def downgrade(engine: Engine, revision: str) -> MigrationResult:
     with _migration_lock(engine), engine.connect() as connection:
         from kpictl.services import adopt as adoption
 
+        refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
         adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
         before = current_revision(connection)
         connection.commit()

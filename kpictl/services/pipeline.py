@@ -406,8 +406,13 @@ def _run_job(
                 error=error,
                 metadata=_job_metadata(result),
             )
-            log.error(
-                "%s %s after %dms: %s", job_type.capitalize(), status, result.duration_ms, error
+            # The error itself reaches the operator once, from the CLI's single catch point.
+            log.info(
+                "%s %s after %dms (job %s)",
+                job_type.capitalize(),
+                status,
+                result.duration_ms,
+                job_id,
             )
             if stop.requested:
                 raise stop.interrupted() from exc
