@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
-from kpictl.errors import ExitCode, Interrupted, describe_error
+from kpictl.errors import Interrupted, as_kpictl_error, describe_error
 from kpictl.services import hourly_parts, kpi_sql
 from kpictl.services import lock as locks
 from kpictl.services.jobs import finish_job, last_completed_aggregate_scan, start_job
@@ -369,7 +369,11 @@ def _run_job(
     stop: StopRequest,
     body: Callable[[Any, Connection, PipelineResult], None],
 ) -> PipelineResult:
-    """Lock, job row, one work session; the job row ends completed / failed / cancelled."""
+    """Lock, job row, one work session; the job row ends completed / failed / cancelled.
+
+    Every commit of the work (and the job's completion) first checks that the lock is still
+    held (`lock.HeldLock.guard`); on a failure the job row is closed with the error (retried
+    briefly while the server restarts) and the error carries the result committed so far."""
     started = time.monotonic()
     with locks.hold(engine, locks.PIPELINE, wait_seconds=options.wait_seconds, stop=stop) as lock:
         stop.check()
@@ -386,49 +390,64 @@ def _run_job(
             metadata={**metadata, "lock_backend_pid": lock.backend_pid},
         )
         result = PipelineResult(str(job_id), job_type, "running", [])
+        guarded = lock.guard(engine)
         try:
-            with engine.connect() as work:
+            with guarded.connect() as work:
                 stop.watch(work.connection.dbapi_connection)
                 try:
                     body(job_id, work, result)
                 finally:
                     stop.unwatch()
-        except BaseException as exc:
             result.duration_ms = round((time.monotonic() - started) * 1000)
-            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
-            status = "cancelled" if cancelled else "failed"
-            error = _error_text(exc, stop)
+            status = "failed" if result.failed_buckets else "completed"
+            # on the guarded engine: a job that lost its lock is never recorded as completed
             finish_job(
-                engine,
+                guarded,
                 job_id,
                 status,
                 snapshots_created=result.snapshots_created,
-                error=error,
+                error=f"{len(result.failed_buckets)} bucket(s) failed"
+                if result.failed_buckets
+                else None,
                 metadata=_job_metadata(result),
             )
+            result.status = status
+        except BaseException as exc:
+            result.duration_ms = round((time.monotonic() - started) * 1000)
+            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
+            result.status = "cancelled" if cancelled else "failed"
+            error = _error_text(exc, stop)
+            locks.close_job_quietly(
+                lambda: finish_job(
+                    engine,
+                    job_id,
+                    result.status,
+                    snapshots_created=result.snapshots_created,
+                    error=error,
+                    metadata=_job_metadata(result),
+                ),
+                f"job {job_id}",
+            )
             log.error(
-                "%s %s after %dms: %s", job_type.capitalize(), status, result.duration_ms, error
+                "%s %s after %dms: %s",
+                job_type.capitalize(),
+                result.status,
+                result.duration_ms,
+                error,
             )
             if stop.requested:
-                raise stop.interrupted() from exc
-            if isinstance(exc, KeyboardInterrupt):
-                raise Interrupted("interrupted", signal_exit=ExitCode.SIGINT) from exc
-            raise
-        result.duration_ms = round((time.monotonic() - started) * 1000)
-        result.status = "failed" if result.failed_buckets else "completed"
-        finish_job(
-            engine,
-            job_id,
-            result.status,
-            snapshots_created=result.snapshots_created,
-            error=f"{len(result.failed_buckets)} bucket(s) failed"
-            if result.failed_buckets
-            else None,
-            metadata=_job_metadata(result),
-        )
+                raise stop.interrupted().with_partial(result) from exc
+            reported = as_kpictl_error(exc)
+            if reported is None:  # a bug: the traceback matters more than the summary
+                raise
+            reported.with_partial(result)
+            if reported is exc:
+                raise
+            raise reported from exc
         # Asked to stop during the last step, which then finished: the job is complete, and the
         # exit code still says the process was stopped (130/143), as the operator asked.
-        stop.check()
+        if stop.requested:
+            raise stop.interrupted().with_partial(result)
         return result
 
 
