@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
-from kpictl.errors import Interrupted, as_kpictl_error, describe_error
+from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
 from kpictl.services import hourly_parts, kpi_sql
 from kpictl.services import lock as locks
 from kpictl.services.jobs import finish_job, last_completed_aggregate_scan, start_job
@@ -182,6 +182,19 @@ def _timed(counts: PeriodCounts, step: str) -> Iterator[None]:
     )
 
 
+@contextmanager
+def _counted_on_commit(counts: PeriodCounts, *fields: str) -> Iterator[None]:
+    """Around a transaction: when it does not commit, the counts it set go back to what they
+    were, so a failed job's counts (job row, summary) say what was committed."""
+    before = {name: getattr(counts, name) for name in fields}
+    try:
+        yield
+    except BaseException:
+        for name, value in before.items():
+            setattr(counts, name, value)
+        raise
+
+
 def _delay(connection: Connection, options: PipelineOptions, step: str) -> None:
     if options.step_delays.get(step):
         connection.execute(
@@ -229,11 +242,11 @@ def run_level(
             )
             row = connection.execute(statements.summary).one()
             connection.execute(statements.drop)
+            if commit_chunks:
+                connection.commit()  # counted once committed: the counts say what was written
             counts.runs += row.runs
             counts.run_snapshots += written
             progress.advance(row.runs)
-            if commit_chunks:
-                connection.commit()
             if row.runs < options.chunk_size:
                 break
             if chunks == 0:
@@ -531,7 +544,7 @@ def aggregate(
             scan_from=scan.scan_from,
         )
         stop.check()
-        with work.begin():
+        with _counted_on_commit(counts, "product_snapshots"), work.begin():
             with _timed(counts, "parts"):
                 parts = hourly_parts.keep_current(
                     work,
@@ -546,7 +559,7 @@ def aggregate(
         result.invalid_runs = counts.invalid_runs
         stop.check()
         log.info("Processing factory-level aggregation")
-        with work.begin():
+        with _counted_on_commit(counts, "factory_snapshots"), work.begin():
             factory_level(work, period, job_id, options, counts, parts_window=window)
         stop.check()
         with _timed(counts, "views"), work.begin():
@@ -611,8 +624,8 @@ def backfill(
                     product_level(work, period, job_id, options, counts)
                     factory_level(work, period, job_id, options, counts)
             except Exception as exc:
-                if stop.requested:
-                    raise
+                if stop.requested or isinstance(exc, LockLost) or server_gone(exc):
+                    raise  # the whole job ends: no bucket can commit now
                 error = _error_text(exc, stop)
                 log.error("Bucket %s failed: %s", period.label(), error)
                 result.failed_buckets.append(
