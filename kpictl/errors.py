@@ -25,11 +25,18 @@ class KpictlError(Exception):
     """Base class: a failure with a message meant for the operator."""
 
     exit_code: ExitCode = ExitCode.FAILED
+    # What a long job committed before it failed or stopped (its result object), for the CLI to
+    # print as the run's summary; None for other errors.
+    partial: object | None = None
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+    def with_partial(self, partial: object) -> KpictlError:
+        self.partial = partial
+        return self
 
 
 class UsageError(KpictlError):
@@ -64,12 +71,30 @@ class SchemaNotReady(CommandFailed):
     for every command, `freshness` included (adoption.md)."""
 
 
+class LockLost(KpictlError):
+    """A job found, before committing, that its advisory lock is no longer held: its work was
+    rolled back and it stopped (exit 1; 69 when the lock went with a server restart)."""
+
+    def __init__(self, message: str, *, server_restarted: bool = False):
+        super().__init__(
+            message,
+            hint="the next timer run will take the lock again; "
+            "kpictl jobs --status failed shows what was committed",
+        )
+        if server_restarted:
+            self.exit_code = ExitCode.UNAVAILABLE
+
+
 class Interrupted(KpictlError):
     def __init__(self, message: str, *, signal_exit: ExitCode):
         super().__init__(message)
         self.exit_code = signal_exit
 
 
+# The server went away under a running command: shut down, restarted, crashed, or the connection
+# broke (admin_shutdown, crash_shutdown, cannot_connect_now, class 08 connection exceptions).
+_SERVER_GONE_SQLSTATES = {"57P01", "57P02", "57P03"}
+_SERVER_GONE_SQLSTATE_CLASSES = {"08"}
 # SQLSTATE classes that mean "the database said no" rather than "it broke".
 _PERMISSION_SQLSTATES = {"42501"}  # insufficient_privilege
 _PERMISSION_SQLSTATE_CLASSES = {"28"}  # invalid authorization (bad password, no such role)
@@ -98,7 +123,7 @@ def classify_database_error(exc: BaseException, *, connecting: bool = False) -> 
         return PermissionDenied(f"permission denied by the database: {text}")
     if any(marker in text for marker in _PERMISSION_MARKERS):
         return PermissionDenied(f"permission denied by the database: {text}")
-    if isinstance(original, psycopg.OperationalError) and (connecting or not sqlstate):
+    if server_gone(original) or (isinstance(original, psycopg.OperationalError) and connecting):
         return DatabaseUnavailable(
             f"database unreachable: {text}",
             hint="check the URL (kpictl doctor shows which one is used) and that the server is up",
@@ -106,9 +131,33 @@ def classify_database_error(exc: BaseException, *, connecting: bool = False) -> 
     return CommandFailed(f"database error: {text}")
 
 
+def server_gone(exc: BaseException) -> bool:
+    """Whether `exc` (SQLAlchemy or psycopg) says the server went away: a lost connection (no
+    SQLSTATE), a shutdown or restart (57P01-57P03), a class 08 connection exception."""
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    original = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    if not isinstance(original, psycopg.Error):
+        return False
+    sqlstate = getattr(original, "sqlstate", None) or ""
+    if sqlstate in _SERVER_GONE_SQLSTATES or sqlstate[:2] in _SERVER_GONE_SQLSTATE_CLASSES:
+        return True
+    return isinstance(original, psycopg.OperationalError) and not sqlstate
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " ".join(lines[:2]) if lines else text
+
+
+def as_kpictl_error(exc: BaseException) -> KpictlError | None:
+    """`exc` itself, or its classification when it is a database error (None otherwise)."""
+    if isinstance(exc, KpictlError):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted("interrupted", signal_exit=ExitCode.SIGINT)
+    return classify_database_error(exc)
 
 
 def describe_error(exc: BaseException) -> str:

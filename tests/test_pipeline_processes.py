@@ -200,13 +200,13 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
     holder.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
     try:
         waiting = spawn(["aggregate", "--wait"], db_url)
-        # its lock connection is polling for the lock: the signal handlers are in place
+        # polling for the lock (its signal handlers are installed by then)
         wait_for(
             lambda: (
                 scalar(
                     engine,
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name LIKE 'kpictl pipeline lock%'",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'kpictl pipeline lock %'",
                 )
                 == 1
             )

@@ -82,8 +82,13 @@ def fill(
     since_date, until_date = parse_date_range(since, until)
     if until_date is not None and since_date is None:
         raise UsageError(f"invalid value for --until: {until} needs --since (a backfill range)")
-    options = FillOptions(since=since_date, until=until_date, concurrency=concurrency)
-    run = _fill_with_job(settings, options, argument)
+    options = FillOptions(
+        since=since_date,
+        until=until_date,
+        concurrency=concurrency,
+        chunk_delay=dict(settings.step_delays).get("fill", 0.0),
+    )
+    run = _fill_with_job(settings, options, argument, format.value)
     _render_fill(run, format.value, single=argument is not None)
     return run.exit_code
 
@@ -153,28 +158,34 @@ def export(
 # --- helpers of the two commands (heavy imports inside) ------------------------------------
 
 
-def _fill_with_job(settings: Settings, options, argument):
-    """Run the fill as one `history_fill` job row, with a progress bar on a terminal."""
+def _fill_with_job(settings: Settings, options, argument, fmt: str):
+    """Run the fill as one `history_fill` job row, with a progress bar on a terminal. A fill
+    that fails, loses its lock or is stopped still prints what it committed."""
     from kpictl.cli.database import open_database
     from kpictl.cli.progress import progress_bar
     from kpictl.cli.signals import graceful_stop
-    from kpictl.errors import UsageError
+    from kpictl.errors import KpictlError, UsageError
     from kpictl.redact import secrets_of_url
     from kpictl.services import jobs
     from kpictl.services.history import resolve_tenant
-    from kpictl.services.history_fill import fill_with_job
+    from kpictl.services.history_fill import FillRun, fill_with_job
 
     engine = open_database(settings).engine
     with engine.connect() as conn:
         tenant = resolve_tenant(conn, argument, unknown=UsageError) if argument else None
     metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    with (
-        graceful_stop(settings.stop_grace_seconds) as stop,
-        progress_bar(settings.quiet) as progress,
-    ):
-        return fill_with_job(
-            engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
-        )
+    try:
+        with (
+            graceful_stop(settings.stop_grace_seconds) as stop,
+            progress_bar(settings.quiet) as progress,
+        ):
+            return fill_with_job(
+                engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
+            )
+    except KpictlError as exc:
+        if isinstance(exc.partial, FillRun) and exc.partial.outcomes:
+            _render_fill(exc.partial, fmt, single=tenant is not None)
+        raise
 
 
 def _render_fill(run, fmt: str, *, single: bool) -> None:

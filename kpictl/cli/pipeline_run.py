@@ -5,6 +5,8 @@ Kept apart from `cli/pipeline.py` so that `--help` never imports SQLAlchemy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kpictl.cli import output
@@ -12,6 +14,7 @@ from kpictl.cli.database import open_database
 from kpictl.cli.pipeline import parse_wait
 from kpictl.cli.progress import progress_bar
 from kpictl.cli.signals import graceful_stop
+from kpictl.errors import KpictlError
 from kpictl.redact import secrets_of_url
 from kpictl.services import periods, pipeline
 from kpictl.services.jobs import job_metadata
@@ -45,6 +48,7 @@ def run_aggregate(
             plan = pipeline.plan(connection, period, options)
         return _render_plan(plan, fmt)
     with (
+        _summary_on_failure(fmt),
         graceful_stop(settings.stop_grace_seconds) as stop,
         progress_bar(settings.quiet) as progress,
     ):
@@ -80,6 +84,7 @@ def run_backfill(
         until_at = periods.current_bucket_end(now, bucket, tz)
     buckets = periods.buckets(since_at, until_at, bucket, tz, now)
     with (
+        _summary_on_failure(fmt),
         graceful_stop(settings.stop_grace_seconds) as stop,
         progress_bar(settings.quiet) as progress,
     ):
@@ -94,6 +99,18 @@ def run_backfill(
             now=now,
         )
     return _render_result(result, fmt)
+
+
+@contextmanager
+def _summary_on_failure(fmt: str) -> Iterator[None]:
+    """A job that failed, lost its lock or was stopped still prints what it committed; the
+    error then goes on to its exit code (cli.md)."""
+    try:
+        yield
+    except KpictlError as exc:
+        if isinstance(exc.partial, pipeline.PipelineResult):
+            _render_result(exc.partial, fmt)
+        raise
 
 
 def _now():

@@ -64,9 +64,9 @@ def retention(
         TableFormat, typer.Option("--format", help="Output format (default: table).")
     ] = TableFormat.table,
 ) -> int:
-    from kpictl.cli import output
     from kpictl.cli.database import open_database
     from kpictl.cli.signals import graceful_stop
+    from kpictl.errors import KpictlError
     from kpictl.redact import secrets_of_url
     from kpictl.services import retention as service
     from kpictl.services.jobs import job_metadata
@@ -80,24 +80,35 @@ def retention(
     )
     database = open_database(settings)
     meta = job_metadata(settings.argv, secrets_of_url(database.url))
-    with (
-        graceful_stop(settings.stop_grace_seconds) as stop,
-        _batch_progress(enabled=not (dry_run or settings.quiet)) as on_batch,
-    ):
-        result, job_id = service.run_retention(
-            database.engine,
-            policy,
-            dry_run=dry_run,
-            vacuum=vacuum,
-            job_meta=meta,
-            on_batch=on_batch,
-            stop=stop,
-        )
-    rows = [[t.target, t.table, t.days, t.cutoff, t.deleted] for t in result.targets]
-    columns = COLUMNS if not dry_run else [*COLUMNS[:-1], "would_delete"]
-    output.emit_rows(format.value, columns, rows)
+    try:
+        with (
+            graceful_stop(settings.stop_grace_seconds) as stop,
+            _batch_progress(enabled=not (dry_run or settings.quiet)) as on_batch,
+        ):
+            result, job_id = service.run_retention(
+                database.engine,
+                policy,
+                dry_run=dry_run,
+                vacuum=vacuum,
+                job_meta=meta,
+                on_batch=on_batch,
+                stop=stop,
+            )
+    except KpictlError as exc:  # failed, lost its lock or stopped: what was deleted so far
+        if isinstance(exc.partial, service.RetentionResult) and exc.partial.targets:
+            _emit(exc.partial, format.value)
+        raise
+    _emit(result, format.value)
     _log_summary(result, job_id)
     return 0
+
+
+def _emit(result: Any, fmt: str) -> None:
+    from kpictl.cli import output
+
+    rows = [[t.target, t.table, t.days, t.cutoff, t.deleted] for t in result.targets]
+    columns = COLUMNS if not result.dry_run else [*COLUMNS[:-1], "would_delete"]
+    output.emit_rows(fmt, columns, rows)
 
 
 @contextlib.contextmanager

@@ -62,6 +62,12 @@ def make_engine(url: str, settings: Settings) -> Engine:
                 "application_name": settings.command[:63],
                 "options": options,
                 "connect_timeout": 10,
+                # Notice a server or network that went away while a session idles (the job
+                # lock's session idles for a whole run); ignored on unix sockets.
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
             },
         )
     except ArgumentError as exc:

@@ -23,19 +23,21 @@ written. See docs/SECURITY.md.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
 from kpictl.db.schema import TENANT_SETTING, tenants
-from kpictl.errors import Interrupted, describe_error
+from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
 from kpictl.services import lock as locks
 from kpictl.services.history import Tenant, set_tenant
 from kpictl.services.jobs import finish_job, start_job
@@ -184,6 +186,9 @@ class FillOptions:
     since: date | None = None
     until: date | None = None
     concurrency: int = 4
+    # Test hook: seconds of pg_sleep in each chunk's transaction after its writes
+    # (KPICTL_DEBUG_STEP_SLEEP="fill:N"), to make interruption tests deterministic. 0 in production.
+    chunk_delay: float = 0.0
 
     @property
     def backfill(self) -> bool:
@@ -217,11 +222,34 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return INTERNAL_ERROR, message
 
 
-def fill_tenant(engine: Engine, tenant: Tenant, options: FillOptions) -> TenantOutcome:
-    """Fill one tenant in a transaction of its own; a failure is returned, never raised."""
+def ends_the_fill(exc: BaseException, stop: StopRequest | None) -> bool:
+    """A failure that is not one tenant's: the lock is lost, the server went away, or the stop
+    request cancelled the statement. It ends the whole fill instead of failing a tenant."""
+    return isinstance(exc, LockLost) or server_gone(exc) or (stop is not None and stop.requested)
+
+
+@contextmanager
+def _watched(conn: Connection, stop: StopRequest | None) -> Iterator[None]:
+    """While the block runs, a stop request cancels `conn`'s statement after the grace period."""
+    if stop is None:
+        yield
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    stop.watch(dbapi_connection)
+    try:
+        yield
+    finally:
+        stop.unwatch(dbapi_connection)
+
+
+def fill_tenant(
+    engine: Engine, tenant: Tenant, options: FillOptions, stop: StopRequest | None = None
+) -> TenantOutcome:
+    """Fill one tenant in a transaction of its own; a failure is returned, never raised (except
+    one that ends the whole fill, see `ends_the_fill`)."""
     outcome = TenantOutcome(tenant)
     try:
-        with engine.begin() as conn:
+        with engine.begin() as conn, _watched(conn, stop):
             set_tenant(conn, tenant.id)
             # NO_AVI is decided by reading, before writing: the same answer for a role that
             # may not write, as in the set-based path
@@ -239,6 +267,8 @@ def fill_tenant(engine: Engine, tenant: Tenant, options: FillOptions) -> TenantO
                 .all()
             )
     except Exception as exc:  # isolation: whatever broke, it broke this tenant only
+        if ends_the_fill(exc, stop):
+            raise
         outcome.code, outcome.message = classify(exc)
         return outcome
     if not weeks:  # the reports went away between the two statements
@@ -271,6 +301,8 @@ def fill_chunk_set_based(
         )
     }
     _write_staged(conn, [tenant.id for tenant in chunk if tenant.id in staged])
+    if options.chunk_delay:
+        conn.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": options.chunk_delay})
     outcomes = []
     for tenant in chunk:
         if tenant.id in staged:
@@ -308,20 +340,27 @@ def _no_avi_message(options: FillOptions) -> str:
 
 
 def fill_chunk(
-    engine: Engine, chunk: Sequence[Tenant], options: FillOptions
+    engine: Engine, chunk: Sequence[Tenant], options: FillOptions, stop: StopRequest | None = None
 ) -> list[TenantOutcome]:
     """Set-based when it works; on failure split the chunk in two and retry each half, down to
-    one tenant per transaction, so that only the failing tenants report an error."""
+    one tenant per transaction, so that only the failing tenants report an error. A failure
+    that ends the fill (lock lost, server gone, stop) is raised instead, never retried."""
+    if stop is not None:
+        stop.check()
     if len(chunk) == 1:
-        return [fill_tenant(engine, chunk[0], options)]
+        return [fill_tenant(engine, chunk[0], options, stop)]
     try:
-        with engine.begin() as conn:
+        with engine.begin() as conn, _watched(conn, stop):
             return fill_chunk_set_based(conn, chunk, options)
     except Exception as exc:  # rolled back: find the culprits by halving
+        if ends_the_fill(exc, stop):
+            raise
         code, message = classify(exc)
         log.debug("chunk of %d tenants failed (%s: %s); splitting", len(chunk), code, message)
     middle = len(chunk) // 2
-    return fill_chunk(engine, chunk[:middle], options) + fill_chunk(engine, chunk[middle:], options)
+    return fill_chunk(engine, chunk[:middle], options, stop) + fill_chunk(
+        engine, chunk[middle:], options, stop
+    )
 
 
 def list_tenants(engine: Engine) -> list[Tenant]:
@@ -337,27 +376,38 @@ def fill_all(
     tenant_list: Sequence[Tenant] | None = None,
     progress: Callable[[int], None] | None = None,
     stop: StopRequest | None = None,
+    committed: list[TenantOutcome] | None = None,
 ) -> list[TenantOutcome]:
     """Fill every tenant (or `tenant_list`), `options.concurrency` chunks at a time. After a stop
-    request no new chunk starts (the running ones finish and commit) and Interrupted is raised."""
+    request no new chunk starts, the running ones may finish and commit within the grace period
+    (then their statements are cancelled and they roll back) and Interrupted is raised. The
+    outcomes of every committed chunk are appended to `committed` as they commit, so a caller
+    still knows what was written when the fill ends early."""
     everyone = list(tenant_list) if tenant_list is not None else list_tenants(engine)
     if not everyone:
         return []
     size = max(1, min(MAX_CHUNK, -(-len(everyone) // options.concurrency)))
     chunks = [everyone[start : start + size] for start in range(0, len(everyone), size)]
-    outcomes: list[TenantOutcome] = []
+    guard = threading.Lock()
 
     def run(chunk: Sequence[Tenant]) -> list[TenantOutcome]:
-        if stop is not None:
-            stop.check()
-        done = fill_chunk(engine, chunk, options)
+        done = fill_chunk(engine, chunk, options, stop)
+        if committed is not None:
+            with guard:
+                committed.extend(done)
         if progress:
             progress(len(chunk))
         return done
 
-    with ThreadPoolExecutor(max_workers=min(options.concurrency, len(chunks))) as pool:
-        for done in pool.map(run, chunks):
-            outcomes.extend(done)
+    pool = ThreadPoolExecutor(max_workers=min(options.concurrency, len(chunks)))
+    try:
+        futures = [pool.submit(run, chunk) for chunk in chunks]
+        outcomes = [outcome for future in futures for outcome in future.result()]
+    except BaseException:
+        # the fill is over: chunks not started yet never start; running ones end on their own
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return outcomes
 
 
@@ -414,19 +464,31 @@ def run_fill(
     single: bool = False,
     progress: Callable[[int], None] | None = None,
     stop: StopRequest | None = None,
+    committed: list[TenantOutcome] | None = None,
 ) -> FillRun:
     """Fill `tenants` (default: every tenant); `single` gives the one-tenant result document.
-    Never raises for a tenant's failure (Interrupted after a stop request)."""
+    Never raises for a tenant's failure (Interrupted after a stop request; LockLost or the
+    database error when the lock or the server went away). `committed`: see `fill_all`."""
     started = time.monotonic()
     if single:
         assert tenants is not None and len(tenants) == 1
-        outcomes = [fill_tenant(engine, tenants[0], options)]
+        outcomes = [fill_tenant(engine, tenants[0], options, stop)]
+        if committed is not None:
+            committed.extend(outcomes)
         if progress:
             progress(1)
         result = outcomes[0].as_single_result()
     else:
-        outcomes = fill_all(engine, options, tenant_list=tenants, progress=progress, stop=stop)
+        outcomes = fill_all(
+            engine, options, tenant_list=tenants, progress=progress, stop=stop, committed=committed
+        )
         result = summarize(outcomes)
+    return _fill_run(outcomes, result, single, started)
+
+
+def _fill_run(
+    outcomes: list[TenantOutcome], result: dict[str, Any], single: bool, started: float
+) -> FillRun:
     return FillRun(
         outcomes=outcomes,
         result=result,
@@ -446,10 +508,12 @@ def fill_with_job(
     stop: StopRequest | None = None,
 ) -> FillRun:
     """The whole fill as one `history_fill` job row (the result in its metadata), one fill at a
-    time (its own advisory lock: a second one exits 75; an orphaned job row is abandoned)."""
+    time (its own advisory lock: a second one exits 75; an orphaned job row is abandoned). Every
+    chunk's commit checks the lock first (`lock.HeldLock.guard`)."""
     with locks.hold(engine, locks.HISTORY_FILL, stop=stop) as lock:
         return _fill_locked(
             engine,
+            lock.guard(engine),
             options,
             metadata={**metadata, "lock_backend_pid": lock.backend_pid},
             tenant=tenant,
@@ -460,6 +524,7 @@ def fill_with_job(
 
 def _fill_locked(
     engine: Engine,
+    guarded: Engine,
     options: FillOptions,
     *,
     metadata: dict[str, Any],
@@ -477,38 +542,82 @@ def _fill_locked(
         },
     }
     job_id = start_job(engine, "history_fill", metadata=metadata)
+    started = time.monotonic()
+    committed: list[TenantOutcome] = []
     try:
         everyone = [tenant] if tenant else list_tenants(engine)
         progress.start("Filling history", len(everyone))
         run = run_fill(
-            engine,
+            guarded,
             options,
             tenants=everyone,
             single=tenant is not None,
             progress=progress.advance,
             stop=stop,
+            committed=committed,
+        )
+        failed = run.exit_code != 0
+        # on the guarded engine: a fill that lost its lock is never recorded as completed
+        finish_job(
+            guarded,
+            job_id,
+            "failed" if failed else "completed",
+            snapshots_created=run.rows_written,
+            error=_failure_text(run) if failed else None,
+            metadata={"result": run.result, "rows_written": run.rows_written},
         )
     except BaseException as exc:
-        cancelled = isinstance(exc, Interrupted | KeyboardInterrupt)
-        finish_job(
-            engine, job_id, "cancelled" if cancelled else "failed", error=describe_error(exc)
-        )
-        raise
-    failed = run.exit_code != 0
-    finish_job(
-        engine,
-        job_id,
-        "failed" if failed else "completed",
-        snapshots_created=run.rows_written,
-        error=_failure_text(run) if failed else None,
-        metadata={"result": run.result, "rows_written": run.rows_written},
-    )
+        _fill_ended_early(engine, job_id, exc, committed, started, tenant is not None, stop)
     log.info(
         "History fill: %d rows written in %d ms (job %s)", run.rows_written, run.duration_ms, job_id
     )
     if stop is not None:
         stop.check()  # asked to stop as the last chunk finished: done, and exit 130/143
     return run
+
+
+def _fill_ended_early(
+    engine: Engine,
+    job_id: uuid.UUID,
+    exc: BaseException,
+    committed: list[TenantOutcome],
+    started: float,
+    single: bool,
+    stop: StopRequest | None,
+) -> NoReturn:
+    """Close the job `cancelled` / `failed` with the rows the committed chunks wrote, then raise
+    the error (carrying that partial run for the CLI's summary)."""
+    stopped = stop is not None and stop.requested
+    cancelled = stopped or isinstance(exc, Interrupted | KeyboardInterrupt)
+    partial = _fill_run(list(committed), summarize(committed), single, started)
+    error = f"cancelled by {stop.signal_name}" if stopped and stop else describe_error(exc)
+    locks.close_job_quietly(
+        lambda: finish_job(
+            engine,
+            job_id,
+            "cancelled" if cancelled else "failed",
+            snapshots_created=partial.rows_written,
+            error=error,
+            metadata={"result": partial.result, "rows_written": partial.rows_written},
+        ),
+        f"job {job_id}",
+    )
+    log.error(
+        "History fill %s after %d rows written (job %s): %s",
+        "cancelled" if cancelled else "failed",
+        partial.rows_written,
+        job_id,
+        error,
+    )
+    if stopped and stop:
+        raise stop.interrupted().with_partial(partial) from exc
+    reported = as_kpictl_error(exc)
+    if reported is None:  # a bug: the traceback matters more than the summary
+        raise exc
+    reported.with_partial(partial)
+    if reported is exc:
+        raise exc
+    raise reported from exc
 
 
 def _failure_text(run: FillRun) -> str:

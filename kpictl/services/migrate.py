@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-import time
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,19 +18,20 @@ from typing import Any
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.schema import CreateTable
 
 from alembic import command
 from kpictl.db.revisions import VERSION_TABLE, script_location  # kept importable from here
 from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
 from kpictl.errors import CommandFailed, UsageError
+from kpictl.services import lock as locks
 from kpictl.services.schema_gate import refuse_unknown_revision
 
 log = logging.getLogger(__name__)
 
 # pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
-MIGRATE_LOCK_KEY = 0x6B7069_4D49  # "kpi" "MI"
+MIGRATE_LOCK_KEY = locks.MIGRATE.key
 
 
 def alembic_config(
@@ -130,28 +131,21 @@ class MigrationResult:
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    """Two `kpictl migrate` at once run one after the other.
+def _migration_lock(engine: Engine) -> Iterator[Engine]:
+    """Two `kpictl migrate` at once run one after the other; yields `engine` guarded so that
+    every commit of the migration first checks the lock is still held (`lock.HeldLock.guard`).
 
-    A session-level advisory lock on a connection of its own, polled in autocommit: a session
-    blocked inside pg_advisory_lock() holds a snapshot, and `CREATE INDEX CONCURRENTLY` in a
-    revision would wait for it while it waits for us (a deadlock).
+    The job lock's session-level advisory lock, polled in autocommit: a session blocked inside
+    pg_advisory_lock() holds a snapshot, and `CREATE INDEX CONCURRENTLY` in a revision would wait
+    for it while it waits for us (a deadlock).
     """
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock_connection:
-        waiting_logged = False
-        while not lock_connection.execute(
-            text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATE_LOCK_KEY}
-        ).scalar_one():
-            if not waiting_logged:
-                log.info("Waiting for another kpictl migrate to finish")
-                waiting_logged = True
-            time.sleep(0.5)
-        try:
-            yield
-        finally:
-            lock_connection.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK_KEY}
-            )
+    with locks.hold(
+        engine,
+        locks.MIGRATE,
+        wait_seconds=math.inf,
+        on_wait=lambda: log.info("Waiting for another kpictl migrate to finish"),
+    ) as held:
+        yield held.guard(engine)
 
 
 def upgrade(
@@ -163,7 +157,7 @@ def upgrade(
     transaction), so this takes the engine, not a connection inside a transaction.
     """
     known_revision(revision)
-    with _migration_lock(engine), engine.connect() as connection:
+    with _migration_lock(engine) as guarded, guarded.connect() as connection:
         return _upgrade_locked(connection, revision, with_sources=with_sources)
 
 
@@ -206,7 +200,7 @@ def _upgrade_locked(
 def downgrade(engine: Engine, revision: str) -> MigrationResult:
     """Downgrade kpictl's schema; source tables are never dropped."""
     known_revision(revision)
-    with _migration_lock(engine), engine.connect() as connection:
+    with _migration_lock(engine) as guarded, guarded.connect() as connection:
         from kpictl.services import adopt as adoption
 
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
@@ -239,7 +233,7 @@ def adopt(
     nothing to adopt), then build the source indexes and upgrade to head as usual."""
     from kpictl.services import adopt as adoption
 
-    with _migration_lock(engine), engine.connect() as connection:
+    with _migration_lock(engine) as guarded, guarded.connect() as connection:
         adopted = adoption.adopt(
             connection, source_timezone=source_timezone, metadata=metadata, fail_after=fail_after
         )

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
-from kpictl.errors import ExitCode, Interrupted, describe_error
+from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
 from kpictl.services import hourly_parts, kpi_sql
 from kpictl.services import lock as locks
 from kpictl.services.jobs import finish_job, last_completed_aggregate_scan, start_job
@@ -182,6 +182,19 @@ def _timed(counts: PeriodCounts, step: str) -> Iterator[None]:
     )
 
 
+@contextmanager
+def _counted_on_commit(counts: PeriodCounts, *fields: str) -> Iterator[None]:
+    """Around a transaction: when it does not commit, the counts it set go back to what they
+    were, so a failed job's counts (job row, summary) say what was committed."""
+    before = {name: getattr(counts, name) for name in fields}
+    try:
+        yield
+    except BaseException:
+        for name, value in before.items():
+            setattr(counts, name, value)
+        raise
+
+
 def _delay(connection: Connection, options: PipelineOptions, step: str) -> None:
     if options.step_delays.get(step):
         connection.execute(
@@ -229,11 +242,11 @@ def run_level(
             )
             row = connection.execute(statements.summary).one()
             connection.execute(statements.drop)
+            if commit_chunks:
+                connection.commit()  # counted once committed: the counts say what was written
             counts.runs += row.runs
             counts.run_snapshots += written
             progress.advance(row.runs)
-            if commit_chunks:
-                connection.commit()
             if row.runs < options.chunk_size:
                 break
             if chunks == 0:
@@ -369,7 +382,11 @@ def _run_job(
     stop: StopRequest,
     body: Callable[[Any, Connection, PipelineResult], None],
 ) -> PipelineResult:
-    """Lock, job row, one work session; the job row ends completed / failed / cancelled."""
+    """Lock, job row, one work session; the job row ends completed / failed / cancelled.
+
+    Every commit of the work (and the job's completion) first checks that the lock is still
+    held (`lock.HeldLock.guard`); on a failure the job row is closed with the error (retried
+    briefly while the server restarts) and the error carries the result committed so far."""
     started = time.monotonic()
     with locks.hold(engine, locks.PIPELINE, wait_seconds=options.wait_seconds, stop=stop) as lock:
         stop.check()
@@ -386,54 +403,65 @@ def _run_job(
             metadata={**metadata, "lock_backend_pid": lock.backend_pid},
         )
         result = PipelineResult(str(job_id), job_type, "running", [])
+        guarded = lock.guard(engine)
         try:
-            with engine.connect() as work:
+            with guarded.connect() as work:
                 stop.watch(work.connection.dbapi_connection)
                 try:
                     body(job_id, work, result)
                 finally:
                     stop.unwatch()
-        except BaseException as exc:
             result.duration_ms = round((time.monotonic() - started) * 1000)
-            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
-            status = "cancelled" if cancelled else "failed"
-            error = _error_text(exc, stop)
+            status = "failed" if result.failed_buckets else "completed"
+            # on the guarded engine: a job that lost its lock is never recorded as completed
             finish_job(
-                engine,
+                guarded,
                 job_id,
                 status,
                 snapshots_created=result.snapshots_created,
-                error=error,
+                error=f"{len(result.failed_buckets)} bucket(s) failed"
+                if result.failed_buckets
+                else None,
                 metadata=_job_metadata(result),
+            )
+            result.status = status
+        except BaseException as exc:
+            result.duration_ms = round((time.monotonic() - started) * 1000)
+            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
+            result.status = "cancelled" if cancelled else "failed"
+            error = _error_text(exc, stop)
+            locks.close_job_quietly(
+                lambda: finish_job(
+                    engine,
+                    job_id,
+                    result.status,
+                    snapshots_created=result.snapshots_created,
+                    error=error,
+                    metadata=_job_metadata(result),
+                ),
+                f"job {job_id}",
             )
             # The error itself reaches the operator once, from the CLI's single catch point.
             log.info(
                 "%s %s after %dms (job %s)",
                 job_type.capitalize(),
-                status,
+                result.status,
                 result.duration_ms,
                 job_id,
             )
             if stop.requested:
-                raise stop.interrupted() from exc
-            if isinstance(exc, KeyboardInterrupt):
-                raise Interrupted("interrupted", signal_exit=ExitCode.SIGINT) from exc
-            raise
-        result.duration_ms = round((time.monotonic() - started) * 1000)
-        result.status = "failed" if result.failed_buckets else "completed"
-        finish_job(
-            engine,
-            job_id,
-            result.status,
-            snapshots_created=result.snapshots_created,
-            error=f"{len(result.failed_buckets)} bucket(s) failed"
-            if result.failed_buckets
-            else None,
-            metadata=_job_metadata(result),
-        )
+                raise stop.interrupted().with_partial(result) from exc
+            reported = as_kpictl_error(exc)
+            if reported is None:  # a bug: the traceback matters more than the summary
+                raise
+            reported.with_partial(result)
+            if reported is exc:
+                raise
+            raise reported from exc
         # Asked to stop during the last step, which then finished: the job is complete, and the
         # exit code still says the process was stopped (130/143), as the operator asked.
-        stop.check()
+        if stop.requested:
+            raise stop.interrupted().with_partial(result)
         return result
 
 
@@ -517,7 +545,7 @@ def aggregate(
             scan_from=scan.scan_from,
         )
         stop.check()
-        with work.begin():
+        with _counted_on_commit(counts, "product_snapshots"), work.begin():
             with _timed(counts, "parts"):
                 parts = hourly_parts.keep_current(
                     work,
@@ -532,7 +560,7 @@ def aggregate(
         result.invalid_runs = counts.invalid_runs
         stop.check()
         log.info("Processing factory-level aggregation")
-        with work.begin():
+        with _counted_on_commit(counts, "factory_snapshots"), work.begin():
             factory_level(work, period, job_id, options, counts, parts_window=window)
         stop.check()
         with _timed(counts, "views"), work.begin():
@@ -594,8 +622,8 @@ def backfill(
                     product_level(work, period, job_id, options, counts)
                     factory_level(work, period, job_id, options, counts)
             except Exception as exc:
-                if stop.requested:
-                    raise
+                if stop.requested or isinstance(exc, LockLost) or server_gone(exc):
+                    raise  # the whole job ends: no bucket can commit now
                 error = _error_text(exc, stop)
                 log.error("Bucket %s failed: %s", period.label(), error)
                 result.failed_buckets.append(

@@ -14,7 +14,6 @@ never delays an aggregate), and a retention job left `running` by a process that
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
-from kpictl.errors import Interrupted, UsageError, describe_error
+from kpictl.errors import Interrupted, UsageError, as_kpictl_error, describe_error
 from kpictl.services import lock as locks
 
 RETENTION_LOCK_KEY = locks.RETENTION.key
@@ -277,6 +276,7 @@ def run_retention(
         abandoned = lock.abandoned
         return _run_locked(
             engine,
+            lock.guard(engine),
             policy,
             vacuum,
             now,
@@ -288,6 +288,7 @@ def run_retention(
 
 def _run_locked(
     engine: Engine,
+    guarded: Engine,
     policy: RetentionPolicy,
     vacuum: bool,
     now: datetime | None,
@@ -303,8 +304,9 @@ def _run_locked(
     job_id = start_job(engine, "retention", metadata=metadata)
     result = RetentionResult(dry_run=False)
     try:
+        # every batch's commit (and the job's completion) first checks the lock is still held
         apply_retention(
-            engine,
+            guarded,
             policy,
             now=now,
             vacuum=vacuum,
@@ -313,6 +315,8 @@ def _run_locked(
             into=result,
             stop=stop,
         )
+        # on the guarded engine: a run that lost its lock is never recorded as completed
+        finish_job(guarded, job_id, "completed", metadata=result.summary())
     except BaseException as exc:
         raised = exc
         if stop is not None and stop.requested and not isinstance(exc, Interrupted):
@@ -322,10 +326,15 @@ def _run_locked(
         status = "cancelled" if interrupted else "failed"
         error = describe_error(raised)
         # The database may be what failed: the original error matters more than this update.
-        with contextlib.suppress(Exception):
-            finish_job(engine, job_id, status, error=error, metadata=result.summary())
+        locks.close_job_quietly(
+            lambda: finish_job(engine, job_id, status, error=error, metadata=result.summary()),
+            f"job {job_id}",
+        )
+        reported = as_kpictl_error(raised)
+        if reported is not None:
+            reported.with_partial(result)  # what was deleted, for the CLI's summary
+            raised = reported
         if raised is exc:
             raise
         raise raised from exc
-    finish_job(engine, job_id, "completed", metadata=result.summary())
     return result, job_id

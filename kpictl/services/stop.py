@@ -1,13 +1,15 @@
 """Graceful stop for long jobs (pipeline.md §5).
 
 The CLI turns SIGTERM/SIGINT into `StopRequest.request(...)`. Services call `check()` between
-steps (no new step starts after a stop request) and register the connection running the current
-step; if that step is still running `grace_seconds` after the request, its query is cancelled
-server-side, the transaction rolls back and the job ends `cancelled`.
+steps (no new step starts after a stop request) and register the connections running the current
+step (several when a job works in parallel, like history fill); if a step is still running
+`grace_seconds` after the request, its query is cancelled server-side, the transaction rolls back
+and the job ends `cancelled`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -21,7 +23,7 @@ class StopRequest:
         self.grace_seconds = grace_seconds
         self.exit_code: ExitCode | None = None
         self.signal_name: str | None = None
-        self._connection: Any = None  # the DBAPI connection of the running step
+        self._connections: list[Any] = []  # the DBAPI connections of the running steps
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
@@ -40,18 +42,21 @@ class StopRequest:
 
     def watch(self, dbapi_connection: Any) -> None:
         with self._lock:
-            self._connection = dbapi_connection
+            self._connections.append(dbapi_connection)
 
-    def unwatch(self) -> None:
+    def unwatch(self, dbapi_connection: Any = None) -> None:
+        """Forget `dbapi_connection` (every connection when None)."""
         with self._lock:
-            self._connection = None
+            if dbapi_connection is None:
+                self._connections.clear()
+            elif dbapi_connection in self._connections:
+                self._connections.remove(dbapi_connection)
 
     def _cancel_running_query(self) -> None:
         with self._lock:
-            connection = self._connection
-        if connection is not None:
-            cancel = getattr(connection, "cancel_safe", None) or connection.cancel
-            cancel()
+            connections = list(self._connections)
+        for connection in connections:
+            _cancel(connection)
 
     def interrupted(self) -> Interrupted:
         assert self.exit_code is not None
@@ -65,3 +70,10 @@ class StopRequest:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+def _cancel(dbapi_connection: Any) -> None:
+    cancel = getattr(dbapi_connection, "cancel_safe", None) or dbapi_connection.cancel
+    # already closed, or the server is gone: nothing left to cancel
+    with contextlib.suppress(Exception):
+        cancel()

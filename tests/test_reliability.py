@@ -1,0 +1,393 @@
+"""Locks you can trust, outages reported as outages, stops within the grace period (issue 12):
+real processes against real server faults (idle-session timeouts, killed lock sessions, a
+restarted server, SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from kpictl.db.engine import make_engine
+from kpictl.errors import LockLost
+from kpictl.services import lock as locks
+from tests.conftest import PgServer, test_settings
+from tests.test_pipeline_processes import scalar, some_runs, spawn, wait_for
+
+PG15_BIN = Path("/usr/lib/postgresql/15/bin")
+REPO = Path(__file__).resolve().parents[1]
+
+SLEEPING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+)
+
+
+def lock_session_pid(engine, lock: locks.JobLock) -> int | None:
+    return scalar(
+        engine,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE :name",
+        name=f"kpictl {lock.name} lock %",
+    )
+
+
+def terminate(engine, pid: int) -> None:
+    """End a backend and wait until it is gone (and its locks with it)."""
+    assert scalar(engine, "SELECT pg_terminate_backend(:pid)", pid=pid)
+    wait_for(
+        lambda: (
+            scalar(engine, "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid", pid=pid) == 0
+        )
+    )
+
+
+def jobs(engine) -> list:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id, job_type, status, error, snapshots_created, metadata "
+                    "FROM kpi_aggregation_jobs ORDER BY started_at"
+                )
+            )
+        )
+
+
+def assert_never_two_at_once(engine) -> None:
+    """No two completed jobs of the pipeline overlap in time, and no snapshot is duplicated."""
+    overlapping = scalar(
+        engine,
+        "SELECT count(*) FROM kpi_aggregation_jobs a JOIN kpi_aggregation_jobs b ON a.id < b.id "
+        "WHERE a.status = 'completed' AND b.status = 'completed' "
+        "AND a.job_type IN ('aggregate', 'backfill') AND b.job_type IN ('aggregate', 'backfill') "
+        "AND tstzrange(a.started_at, a.completed_at) && tstzrange(b.started_at, b.completed_at)",
+    )
+    assert overlapping == 0
+    duplicates = scalar(
+        engine,
+        "SELECT count(*) FROM (SELECT 1 FROM kpi_snapshots GROUP BY level, kpi_name, kpi_version, "
+        "scope_id, period_start, period_end HAVING count(*) > 1) d",
+    )
+    assert duplicates == 0
+
+
+def set_idle_session_timeout(engine, value: str) -> None:
+    if scalar(engine, "SELECT current_setting('server_version_num')::int") < 140000:
+        pytest.skip("idle_session_timeout needs PostgreSQL 14 or later")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        name = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.exec_driver_sql(
+            f"ALTER DATABASE \"{name}\" SET idle_session_timeout = '{value}'"  # a test's own name
+        )
+
+
+# --- 1. the lock is never lost silently -------------------------------------------------------
+
+
+def test_idle_session_timeout_never_takes_the_lock_from_a_running_aggregate(db_url, engine):
+    set_idle_session_timeout(engine, "2s")
+    some_runs(engine, 5)
+    # the lock session idles through both sleeps (3 s before the second starts, then 8 s more)
+    first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="run:3,product:8")
+    try:
+        wait_for(
+            lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
+        )
+        wait_for(lambda: scalar(engine, SLEEPING) == 1)  # in the product step, 3 s after start
+        assert lock_session_pid(engine, locks.PIPELINE) is not None
+        second = spawn(["aggregate"], db_url)
+        _stdout, second_stderr = second.communicate(timeout=60)
+    finally:
+        stdout, stderr = first.communicate(timeout=60)
+    assert second.returncode == 75, second_stderr
+    assert first.returncode == 0, stderr
+    assert "completed" in stdout
+    assert [row.status for row in jobs(engine)] == ["completed"]
+    assert_never_two_at_once(engine)
+
+
+def test_a_killed_lock_session_stops_the_holder_before_it_commits(db_url, engine):
+    some_runs(engine, 5)
+    first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
+    try:
+        wait_for(
+            lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
+        )
+        wait_for(lambda: scalar(engine, SLEEPING) == 1)  # inside the product step
+        terminate(engine, lock_session_pid(engine, locks.PIPELINE))
+        # the lock is free: a second run takes it and finishes, while the first still computes
+        second = spawn(["aggregate"], db_url)
+        _stdout, second_stderr = second.communicate(timeout=60)
+    finally:
+        stdout, stderr = first.communicate(timeout=60)
+    assert second.returncode == 0, second_stderr
+    assert first.returncode == 1, stderr
+    assert "lock lost" in stderr and "Traceback" not in stderr
+    assert "aggregate failed: 5 snapshots" in stdout  # the committed run level, printed
+    first_job, second_job = jobs(engine)
+    assert first_job.status == "failed" and first_job.error.startswith("lock lost")
+    assert first_job.snapshots_created == 5
+    assert second_job.status == "completed"
+    # everything past the run level comes from the second run only
+    writers = scalar(
+        engine, "SELECT array_agg(DISTINCT job_id) FROM kpi_snapshots WHERE level <> 'run'"
+    )
+    assert writers == [second_job.id]
+    assert_never_two_at_once(engine)
+
+
+def test_a_killed_lock_session_stops_a_history_fill_at_its_next_commit(db_url, engine):
+    many_tenants(engine, 2500, weeks=2)
+    process = spawn(
+        ["history", "fill", "--since", "2026-01-05", "--concurrency", "1"],
+        db_url,
+        KPICTL_DEBUG_STEP_SLEEP="fill:3",
+    )
+    try:
+        wait_for(lambda: history_rows(engine) == 2000)  # the first chunk committed
+        terminate(engine, lock_session_pid(engine, locks.HISTORY_FILL))
+    finally:
+        _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert "lock lost" in stderr
+    (job,) = jobs(engine)
+    assert job.status == "failed" and job.error.startswith("lock lost")
+    assert job.snapshots_created == history_rows(engine) == 2000
+    assert job.metadata["rows_written"] == 2000
+
+
+@pytest.mark.parametrize(
+    "lock", [locks.PIPELINE, locks.RETENTION, locks.HISTORY_FILL, locks.MIGRATE]
+)
+def test_every_lock_refuses_a_commit_once_its_session_is_gone(engine, lock):
+    """The guard every job uses: a commit after the lock session died rolls back, LockLost."""
+    with locks.hold(engine, lock) as held:
+        guarded = held.guard(engine)
+        with guarded.begin() as conn:  # held: commits
+            conn.execute(text("CREATE TABLE written_under_lock (id int)"))
+        terminate(engine, held.backend_pid)
+        with pytest.raises(LockLost, match=r"^lock lost"), guarded.begin() as conn:
+            conn.execute(text("INSERT INTO written_under_lock VALUES (1)"))
+    assert scalar(engine, "SELECT count(*) FROM written_under_lock") == 0
+
+
+def test_the_next_holder_waits_for_a_checked_commit_of_the_previous_one(engine):
+    """The fence: a commit that passed its lock check finishes before a new holder starts."""
+    with locks.hold(engine, locks.PIPELINE) as first:
+        work = first.guard(engine).connect()
+        work.begin()
+        first.verify(work)  # checked, about to commit
+        terminate(engine, first.backend_pid)
+        entered = threading.Event()
+
+        def second_run() -> None:
+            with locks.hold(engine, locks.PIPELINE, wait_seconds=30):
+                entered.set()
+
+        rival = threading.Thread(target=second_run)
+        rival.start()
+        # the rival takes the session lock, then waits at the fence
+        wait_for(lambda: locks_held(engine, locks.PIPELINE.key) == 1)
+        wait_for(lambda: locks_held(engine, locks.PIPELINE.fence_key) == 1)  # our shared one
+        assert not entered.is_set()
+        work.connection.dbapi_connection.commit()  # the checked commit ends (COMMIT itself)
+        rival.join(timeout=30)
+        work.close()
+    assert entered.is_set()
+
+
+def locks_held(engine, key: int) -> int:
+    return scalar(
+        engine,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1",
+        high=key >> 32,
+        low=key & 0xFFFFFFFF,
+    )
+
+
+# --- 2. outages are 69 ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def restartable_server() -> Iterator[tuple[PgServer, Path]]:
+    """A private PostgreSQL 15 cluster this module may restart (never the shared one)."""
+    if not (PG15_BIN / "pg_ctl").exists():
+        pytest.skip(f"no PostgreSQL 15 binaries in {PG15_BIN} (Debian's postgresql-15)")
+    directory = Path(tempfile.mkdtemp(prefix="kpictl-restart-"))
+    directory.chmod(0o755)  # the server runs as `postgres` when the tests run as root
+    try:
+        started = subprocess.run(
+            [str(REPO / ".ci" / "pg15"), str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        yield PgServer(started.stdout.strip()), directory
+    finally:
+        subprocess.run([str(REPO / ".ci" / "pg15"), "stop", str(directory)], timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def restart(directory: Path) -> None:
+    command = [
+        str(PG15_BIN / "pg_ctl"),
+        "-D",
+        str(directory / "data"),
+        "-l",
+        str(directory / "server.log"),
+        "-m",
+        "fast",
+        "-w",
+        "restart",
+    ]
+    if os.geteuid() == 0:
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, timeout=120, stdout=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def restartable_db(restartable_server) -> Iterator[tuple[str, Path]]:
+    from kpictl.services import migrate
+
+    server, directory = restartable_server
+    name = f"r_{uuid.uuid4().hex[:12]}"
+    url = server.create_database(name)
+    engine = make_engine(url, test_settings(url))
+    migrate.upgrade(engine, with_sources=True)
+    engine.dispose()
+    yield url, directory
+    server.drop_database(name)
+
+
+def test_a_server_restart_mid_run_exits_69_with_the_summary(restartable_db):
+    url, directory = restartable_db
+    engine = make_engine(url, test_settings(url))
+    try:
+        some_runs(engine, 5)
+        process = spawn(["aggregate"], url, KPICTL_DEBUG_STEP_SLEEP="product:60")
+        wait_for(
+            lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
+        )
+        wait_for(lambda: scalar(engine, SLEEPING) == 1)
+        restart(directory)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 69, stderr
+        assert "database unreachable" in stderr and "Traceback" not in stderr
+        assert "aggregate failed: 5 snapshots" in stdout  # what the run level committed
+        (job,) = jobs(engine)
+        if job.status == "running":  # the server was not back in time: the next run fixes it
+            assert spawn(["aggregate"], url).wait(timeout=60) == 0
+            job = jobs(engine)[0]
+            assert job.status == "abandoned"
+        else:
+            assert job.status == "failed" and job.snapshots_created == 5
+        assert job.error
+    finally:
+        engine.dispose()
+
+
+def test_a_server_restart_mid_history_fill_stops_it_exit_69(restartable_db):
+    url, directory = restartable_db
+    engine = make_engine(url, test_settings(url))
+    try:
+        many_tenants(engine, 2500, weeks=2)
+        process = spawn(
+            ["history", "fill", "--since", "2026-01-05", "--concurrency", "1"],
+            url,
+            KPICTL_DEBUG_STEP_SLEEP="fill:3",
+        )
+        wait_for(lambda: history_rows(engine) == 2000)
+        wait_for(lambda: scalar(engine, SLEEPING) == 1)  # the second chunk, before its commit
+        restart(directory)
+        _stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 69, stderr
+        # nothing was written after the restart: no chunk goes on without the lock
+        assert history_rows(engine) == 2000
+        (job,) = jobs(engine)
+        assert job.status in ("failed", "running")
+        if job.status == "failed":
+            assert job.snapshots_created == 2000
+    finally:
+        engine.dispose()
+
+
+# --- 3. stops within the grace period ---------------------------------------------------------
+
+
+def many_tenants(engine, count: int, *, weeks: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO tenants (slug, name) "
+                "SELECT 'tenant-' || lpad(g::text, 5, '0'), 'Tenant ' || g "
+                "FROM generate_series(1, :count) g"
+            ),
+            {"count": count},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO avi_reports (tenant_id, as_of, aiv_pct, ati_pct, crs_pct) "
+                "SELECT t.id, DATE '2026-01-05' + 7 * w, 50, 60, 70 "
+                "FROM tenants t CROSS JOIN generate_series(0, :weeks - 1) w"
+            ),
+            {"weeks": weeks},
+        )
+
+
+def history_rows(engine) -> int:
+    return scalar(engine, "SELECT count(*) FROM kpi_history")
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_sigterm_stops_a_large_history_fill_within_the_grace(db_url, engine, concurrency):
+    many_tenants(engine, 2500, weeks=8)  # 20,000 rows in chunks of 1,000 tenants
+    process = spawn(
+        ["history", "fill", "--since", "2026-01-05", "--concurrency", str(concurrency)],
+        db_url,
+        KPICTL_DEBUG_STEP_SLEEP="fill:5",
+        KPICTL_STOP_GRACE_SECONDS="1",
+    )
+    committed_first = 8000 * concurrency
+    wait_for(lambda: history_rows(engine) == committed_first)  # the first chunk(s) committed
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    stopped_after = time.monotonic() - started
+    assert process.returncode == 143, stderr
+    assert stopped_after < 3, stderr
+    (job,) = jobs(engine)
+    assert job.status == "cancelled" and job.error == "cancelled by SIGTERM"
+    assert job.snapshots_created == job.metadata["rows_written"] == history_rows(engine)
+    assert history_rows(engine) == committed_first
+    wait_for(lambda: scalar(engine, SLEEPING) == 0, timeout=10)  # cancelled server-side
+
+
+def test_a_stop_never_retries_a_cancelled_chunk_tenant_by_tenant(db_url, engine):
+    """After the server-side cancel the chunk is not split and retried (which would write)."""
+    many_tenants(engine, 40, weeks=1)
+    process = spawn(
+        ["history", "fill", "--concurrency", "1"],
+        db_url,
+        KPICTL_DEBUG_STEP_SLEEP="fill:30",
+        KPICTL_STOP_GRACE_SECONDS="1",
+    )
+    wait_for(lambda: scalar(engine, SLEEPING) == 1)
+    process.send_signal(signal.SIGTERM)
+    _stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert history_rows(engine) == 0
+    (job,) = jobs(engine)
+    assert job.status == "cancelled" and job.snapshots_created == 0
