@@ -209,6 +209,8 @@ def _check_output(path: Path) -> None:
     directory = path.parent
     if path.is_dir():
         raise UsageError(f"invalid value for --output: {path} is a directory")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"invalid value for --output: {directory} is not a directory")
     if not directory.is_dir():
         raise UsageError(f"invalid value for --output: directory {directory} does not exist")
 
