@@ -102,6 +102,7 @@ def migrate(
     else:
         if result.sources_created:
             output.echo(f"created source tables: {', '.join(result.sources_created)}")
+        _echo_repairs(result)
         output.echo(f"migrated: {result.before or 'base'} -> {result.after or 'base'}")
     if result.history_sources_missing:
         import logging
@@ -111,6 +112,16 @@ def migrate(
             ", ".join(result.history_sources_missing),
         )
     return 0
+
+
+def _echo_repairs(result) -> None:
+    """What `migrate` found broken at head and put back (see `kpictl doctor`)."""
+    from kpictl.cli import output
+
+    for line in result.repaired:
+        output.echo(f"repaired: {line}")
+    for line in result.indexes_rebuilt:
+        output.echo(f"rebuilt index concurrently: {line}")
 
 
 # --- adoption of an AFU-9 database (adoption.md) ---
@@ -180,6 +191,7 @@ def _adopt(
         output.echo(f"nothing to adopt ({adoption.reason})")
     if migration.sources_created:
         output.echo(f"created source tables: {', '.join(migration.sources_created)}")
+    _echo_repairs(migration)
     output.echo(f"migrated: {migration.before or 'base'} -> {migration.after or 'base'}")
     if migration.history_sources_missing:
         import logging
