@@ -17,6 +17,7 @@ Examples:
     kpictl migrate --status             # exit 1 when behind head
     kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
     kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
+    kpictl migrate --downgrade base --yes  # ... even when they hold rows (back up first)
     kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
     kpictl migrate --adopt              # adopt it in place (back up first), then upgrade
 """
@@ -46,6 +47,14 @@ def migrate(
         typer.Option(
             "--adopt",
             help="Take over an AFU-9 database in place (one transaction; docs/OPERATIONS.md).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="--downgrade: drop tables that hold rows without asking (back up first).",
         ),
     ] = False,
 ) -> int:
@@ -94,7 +103,7 @@ def migrate(
                 output.echo("\n".join(f"  - {line}" for line in adoption))
         return 0 if state.up_to_date else 1
     if downgrade:
-        result = service.downgrade(database.engine, downgrade)
+        result = service.downgrade(database.engine, downgrade, confirm=_confirmation(yes))
     else:
         result = service.upgrade(database.engine, to, with_sources=with_sources)
     if format is TextFormat.json:
@@ -112,6 +121,26 @@ def migrate(
             ", ".join(result.history_sources_missing),
         )
     return 0
+
+
+def _confirmation(yes: bool):
+    """`confirm` for a downgrade that drops tables holding rows: says what goes (stderr),
+    then --yes, a "y" on a terminal, or no (never a prompt nobody can answer)."""
+
+    def confirm(plan) -> bool:
+        import logging
+        import sys
+
+        logging.getLogger(__name__).warning(
+            "migrate --downgrade %s drops %s", plan.target, plan.describe()
+        )
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return typer.confirm("Drop these tables and their rows?", default=False, err=True)
+
+    return confirm
 
 
 def _echo_repairs(result) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -399,8 +400,64 @@ def rebuild_source_indexes(connection: Connection, revision: str | None) -> list
     return built
 
 
-def downgrade(engine: Engine, revision: str) -> MigrationResult:
-    """Downgrade kpictl's schema; source tables are never dropped."""
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What `migrate --downgrade` would drop: kpictl's tables, with their row counts."""
+
+    before: str | None
+    target: str
+    tables: list[tuple[str, int]]
+
+    @property
+    def holds_rows(self) -> bool:
+        return any(rows for _name, rows in self.tables)
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} ({rows:,} rows)" for name, rows in self.tables) or "no tables"
+
+
+_DROP_TABLE = re.compile(r"^DROP TABLE (?:IF EXISTS )?(\w+)", re.MULTILINE)
+
+
+def downgrade_plan(connection: Connection, revision: str) -> DowngradePlan:
+    """The tables a downgrade from the current revision to `revision` drops (read from the SQL
+    the revisions print offline, so a new revision needs no list here), and their rows now."""
+    before = current_revision(connection)
+    if before is None or revision == before:
+        return DowngradePlan(before, revision, [])
+    dropped = _DROP_TABLE.findall(offline_sql(revision, downgrade_from=before))
+    present = [name for name in dropped if _exists(connection, name)]
+    return DowngradePlan(
+        before, revision, [(name, _exact_rows(connection, name)) for name in present]
+    )
+
+
+def _exact_rows(connection: Connection, table: str) -> int:
+    """count(*) of one of kpictl's tables, all tenants included: a forced row-level security
+    policy would show the owner nothing, so it is lifted inside a transaction rolled back at
+    once (the downgrade needs the owner's rights anyway)."""
+    forced = connection.execute(
+        text("SELECT relforcerowsecurity FROM pg_class WHERE oid = to_regclass(:name)"),
+        {"name": table},
+    ).scalar()
+    with connection.begin_nested() as savepoint:
+        if forced:
+            connection.exec_driver_sql(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        savepoint.rollback()
+    return rows
+
+
+def downgrade(
+    engine: Engine, revision: str, *, confirm: Callable[[DowngradePlan], bool] | None = None
+) -> MigrationResult:
+    """Downgrade kpictl's schema; source tables are never dropped.
+
+    Holds every job lock (pipeline, retention, history fill; LockHeld, exit 75, when one is
+    held) so that no job writes while its tables go. A downgrade that would drop tables holding
+    rows goes ahead only when `confirm(plan)` says yes; otherwise nothing is changed."""
+    from kpictl.services.lock import HISTORY_FILL, PIPELINE, RETENTION, hold
+
     known_revision(revision)
     with _migration_lock(engine), engine.connect() as connection:
         from kpictl.services import adopt as adoption
@@ -408,9 +465,21 @@ def downgrade(engine: Engine, revision: str) -> MigrationResult:
         adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
         before = current_revision(connection)
         connection.commit()
-        command.downgrade(alembic_config(connection), revision)
-        connection.commit()
-        return MigrationResult(before, current_revision(connection), [], [])
+        with ExitStack() as locks:
+            if before is not None:  # kpi_aggregation_jobs exists: the locks' job rows
+                for lock in (PIPELINE, RETENTION, HISTORY_FILL):
+                    locks.enter_context(hold(engine, lock))
+            plan = downgrade_plan(connection, revision)
+            connection.commit()
+            if plan.holds_rows and (confirm is None or not confirm(plan)):
+                raise CommandFailed(
+                    f"refusing to downgrade {before} -> {revision} without confirmation: it "
+                    f"drops {plan.describe()}; nothing was changed",
+                    hint="back up first (pg_dump), then run again with --yes",
+                )
+            command.downgrade(alembic_config(connection), revision)
+            connection.commit()
+            return MigrationResult(before, current_revision(connection), [], [])
 
 
 # --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adopt.py) ---
