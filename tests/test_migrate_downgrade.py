@@ -89,3 +89,50 @@ def test_a_held_job_lock_exits_75_and_changes_nothing(history_db, engine, lock):
     assert result.exit_code == 75, result.output
     assert f"another {lock.name} run holds the lock" in result.stderr
     assert state(engine) == before
+
+
+def test_a_non_superuser_owner_migrates_counts_and_downgrades(pg_server):
+    """As in production: the tables' owner is not a superuser, so FORCE ROW LEVEL SECURITY
+    applies to it. Revision 0006 still installs, the owner sees no history without app.tenant,
+    and the downgrade plan still counts every tenant's rows."""
+    import uuid
+
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    from kpictl.db.engine import make_engine
+    from tests.conftest import test_settings
+
+    role = f"kpictl_owner_{uuid.uuid4().hex[:8]}"
+    name = f"o_{uuid.uuid4().hex[:12]}"
+    with pg_server.admin() as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(role)
+            )
+        )
+    url = (
+        make_url(pg_server.admin_url)
+        .set(database=name, username=role, password=None)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        assert run_cli(["migrate", "--with-sources"], url).exit_code == 0
+        engine = make_engine(url, test_settings(url))
+        with engine.begin() as conn:
+            for slug in ("tenant-a", "tenant-b"):
+                f.avi_report(conn, f.tenant(conn, slug), W, aiv_pct=10)
+        assert run_cli(["history", "fill"], url).exit_code == 0
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM kpi_history")).scalar() == 0
+            assert dict(migrate.downgrade_plan(conn, "base").tables)["kpi_history"] == 2
+        assert run_cli(["doctor"], url).exit_code == 0
+        refused = run_cli(["migrate", "--downgrade", "base"], url)
+        assert refused.exit_code == 1 and "kpi_history (2 rows)" in refused.stderr
+        assert run_cli(["migrate", "--downgrade", "base", "--yes"], url).exit_code == 0
+        engine.dispose()
+    finally:
+        pg_server.drop_database(name)
+        with pg_server.admin() as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -413,7 +413,12 @@ class DowngradePlan:
         return any(rows for _name, rows in self.tables)
 
     def describe(self) -> str:
-        return ", ".join(f"{name} ({rows:,} rows)" for name, rows in self.tables) or "no tables"
+        return (
+            ", ".join(
+                f"{name} ({rows:,} row{'' if rows == 1 else 's'})" for name, rows in self.tables
+            )
+            or "no tables"
+        )
 
 
 _DROP_TABLE = re.compile(r"^DROP TABLE (?:IF EXISTS )?(\w+)", re.MULTILINE)
