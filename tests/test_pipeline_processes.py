@@ -200,7 +200,19 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
     holder.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
     try:
         waiting = spawn(["aggregate", "--wait"], db_url)
-        time.sleep(1.5)
+        # waiting for the lock (its handler installed), not still starting up: a fixed sleep
+        # was too short on a loaded machine, where start-up alone can take over 1.5 s
+        wait_for(
+            lambda: (
+                scalar(
+                    engine,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name LIKE 'kpictl pipeline lock %'",
+                )
+                == 1
+            )
+        )
+        time.sleep(0.5)
         waiting.send_signal(signal.SIGTERM)
         _stdout, stderr = waiting.communicate(timeout=30)
     finally:
