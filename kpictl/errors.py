@@ -118,7 +118,13 @@ def classify_database_error(exc: BaseException, *, connecting: bool = False) -> 
             return ConfigurationError(f"invalid database URL: {exc}")
         return None
     sqlstate = getattr(original, "sqlstate", None) or ""
-    text = _first_line(str(original))
+    text = _primary_message(original)
+    if sqlstate == _LOCK_NOT_AVAILABLE:
+        return CommandFailed(
+            f"database error: {text} (another session held a lock kpictl needed for longer "
+            "than KPICTL_LOCK_TIMEOUT)",
+            hint="try again; `kpictl doctor` shows kpictl's own lock holders",
+        )
     if sqlstate in _PERMISSION_SQLSTATES or sqlstate[:2] in _PERMISSION_SQLSTATE_CLASSES:
         return PermissionDenied(f"permission denied by the database: {text}")
     if any(marker in text for marker in _PERMISSION_MARKERS):
@@ -144,6 +150,17 @@ def server_gone(exc: BaseException) -> bool:
     if sqlstate in _SERVER_GONE_SQLSTATES or sqlstate[:2] in _SERVER_GONE_SQLSTATE_CLASSES:
         return True
     return isinstance(original, psycopg.OperationalError) and not sqlstate
+
+
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout expired, NOWAIT
+
+
+def _primary_message(error: BaseException) -> str:
+    """The server's primary message only: never the LINE/CONTEXT/QUERY lines, which quote SQL
+    (and with it values) into what should be one line for an operator."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return primary.strip() if primary else _first_line(str(error))
 
 
 def _first_line(text: str) -> str:

@@ -56,13 +56,21 @@ class Settings:
 
 
 def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> DatabaseTarget:
-    """Pick the database URL by the order of cli.md; the embedded server when none is set."""
-    if flag_url:
+    """Pick the database URL by the order of cli.md; the embedded server when none is set.
+
+    A source that is given but empty (`--database-url ""`, `KPICTL_DATABASE_URL=`, e.g. a cron
+    line whose variable is unset) is a usage error naming it, never a fall-through to the next
+    source or to the embedded server: only an absent (unset) source falls through.
+    """
+    if flag_url is not None:
+        _not_empty(flag_url, "--database-url")
         return DatabaseTarget("--database-url", normalize_url(flag_url, "--database-url"))
     for name in ("KPICTL_DATABASE_URL", "DATABASE_URL"):
-        if environ.get(name):
+        if name in environ:
+            _not_empty(environ[name], name)
             return DatabaseTarget(name, normalize_url(environ[name], name))
-    if environ.get("KPICTL_DATABASE_URL_FILE"):
+    if "KPICTL_DATABASE_URL_FILE" in environ:
+        _not_empty(environ["KPICTL_DATABASE_URL_FILE"], "KPICTL_DATABASE_URL_FILE")
         path = Path(environ["KPICTL_DATABASE_URL_FILE"])
         return DatabaseTarget(
             f"KPICTL_DATABASE_URL_FILE ({path})", _read_url_file(path, "KPICTL_DATABASE_URL_FILE")
@@ -72,6 +80,14 @@ def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> Database
         if path.exists():
             return DatabaseTarget(f"credential {path}", _read_url_file(path, "credential"))
     return DatabaseTarget(EMBEDDED, None)
+
+
+def _not_empty(value: str, origin: str) -> None:
+    if not value.strip():
+        raise ConfigurationError(
+            f"empty database URL from {origin}: give a postgresql:// URL, or leave {origin} "
+            "out (unset) to use the next source"
+        )
 
 
 def _read_url_file(path: Path, origin: str) -> str:
@@ -104,8 +120,33 @@ def normalize_url(url: str, origin: str) -> str:
             "percent-encode it as %40"
         )
     url = f"postgresql+psycopg://{rest}"
+    _check_authority(authority, origin)
     _check_parses(url, origin)
     return url
+
+
+def _check_authority(authority: str, origin: str) -> None:
+    """One host, a port in 1-65535: libpq's multi-host lists (h1,h2) are refused, since kpictl's
+    locks and job rows need one primary, and a bad port is named before any connection."""
+    hostspec = authority.rpartition("@")[2]
+    if "," in hostspec:
+        raise ConfigurationError(
+            f"invalid database URL from {origin}: several hosts ({hostspec}); kpictl connects "
+            "to one server: give one host (a DNS name or a proxy in front of the cluster)"
+        )
+    if hostspec.startswith("["):  # [IPv6]:port
+        port = hostspec.partition("]")[2].removeprefix(":")
+    else:
+        port = hostspec.partition(":")[2]
+    if port:
+        _check_port(port, origin)
+
+
+def _check_port(port: str, origin: str) -> None:
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigurationError(
+            f"invalid database URL from {origin}: port {port!r} is not a number in 1-65535"
+        )
 
 
 def _check_parses(url: str, origin: str) -> None:
@@ -113,12 +154,37 @@ def _check_parses(url: str, origin: str) -> None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        _ = make_url(url).port
+        parsed = make_url(url)
+        _ = parsed.port
     except (ArgumentError, ValueError) as exc:
         from kpictl.redact import redact, secrets_of_url
 
         reason = redact(str(exc), secrets_of_url(url))
         raise ConfigurationError(f"invalid database URL from {origin}: {reason}") from None
+    known = _libpq_parameters()
+    for name, value in parsed.query.items():
+        if name not in known:
+            raise ConfigurationError(
+                f"invalid database URL from {origin}: unknown parameter {name!r} (libpq's "
+                "connection parameters: sslmode, options, application_name, connect_timeout, "
+                "host, target_session_attrs, ...)"
+            )
+        values = value if isinstance(value, tuple) else (value,)
+        if name in ("host", "hostaddr") and any("," in item for item in values):
+            raise ConfigurationError(
+                f"invalid database URL from {origin}: several hosts in ?{name}=; kpictl "
+                "connects to one server"
+            )
+        if name == "port":
+            for item in values:
+                _check_port(item, origin)
+
+
+def _libpq_parameters() -> set[str]:
+    """The connection parameters the installed libpq knows (what it would accept)."""
+    import psycopg
+
+    return {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
 
 
 def parse_duration_ms(value: str, name: str) -> int:

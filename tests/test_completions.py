@@ -65,7 +65,7 @@ def test_bash_protocol_offers_commands_and_options():
     offered = complete(
         {"_KPICTL_COMPLETE": "complete_bash", "COMP_WORDS": "kpictl history ", "COMP_CWORD": "2"}
     )
-    assert sorted(offered) == ["export", "fill"]
+    assert sorted(offered) == ["export", "fill", "grant", "revoke"]
 
 
 def test_zsh_and_fish_protocols():

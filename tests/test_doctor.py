@@ -53,15 +53,15 @@ def test_unreachable_json_still_printed():
     assert json.loads(result.stdout)["status"] == "unhealthy"
 
 
-def test_missing_source_index_is_a_warning(db_url):
+def test_missing_source_index_fails(db_url):
     engine = make_engine(db_url, test_settings(db_url))
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX kpictl_workflow_executions_completed_at"))
     engine.dispose()
     result = run_cli(["doctor", "--format", "json"], db_url)
-    assert result.exit_code == 0  # a warning, not a failure
+    assert result.exit_code == 1  # issue 12: the pipeline needs it (was a warning)
     checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
-    assert checks["source indexes"]["status"] == "warn"
+    assert checks["source indexes"]["status"] == "fail"
     assert (
         "kpictl_workflow_executions_completed_at on workflow_executions (completed_at) missing"
         in (checks["source indexes"]["detail"])

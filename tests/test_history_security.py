@@ -153,8 +153,14 @@ def test_export_as_role_shows_only_that_tenant(writer_url, two_tenants):
 
 
 def test_read_only_dashboard_role(writer_url, db_url, two_tenants):
-    """docs/SECURITY.md: SELECT only on kpi_history is enough for dashboards and export."""
+    """docs/SECURITY.md: SELECT on kpi_history plus `kpictl history grant` is enough for
+    dashboards and export; SELECT alone reads nothing (revision 0006)."""
     with login_role(db_url, "SELECT", jobs=False) as reader_url:
+        refused = run_cli(["history", "export", "--tenant", "tenant-b"], reader_url)
+        assert refused.exit_code == 77, refused.output
+        role = make_url(reader_url).username
+        granted = run_cli(["history", "grant", "--tenant", "tenant-b", "--role", role], db_url)
+        assert granted.exit_code == 0, granted.output
         result = run_cli(["history", "export", "--tenant", "tenant-b"], reader_url)
         assert result.exit_code == 0, result.output
         assert "22.00" in result.stdout and "11.00" not in result.stdout

@@ -14,7 +14,13 @@ from kpictl.db.schema import metadata
 from kpictl.services import migrate
 from tests.conftest import run_cli, test_settings
 
-OWN_TABLES = {"kpi_snapshots", "kpi_aggregation_jobs", "tenants", "kpi_history"}
+OWN_TABLES = {
+    "kpi_snapshots",
+    "kpi_aggregation_jobs",
+    "tenants",
+    "kpi_history",
+    "kpi_history_grants",
+}
 SOURCES = {
     "repositories",
     "workflow_executions",
@@ -141,7 +147,13 @@ def test_row_level_security_is_enabled_and_forced(db_url):
         db_url,
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'kpi_history'",
     )
-    assert scalar(db_url, "SELECT count(*) FROM pg_policies WHERE tablename = 'kpi_history'") == 1
+    policies = scalar(
+        db_url,
+        "SELECT string_agg(policyname || ':' || cmd, ',' ORDER BY policyname) FROM pg_policies "
+        "WHERE tablename = 'kpi_history'",
+    )
+    # revision 0006: app.tenant for service roles (every command), grants for readers (SELECT)
+    assert policies == "kpi_history_tenant_grants:SELECT,kpi_history_tenant_isolation:ALL"
 
 
 def test_status_before_and_after(empty_db_url):

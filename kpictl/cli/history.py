@@ -155,7 +155,102 @@ def export(
     return 0
 
 
-# --- helpers of the two commands (heavy imports inside) ------------------------------------
+GrantTenantOption = Annotated[
+    list[str],
+    typer.Option(
+        "--tenant", help="A tenant's UUID or slug; repeat for several.", show_default=False
+    ),
+]
+RoleOption = Annotated[
+    str, typer.Option("--role", help="An existing database role.", show_default=False)
+]
+
+
+@kpictl_command(
+    history_app,
+    "grant",
+    help="Let a database role read these tenants' history rows, and only theirs: the row-level "
+    "security policy decides by the connected role, so no SET can widen it (docs/SECURITY.md). "
+    "Run as the owner of kpictl's tables. Granting again changes nothing.\n\n"
+    "Examples:\n\n"
+    "    kpictl history grant --tenant acme --role kpi_dashboard\n\n"
+    "    kpictl history grant --tenant acme --tenant globex --role grafana_acme",
+)
+def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
+    import logging
+
+    from kpictl.cli import output
+    from kpictl.services import history_grants as grants
+
+    arguments, role_name = _grant_arguments(tenant, role)
+    with _open(settings).begin() as conn:
+        granted_role, changes = grants.grant(conn, arguments, role_name)
+    for change in changes:
+        verb = "granted" if change.changed else "already granted"
+        output.echo(f"{verb}: role {role_name} reads tenant {_shown_tenant(change.tenant)}")
+    log = logging.getLogger(__name__)
+    if granted_role.bypasses_rls:
+        log.warning("role %s is a superuser or has BYPASSRLS: it reads every tenant", role_name)
+    elif granted_role.service:
+        log.warning(
+            "role %s holds INSERT on kpi_history: as a service role it reads any tenant "
+            "through app.tenant anyway",
+            role_name,
+        )
+    if not granted_role.can_select:
+        log.warning(
+            "role %s cannot read the tables yet: GRANT SELECT ON tenants, kpi_history TO %s",
+            role_name,
+            role_name,
+        )
+    return 0
+
+
+@kpictl_command(
+    history_app,
+    "revoke",
+    help="Take these tenants' history rows away from a database role (see `history grant`). "
+    "Revoking what was not granted changes nothing.\n\n"
+    "Examples:\n\n"
+    "    kpictl history revoke --tenant acme --role kpi_dashboard",
+)
+def revoke(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
+    from kpictl.cli import output
+    from kpictl.services import history_grants as grants
+
+    arguments, role_name = _grant_arguments(tenant, role)
+    with _open(settings).begin() as conn:
+        changes = grants.revoke(conn, arguments, role_name)
+    for change in changes:
+        shown_tenant = _shown_tenant(change.tenant)
+        if change.changed:
+            output.echo(f"revoked: role {role_name} no longer reads tenant {shown_tenant}")
+        else:
+            output.echo(f"not granted: role {role_name} had no grant of tenant {shown_tenant}")
+    return 0
+
+
+# --- helpers of the commands (heavy imports inside) ----------------------------------------
+
+
+def _grant_arguments(tenant_values: list[str], role: str):
+    from kpictl.errors import UsageError
+    from kpictl.services.history import parse_tenant_argument
+    from kpictl.services.history_grants import parse_role_argument
+
+    if not tenant_values:
+        raise UsageError("missing option --tenant: name at least one tenant (UUID or slug)")
+    return [parse_tenant_argument(value) for value in tenant_values], parse_role_argument(role)
+
+
+def _open(settings: Settings):
+    from kpictl.db.engine import open_database
+
+    return open_database(settings).engine
+
+
+def _shown_tenant(tenant) -> str:
+    return f"{tenant.slug} ({tenant.id})"
 
 
 def _fill_with_job(settings: Settings, options, argument, fmt: str):
@@ -220,8 +315,25 @@ def _check_output(path: Path) -> None:
     directory = path.parent
     if path.is_dir():
         raise UsageError(f"invalid value for --output: {path} is a directory")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"invalid value for --output: {directory} is not a directory")
     if not directory.is_dir():
         raise UsageError(f"invalid value for --output: directory {directory} does not exist")
+
+
+def _check_access(conn, tenant) -> None:
+    """A role that may not read the tenant would get an empty history: say so instead (77)."""
+    from kpictl.errors import PermissionDenied
+    from kpictl.services.history_grants import can_read
+
+    if not can_read(conn, tenant):
+        role = conn.exec_driver_sql("SELECT current_user").scalar()
+        raise PermissionDenied(
+            f"role {role} may not read tenant {tenant.slug}'s history: it has no grant of it "
+            "and is not a kpictl service role",
+            hint=f"as the owner of kpictl's tables: kpictl history grant --tenant {tenant.slug} "
+            f"--role {role}",
+        )
 
 
 def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
@@ -236,6 +348,7 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
     engine = open_database(settings).engine
     with engine.begin() as conn:
         tenant = resolve_tenant(conn, argument)
+        _check_access(conn, tenant)
         rows = export.stream_history(conn, tenant, query)
         if fmt == "table" and output_path is None:
             output.emit_table(list(export.COLUMNS), export.table_rows(rows), title=tenant.slug)

@@ -17,6 +17,7 @@ Examples:
     kpictl migrate --status             # exit 1 when behind head
     kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
     kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
+    kpictl migrate --downgrade base --yes  # ... even when they hold rows (back up first)
     kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
     kpictl migrate --adopt              # adopt it in place (back up first), then upgrade
 """
@@ -46,6 +47,14 @@ def migrate(
         typer.Option(
             "--adopt",
             help="Take over an AFU-9 database in place (one transaction; docs/OPERATIONS.md).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="--downgrade: drop tables that hold rows without asking (back up first).",
         ),
     ] = False,
 ) -> int:
@@ -94,7 +103,7 @@ def migrate(
                 output.echo("\n".join(f"  - {line}" for line in adoption))
         return 0 if state.up_to_date else 1
     if downgrade:
-        result = service.downgrade(database.engine, downgrade)
+        result = service.downgrade(database.engine, downgrade, confirm=_confirmation(yes))
     else:
         result = service.upgrade(database.engine, to, with_sources=with_sources)
     if format is TextFormat.json:
@@ -102,6 +111,7 @@ def migrate(
     else:
         if result.sources_created:
             output.echo(f"created source tables: {', '.join(result.sources_created)}")
+        _echo_repairs(result)
         output.echo(f"migrated: {result.before or 'base'} -> {result.after or 'base'}")
     if result.history_sources_missing:
         import logging
@@ -111,6 +121,36 @@ def migrate(
             ", ".join(result.history_sources_missing),
         )
     return 0
+
+
+def _confirmation(yes: bool):
+    """`confirm` for a downgrade that drops tables holding rows: says what goes (stderr),
+    then --yes, a "y" on a terminal, or no (never a prompt nobody can answer)."""
+
+    def confirm(plan) -> bool:
+        import logging
+        import sys
+
+        logging.getLogger(__name__).warning(
+            "migrate --downgrade %s drops %s", plan.target, plan.describe()
+        )
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return typer.confirm("Drop these tables and their rows?", default=False, err=True)
+
+    return confirm
+
+
+def _echo_repairs(result) -> None:
+    """What `migrate` found broken at head and put back (see `kpictl doctor`)."""
+    from kpictl.cli import output
+
+    for line in result.repaired:
+        output.echo(f"repaired: {line}")
+    for line in result.indexes_rebuilt:
+        output.echo(f"rebuilt index concurrently: {line}")
 
 
 # --- adoption of an AFU-9 database (adoption.md) ---
@@ -180,6 +220,7 @@ def _adopt(
         output.echo(f"nothing to adopt ({adoption.reason})")
     if migration.sources_created:
         output.echo(f"created source tables: {', '.join(migration.sources_created)}")
+    _echo_repairs(migration)
     output.echo(f"migrated: {migration.before or 'base'} -> {migration.after or 'base'}")
     if migration.history_sources_missing:
         import logging

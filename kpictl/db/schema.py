@@ -151,6 +151,22 @@ kpi_history = Table(
     UniqueConstraint("tenant_id", "as_of"),
 )
 
+# Which database role may read which tenant's kpi_history rows (revision 0006; `kpictl history
+# grant` / `revoke`; docs/SECURITY.md). Read by the policy KPI_HISTORY_GRANTS_POLICY.
+kpi_history_grants = Table(
+    "kpi_history_grants",
+    metadata,
+    Column("role_name", Text, primary_key=True),
+    Column(
+        "tenant_id",
+        UUID(as_uuid=True),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("granted_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
+    Column("granted_by", Text, nullable=False),
+)
+
 # Hourly additive parts of the pipeline (revision 0004; kpictl/services/hourly_parts.py): a
 # cycle rolls its window up from them instead of re-reading every run of it. Per UTC hour of
 # completed_at and repository (NULL and disabled repositories included):
@@ -183,7 +199,11 @@ kpi_hourly_totals = Table(
 
 # Row-level security of history.md §4: a session sees and writes only the rows of the tenant
 # named by `app.tenant`, set with set_config(..., true) inside the transaction; unset = nothing.
+# KPI_HISTORY_POLICY_PREDICATE is revision 0001's form (adoption recreates that state);
+# revision 0006 limits it to service roles (INSERT on kpi_history) and adds the read-only
+# KPI_HISTORY_GRANTS_POLICY for the roles of kpi_history_grants.
 KPI_HISTORY_POLICY = "kpi_history_tenant_isolation"
+KPI_HISTORY_GRANTS_POLICY = "kpi_history_tenant_grants"
 TENANT_SETTING = "app.tenant"
 KPI_HISTORY_POLICY_PREDICATE = (
     f"tenant_id = nullif(current_setting('{TENANT_SETTING}', true), '')::uuid"

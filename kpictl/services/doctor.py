@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
 from kpictl.services import migrate
-from kpictl.services.lock import PIPELINE_LOCK_KEY
+from kpictl.services.lock import HISTORY_FILL, PIPELINE, PIPELINE_LOCK_KEY, RETENTION, lock_holder
 from kpictl.services.schema_gate import schema_problem
 
 MIN_SERVER_VERSION = 150000  # UNIQUE NULLS NOT DISTINCT (the snapshot key) needs PostgreSQL 15
@@ -59,11 +59,16 @@ def run_checks(engine: Engine, *, source: str, shown_url: str) -> DoctorReport:
         with engine.connect() as connection:
             report.add("reachable", OK, "connected")
             _check_server(connection, report)
-            _check_migrations(connection, report)
+            at_head = _check_migrations(connection, report)
             _check_sources(connection, report)
+            if at_head:
+                _check_views(connection, report)
+                _check_snapshot_key(connection, report)
+                _check_history_security(connection, report)
             _check_source_indexes(connection, report)
             _check_pipeline_lock(connection, report)
             _check_last_job(connection, report)
+            _check_orphaned_jobs(connection, report)
             for extra in EXTRA_CHECKS:
                 extra(connection, report)
     except Exception as exc:
@@ -87,41 +92,119 @@ def _check_server(connection: Connection, report: DoctorReport) -> None:
         report.add("server version", OK, f"PostgreSQL {version}")
 
 
-def _check_migrations(connection: Connection, report: DoctorReport) -> None:
-    """The schema gate's verdict: what every pipeline command would say about this database."""
+def _check_migrations(connection: Connection, report: DoctorReport) -> bool:
+    """The schema gate's verdict (what every pipeline command would say about this database);
+    returns whether the database is at head (the checks of head's objects apply)."""
     problem = schema_problem(connection)
     if problem is None:
         report.add("migrations", OK, f"at head {migrate.head_revision()}")
+        return True
+    report.add("migrations", FAIL, problem.message)
+    return False
+
+
+# What `kpictl migrate` puts back at head (kpictl.services.migrate.repair_schema).
+REPAIR = "run `kpictl migrate` (as the owner of kpictl's tables): it puts it back"
+
+
+def _check_views(connection: Connection, report: DoctorReport) -> None:
+    """Both materialized views, each with the unique index REFRESH ... CONCURRENTLY needs."""
+    problems = []
+    for view, (index, _sql) in migrate.VIEW_INDEXES.items():
+        if _regclass(connection, view) is None:
+            problems.append(f"{view} missing")
+        elif _regclass(connection, index) is None:
+            problems.append(f"{view} has no unique index {index}")
+    if problems:
+        report.add(
+            "materialized views",
+            FAIL,
+            "; ".join(problems) + f": aggregate cannot refresh it; {REPAIR}",
+        )
     else:
-        report.add("migrations", FAIL, problem.message)
+        report.add("materialized views", OK, ", ".join(migrate.VIEW_INDEXES))
+
+
+def _check_snapshot_key(connection: Connection, report: DoctorReport) -> None:
+    present = connection.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = :name "
+            "AND conrelid = 'kpi_snapshots'::regclass AND contype = 'u')"
+        ),
+        {"name": migrate.SNAPSHOT_KEY},
+    ).scalar_one()
+    if present:
+        report.add("snapshot key", OK, f"{migrate.SNAPSHOT_KEY} present")
+    else:
+        report.add(
+            "snapshot key",
+            FAIL,
+            f"unique key {migrate.SNAPSHOT_KEY} of kpi_snapshots missing: every upsert of the "
+            f"pipeline fails and retries could duplicate rows; {REPAIR}",
+        )
+
+
+def _check_history_security(connection: Connection, report: DoctorReport) -> None:
+    """kpi_history's row-level security: enabled, forced, exactly kpictl's policies."""
+    enabled, forced = connection.execute(
+        text(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+            "WHERE oid = 'kpi_history'::regclass"
+        )
+    ).one()
+    present = set(
+        connection.execute(
+            text("SELECT polname FROM pg_policy WHERE polrelid = 'kpi_history'::regclass")
+        ).scalars()
+    )
+    expected = set(migrate.history_policies())
+    problems = []
+    if not enabled:
+        problems.append("row-level security disabled")
+    if not forced:
+        problems.append("not FORCE ROW LEVEL SECURITY (the owner bypasses the policies)")
+    problems += [f"policy {name} missing" for name in sorted(expected - present)]
+    unknown = sorted(present - expected)
+    if problems:
+        report.add("history security", FAIL, f"kpi_history: {'; '.join(problems)}; {REPAIR}")
+    elif unknown:
+        report.add(
+            "history security",
+            FAIL,
+            f"kpi_history has policies kpictl does not know ({', '.join(unknown)}): policies "
+            "are ORed, so they may widen tenant access; drop them (DROP POLICY ... ON "
+            "kpi_history) unless you meant them",
+        )
+    else:
+        report.add(
+            "history security",
+            OK,
+            f"row-level security enabled and forced; policies {', '.join(sorted(expected))}",
+        )
+
+
+def _regclass(connection: Connection, name: str):
+    return connection.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar()
 
 
 def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:
-    """The pipeline's lookups rely on kpictl_* indexes on the source tables (revision 0002):
-    a missing or INVALID one (a failed CREATE INDEX CONCURRENTLY) makes every cycle slow."""
-    expected = migrate.source_indexes()
-    rows = connection.execute(
-        text(
-            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relname = ANY(:names)"
-        ),
-        {"names": [name for name, _table, _column in expected]},
-    ).all()
-    valid = {name: is_valid for name, is_valid in rows}
-    problems = [
-        f"{name} on {table} ({column}) {'invalid' if name in valid else 'missing'}"
-        for name, table, column in expected
-        if not valid.get(name)
-    ]
-    if problems:
+    """The pipeline's lookups rely on kpictl_* indexes on the source tables: a missing or
+    INVALID one (a failed CREATE INDEX CONCURRENTLY) makes every cycle scan whole tables."""
+    revision = migrate.current_revision(connection)
+    if revision is None:
+        return  # not migrated: the migrations check says what to run
+    broken = migrate.invalid_or_missing_indexes(connection, revision)
+    if broken:
         report.add(
             "source indexes",
-            WARN,
-            "; ".join(problems) + ": aggregation scans whole tables; run `kpictl migrate` "
-            "(drop an invalid index first)",
+            FAIL,
+            "; ".join(f"{index.describe()} {state}" for index, state in broken)
+            + ": aggregation scans whole tables; run `kpictl migrate`: it rebuilds them "
+            "CONCURRENTLY",
         )
     else:
-        report.add("source indexes", OK, f"{len(expected)} kpictl_* indexes valid")
+        count = len(migrate.source_index_definitions(revision))
+        report.add("source indexes", OK, f"{count} kpictl_* indexes valid")
 
 
 def _check_sources(connection: Connection, report: DoctorReport) -> None:
@@ -233,3 +316,40 @@ def _check_last_job(connection: Connection, report: DoctorReport) -> None:
     if job.error:
         detail += f": {job.error.strip().splitlines()[0][:200]}"
     report.add("last job", WARN if job.status in ("failed", "abandoned") else OK, detail)
+
+
+# The command whose next run marks a job of that lock `abandoned` (kpictl/services/lock.py).
+NEXT_RUN = {
+    PIPELINE: "kpictl aggregate",
+    RETENTION: "kpictl retention",
+    HISTORY_FILL: "kpictl history fill",
+}
+
+
+def _check_orphaned_jobs(connection: Connection, report: DoctorReport) -> None:
+    """A job row left `running` while nobody holds its kind's lock: its process died."""
+    if _regclass(connection, "kpi_aggregation_jobs") is None:
+        return
+    orphans = []
+    for lock, command in NEXT_RUN.items():
+        if lock_holder(connection, lock) is not None:
+            continue
+        rows = connection.execute(
+            text(
+                "SELECT id, job_type, coalesce(started_at, created_at) AS started_at "
+                "FROM kpi_aggregation_jobs WHERE status = 'running' AND job_type = ANY(:types) "
+                "ORDER BY started_at"
+            ),
+            {"types": list(lock.job_types)},
+        ).all()
+        if rows and lock_holder(connection, lock) is None:  # not a job that just started
+            oldest = rows[0].started_at.isoformat(timespec="seconds")
+            orphans.append(
+                f"{len(rows)} {'/'.join(lock.job_types)} job(s) `running` since {oldest} "
+                f"(e.g. {rows[0].id}) but no process holds the {lock.name} lock: run `{command}` "
+                "(it marks them abandoned)"
+            )
+    if orphans:
+        report.add("running jobs", FAIL, "; ".join(orphans))
+    else:
+        report.add("running jobs", OK, "every running job has a live lock holder")

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import Connection, text
 
+from kpictl.errors import CommandFailed
 from kpictl.services.history import Tenant, set_tenant
 
 METRICS = (
@@ -174,10 +175,16 @@ def table_rows(rows: Iterator[tuple]) -> list[list[str]]:
 def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
     """Run `write` on a temporary file next to `path`, then rename it over `path`.
 
-    On any failure the temporary file is removed and `path` is left as it was.
+    On any failure the temporary file is removed and `path` is left as it was; a file system
+    error is a one-line CommandFailed naming the path.
     """
     directory = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise CommandFailed(
+            f"cannot write {path}: cannot create a file in {directory} ({exc.strerror})"
+        ) from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             count = write(out)
@@ -185,6 +192,9 @@ def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
             os.fsync(out.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise CommandFailed(f"cannot write {path}: {exc.strerror}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

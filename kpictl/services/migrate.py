@@ -10,20 +10,27 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, inspect
-from sqlalchemy.schema import CreateTable
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import AddConstraint, CreateTable
 
 from alembic import command
 from kpictl.db.revisions import VERSION_TABLE, script_location  # kept importable from here
-from kpictl.db.schema import HISTORY_SOURCES, PIPELINE_SOURCES, source_metadata
+from kpictl.db.schema import (
+    HISTORY_SOURCES,
+    PIPELINE_SOURCES,
+    kpi_snapshots,
+    source_metadata,
+)
 from kpictl.errors import CommandFailed, UsageError
 from kpictl.services import lock as locks
 from kpictl.services.schema_gate import refuse_unknown_revision
@@ -59,6 +66,37 @@ def source_indexes() -> tuple[tuple[str, str, str], ...]:
         for index in revision_module(revision).SOURCE_INDEXES
     )
     return tuple(revision_module("0002").SOURCE_INDEXES) + partial
+
+
+@dataclass(frozen=True)
+class SourceIndex:
+    name: str
+    table: str
+    column: str
+    predicate: str | None = None  # partial index
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.table} ({self.column})"
+
+    def create_sql(self) -> str:
+        where = f" WHERE {self.predicate}" if self.predicate else ""
+        return (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} "
+            f"({self.column}){where}"
+        )
+
+
+def source_index_definitions(revision: str | None = "head") -> list[SourceIndex]:
+    """Every kpictl_* source index the revisions up to `revision` build (SOURCE_INDEXES of
+    each revision file: (name, table, column) or (name, table, column, predicate))."""
+    if revision is None:
+        return []
+    script = ScriptDirectory.from_config(alembic_config())
+    found = []
+    for script_revision in reversed(list(script.iterate_revisions(revision, "base"))):
+        for definition in getattr(script_revision.module, "SOURCE_INDEXES", ()):
+            found.append(SourceIndex(*definition))
+    return found
 
 
 def head_revision() -> str:
@@ -128,6 +166,9 @@ class MigrationResult:
     after: str | None
     sources_created: list[str]
     history_sources_missing: list[str]
+    # at head: what `migrate` found broken and put back (doctor's checks of the same things)
+    repaired: list[str] = field(default_factory=list)
+    indexes_rebuilt: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -189,16 +230,231 @@ def _upgrade_locked(
     connection.commit()
     command.upgrade(alembic_config(connection), revision)
     connection.commit()
+    after = current_revision(connection)
+    connection.commit()
+    repaired = []
+    if after == head_revision():
+        with connection.begin():
+            repaired = repair_schema(connection)
     return MigrationResult(
         before,
-        current_revision(connection),
+        after,
         created,
         missing_tables(connection, HISTORY_SOURCES),
+        repaired,
+        rebuild_source_indexes(connection, after),
     )
 
 
-def downgrade(engine: Engine, revision: str) -> MigrationResult:
-    """Downgrade kpictl's schema; source tables are never dropped."""
+# --- what the pipeline needs at head, put back when broken (doctor checks the same) ---------
+
+# materialized view -> (its unique index, which REFRESH ... CONCURRENTLY needs; the index SQL)
+VIEW_INDEXES = {
+    "mv_factory_kpis_24h": (
+        "ux_mv_factory_kpis_24h",
+        "CREATE UNIQUE INDEX ux_mv_factory_kpis_24h ON mv_factory_kpis_24h (id)",
+    ),
+    "mv_product_kpis_7d": (
+        "ux_mv_product_kpis_7d",
+        "CREATE UNIQUE INDEX ux_mv_product_kpis_7d ON mv_product_kpis_7d (repository_id)",
+    ),
+}
+SNAPSHOT_KEY = "uq_kpi_snapshots_key"
+
+
+def _head_module_with(attribute: str) -> Any:
+    """The newest revision file that defines `attribute` (the SQL in force at head)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    for script_revision in script.iterate_revisions("head", "base"):
+        if hasattr(script_revision.module, attribute):
+            return script_revision.module
+    raise CommandFailed(f"no revision defines {attribute}")  # a packaging error
+
+
+def history_policies() -> dict[str, str]:
+    """Name -> CREATE POLICY of the policies kpi_history has at head."""
+    return dict(_head_module_with("POLICIES").POLICIES)
+
+
+def _exists(connection: Connection, name: str) -> bool:
+    return (
+        connection.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar() is not None
+    )
+
+
+def repair_schema(connection: Connection) -> list[str]:
+    """At head: recreate a missing materialized view (or its unique index), the snapshot key,
+    kpi_history's row-level security (enabled, forced, its policies). Returns what was done."""
+    done = []
+    views = _head_module_with("FACTORY_VIEW")
+    for view, create in (
+        ("mv_factory_kpis_24h", views.FACTORY_VIEW),
+        ("mv_product_kpis_7d", views.PRODUCT_VIEW),
+    ):
+        if not _exists(connection, view):
+            connection.exec_driver_sql(create)
+            done.append(f"recreated materialized view {view}")
+        index, create_index = VIEW_INDEXES[view]
+        if not _exists(connection, index):
+            connection.exec_driver_sql(create_index)
+            done.append(f"recreated unique index {index} of {view}")
+    has_key = connection.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = :name "
+            "AND conrelid = 'kpi_snapshots'::regclass)"
+        ),
+        {"name": SNAPSHOT_KEY},
+    ).scalar_one()
+    if not has_key:
+        key = next(c for c in kpi_snapshots.constraints if c.name == SNAPSHOT_KEY)
+        try:
+            with connection.begin_nested():
+                connection.execute(AddConstraint(key))
+        except IntegrityError:
+            raise CommandFailed(
+                f"cannot restore the unique key {SNAPSHOT_KEY}: kpi_snapshots holds duplicate "
+                "rows of one (level, kpi_name, kpi_version, period_end, scope_id, period_start)",
+                hint="delete the older duplicates (keep the newest calculated_at), then run "
+                "`kpictl migrate` again",
+            ) from None
+        done.append(f"restored the unique key {SNAPSHOT_KEY} of kpi_snapshots")
+    done += _repair_history_security(connection)
+    return done
+
+
+def _repair_history_security(connection: Connection) -> list[str]:
+    done = []
+    enabled, forced = connection.execute(
+        text(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'kpi_history'::regclass"
+        )
+    ).one()
+    if not enabled:
+        connection.exec_driver_sql("ALTER TABLE kpi_history ENABLE ROW LEVEL SECURITY")
+        done.append("enabled row-level security on kpi_history")
+    if not forced:
+        connection.exec_driver_sql("ALTER TABLE kpi_history FORCE ROW LEVEL SECURITY")
+        done.append("forced row-level security on kpi_history (FORCE ROW LEVEL SECURITY)")
+    present = set(
+        connection.execute(
+            text("SELECT polname FROM pg_policy WHERE polrelid = 'kpi_history'::regclass")
+        ).scalars()
+    )
+    for name, create in history_policies().items():
+        if name not in present:
+            connection.exec_driver_sql(create)
+            done.append(f"recreated the policy {name} on kpi_history")
+    return done
+
+
+def invalid_or_missing_indexes(
+    connection: Connection, revision: str | None = "head"
+) -> list[tuple[SourceIndex, str]]:
+    """The kpictl_* source indexes of the revisions up to `revision` that are missing or
+    INVALID (an interrupted CREATE INDEX CONCURRENTLY), with "missing" or "invalid"."""
+    expected = source_index_definitions(revision)
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = ANY(:names) AND c.relnamespace = current_schema()::regnamespace"
+        ),
+        {"names": [index.name for index in expected]},
+    ).all()
+    valid = {name: is_valid for name, is_valid in rows}
+    return [
+        (index, "invalid" if index.name in valid else "missing")
+        for index in expected
+        if not valid.get(index.name)
+    ]
+
+
+def rebuild_source_indexes(connection: Connection, revision: str | None) -> list[str]:
+    """Build the missing or INVALID kpictl_* source indexes of the applied revisions,
+    CONCURRENTLY (outside any transaction, without blocking the platform's writes); an invalid
+    one is dropped CONCURRENTLY first. Returns one line per index built."""
+    connection.commit()
+    broken = invalid_or_missing_indexes(connection, revision)
+    connection.commit()
+    if not broken:
+        return []
+    built = []
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        for index, state in broken:
+            if state == "invalid":
+                connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
+            log.info("Building index %s concurrently (was %s)", index.describe(), state)
+            connection.exec_driver_sql(index.create_sql())
+            built.append(f"{index.describe()} (was {state})")
+    finally:
+        connection.commit()
+        connection.execution_options(isolation_level=connection.default_isolation_level)
+    return built
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What `migrate --downgrade` would drop: kpictl's tables, with their row counts."""
+
+    before: str | None
+    target: str
+    tables: list[tuple[str, int]]
+
+    @property
+    def holds_rows(self) -> bool:
+        return any(rows for _name, rows in self.tables)
+
+    def describe(self) -> str:
+        return (
+            ", ".join(
+                f"{name} ({rows:,} row{'' if rows == 1 else 's'})" for name, rows in self.tables
+            )
+            or "no tables"
+        )
+
+
+_DROP_TABLE = re.compile(r"^DROP TABLE (?:IF EXISTS )?(\w+)", re.MULTILINE)
+
+
+def downgrade_plan(connection: Connection, revision: str) -> DowngradePlan:
+    """The tables a downgrade from the current revision to `revision` drops (read from the SQL
+    the revisions print offline, so a new revision needs no list here), and their rows now."""
+    before = current_revision(connection)
+    if before is None or revision == before:
+        return DowngradePlan(before, revision, [])
+    dropped = _DROP_TABLE.findall(offline_sql(revision, downgrade_from=before))
+    present = [name for name in dropped if _exists(connection, name)]
+    return DowngradePlan(
+        before, revision, [(name, _exact_rows(connection, name)) for name in present]
+    )
+
+
+def _exact_rows(connection: Connection, table: str) -> int:
+    """count(*) of one of kpictl's tables, all tenants included: a forced row-level security
+    policy would show the owner nothing, so it is lifted inside a transaction rolled back at
+    once (the downgrade needs the owner's rights anyway)."""
+    forced = connection.execute(
+        text("SELECT relforcerowsecurity FROM pg_class WHERE oid = to_regclass(:name)"),
+        {"name": table},
+    ).scalar()
+    with connection.begin_nested() as savepoint:
+        if forced:
+            connection.exec_driver_sql(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        savepoint.rollback()
+    return rows
+
+
+def downgrade(
+    engine: Engine, revision: str, *, confirm: Callable[[DowngradePlan], bool] | None = None
+) -> MigrationResult:
+    """Downgrade kpictl's schema; source tables are never dropped.
+
+    Holds every job lock (pipeline, retention, history fill; LockHeld, exit 75, when one is
+    held) so that no job writes while its tables go. A downgrade that would drop tables holding
+    rows goes ahead only when `confirm(plan)` says yes; otherwise nothing is changed."""
+    from kpictl.services.lock import HISTORY_FILL, PIPELINE, RETENTION, hold
+
     known_revision(revision)
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
         from kpictl.services import adopt as adoption
@@ -207,9 +463,21 @@ def downgrade(engine: Engine, revision: str) -> MigrationResult:
         adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
         before = current_revision(connection)
         connection.commit()
-        command.downgrade(alembic_config(connection), revision)
-        connection.commit()
-        return MigrationResult(before, current_revision(connection), [], [])
+        with ExitStack() as job_locks:
+            if before is not None:  # kpi_aggregation_jobs exists: the locks' job rows
+                for lock in (PIPELINE, RETENTION, HISTORY_FILL):
+                    job_locks.enter_context(hold(engine, lock))
+            plan = downgrade_plan(connection, revision)
+            connection.commit()
+            if plan.holds_rows and (confirm is None or not confirm(plan)):
+                raise CommandFailed(
+                    f"refusing to downgrade {before} -> {revision} without confirmation: it "
+                    f"drops {plan.describe()}; nothing was changed",
+                    hint="back up first (pg_dump), then run again with --yes",
+                )
+            command.downgrade(alembic_config(connection), revision)
+            connection.commit()
+            return MigrationResult(before, current_revision(connection), [], [])
 
 
 # --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adopt.py) ---
