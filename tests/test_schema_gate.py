@@ -221,6 +221,7 @@ def test_doctor_says_the_same_as_the_gate(migrated_db):
 
     def migrations_check() -> tuple[int, dict]:
         result = run_cli(["doctor", "--format", "json"], migrated_db.url)
+        assert result.stdout, result.output
         checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
         return result.exit_code, checks["migrations"]
 

@@ -244,7 +244,7 @@ def _grant_arguments(tenant_values: list[str], role: str):
 
 
 def _open(settings: Settings):
-    from kpictl.db.engine import open_database
+    from kpictl.cli.database import open_database
 
     return open_database(settings).engine
 

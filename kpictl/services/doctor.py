@@ -191,8 +191,8 @@ def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:
     """The pipeline's lookups rely on kpictl_* indexes on the source tables: a missing or
     INVALID one (a failed CREATE INDEX CONCURRENTLY) makes every cycle scan whole tables."""
     revision = migrate.current_revision(connection)
-    if revision is None:
-        return  # not migrated: the migrations check says what to run
+    if revision is None or revision not in migrate.known_revisions():
+        return  # not migrated, or by a newer kpictl: the migrations check says what to run
     broken = migrate.invalid_or_missing_indexes(connection, revision)
     if broken:
         report.add(
