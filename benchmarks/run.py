@@ -30,9 +30,11 @@ from sqlalchemy import Engine, text
 
 from kpictl import sample
 from kpictl.db.engine import make_engine
-from kpictl.services import migrate, periods, pipeline
-from kpictl.services.periods import Period
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
+from kpictl.services.schema import migrate
 from kpictl.settings import DatabaseTarget, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +301,7 @@ def backfill_scenario(bench: Bench, scale: str) -> list[Row]:
 
 
 def history_scenarios(bench: Bench, scale: str) -> list[Row]:
-    from kpictl.services.history_fill import FillOptions, fill_with_job
+    from kpictl.services.history.fill import FillOptions, fill_with_job
 
     sizes = SCALES[scale]
     with bench.engine.begin() as conn:

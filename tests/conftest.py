@@ -131,7 +131,7 @@ def _worker() -> str:
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> Iterator[str]:
     """A database migrated to head with the source tables, cloned by every test."""
-    from kpictl.services import migrate
+    from kpictl.services.schema import migrate
 
     name = f"kpictl_template_{_worker()}_{uuid.uuid4().hex[:8]}"
     url = pg_server.create_database(name)

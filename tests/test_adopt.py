@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from kpictl.db.engine import make_engine
 from kpictl.db.schema import metadata
-from kpictl.services import migrate
+from kpictl.services.schema import migrate
 from tests import afu9
 from tests.conftest import libpq, run_cli, test_settings
 from tests.test_afu9_standin import VIEW_COLUMNS

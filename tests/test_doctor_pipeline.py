@@ -10,7 +10,7 @@ import psycopg
 from sqlalchemy import insert
 
 from kpictl.db.schema import kpi_aggregation_jobs
-from kpictl.services.lock import PIPELINE_LOCK_KEY
+from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories
 from tests.conftest import libpq, run_cli
 

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import insert, text
 
 from kpictl.db.schema import kpi_aggregation_jobs
-from kpictl.services import migrate
-from kpictl.services.lock import RETENTION
+from kpictl.services.jobs.lock import RETENTION
+from kpictl.services.schema import migrate
 from tests import factories
 from tests.conftest import libpq, run_cli
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import INTERVAL
 
 from kpictl import kpis as registry
 from kpictl.db.schema import kpi_snapshots
-from kpictl.services import freshness as service
+from kpictl.services.reports import freshness as service
 from tests import factories
 from tests.conftest import run_cli, run_process
 

@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import insert, text
 
 from kpictl.db import schema
-from kpictl.services.history import Tenant
-from kpictl.services.history_export import write_atomically, write_json
+from kpictl.services.history.export import write_atomically, write_json
+from kpictl.services.history.tenants import Tenant
 from tests.conftest import ENV_KEYS, run_cli, run_process
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
-from kpictl.services.history import Tenant
-from kpictl.services.history_fill import FillOptions, fill_all, fill_tenant
+from kpictl.services.history.fill import FillOptions, fill_all, fill_tenant
+from kpictl.services.history.tenants import Tenant
 from tests import factories as f
 from tests.conftest import run_cli
 

@@ -14,8 +14,8 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from kpictl.errors import UsageError
-from kpictl.services import history_grants as grants
-from kpictl.services.history import Tenant, TenantArgument
+from kpictl.services.history import grants
+from kpictl.services.history.tenants import Tenant, TenantArgument
 from tests import factories as f
 from tests.conftest import libpq, run_cli
 from tests.test_history_security import W, login_role

@@ -24,13 +24,13 @@ from sqlalchemy.engine import make_url
 
 from kpictl.db.engine import make_engine
 from kpictl.errors import CommandFailed, UsageError
-from kpictl.services.history import (
+from kpictl.services.history.export import ExportQuery, stream_history
+from kpictl.services.history.tenants import (
     TenantArgument,
     parse_tenant_argument,
     resolve_tenant,
     set_tenant,
 )
-from kpictl.services.history_export import ExportQuery, stream_history
 from tests import factories as f
 from tests.conftest import libpq, run_cli, test_settings
 

@@ -32,9 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from kpictl.services import migrate, pipeline
-from kpictl.services.periods import Period
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
+from kpictl.services.schema import migrate
 from tests import factories as f
 
 P = Period(f.at(0.5), f.at(12.5))

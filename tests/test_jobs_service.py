@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kpictl.services.jobs import finish_job, get_job, job_metadata, start_job
+from kpictl.services.jobs.rows import finish_job, get_job, job_metadata, start_job
 
 
 def test_job_row_life(engine):

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from kpictl.db.schema import kpi_snapshots
-from kpictl.services import kpi_values as service
+from kpictl.services.reports import latest as service
 from tests import factories
 from tests.conftest import run_cli
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kpictl.services import migrate
-from kpictl.services.lock import HISTORY_FILL, PIPELINE, RETENTION
+from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION
+from kpictl.services.schema import migrate
 from tests import factories as f
 from tests.conftest import libpq, run_cli
 

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, text
 
 from kpictl.db.engine import make_engine
 from kpictl.db.schema import metadata
-from kpictl.services import migrate
+from kpictl.services.schema import migrate
 from tests.conftest import run_cli, test_settings
 
 OWN_TABLES = {

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from kpictl.services import pipeline
-from kpictl.services.periods import Period
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
 from tests import factories as f
 
 

@@ -40,9 +40,9 @@ import pytest
 from sqlalchemy import text
 
 from kpictl.db.engine import make_engine
-from kpictl.services import pipeline
-from kpictl.services.periods import Period
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
 from tests import factories as f
 from tests.conftest import test_settings
 
@@ -261,7 +261,7 @@ CREATE TABLE verdict_outcomes (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), ex
 def test_timestamp_types_and_server_zone_give_identical_results(
     empty_db_url, column_type, server_zone
 ):
-    from kpictl.services import migrate
+    from kpictl.services.schema import migrate
 
     engine = make_engine(empty_db_url, test_settings(empty_db_url))
     with engine.begin() as conn:
@@ -280,7 +280,7 @@ def test_timestamp_types_and_server_zone_give_identical_results(
 
 def test_source_timezone_for_zoneless_columns(empty_db_url):
     """KPICTL_SOURCE_TIMEZONE: zone-less values are wall-clock times in that zone."""
-    from kpictl.services import migrate
+    from kpictl.services.schema import migrate
 
     engine = make_engine(empty_db_url, test_settings(empty_db_url))
     with engine.begin() as conn:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from kpictl.services.lock import PIPELINE_LOCK_KEY
+from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories as f
 from tests.conftest import ENV_KEYS, libpq, run_cli
 

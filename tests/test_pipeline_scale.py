@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event, text
 
-from kpictl.services import pipeline
-from kpictl.services.periods import Period
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
 
 PERIOD = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 8, tzinfo=UTC))
 

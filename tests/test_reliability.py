@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from kpictl.db.engine import make_engine
 from kpictl.errors import LockLost
-from kpictl.services import lock as locks
+from kpictl.services.jobs import lock as locks
 from tests.conftest import PgServer, test_settings
 from tests.test_pipeline_processes import scalar, some_runs, spawn, wait_for
 
@@ -260,7 +260,7 @@ def restart(directory: Path) -> None:
 
 @pytest.fixture
 def restartable_db(restartable_server) -> Iterator[tuple[str, Path]]:
-    from kpictl.services import migrate
+    from kpictl.services.schema import migrate
 
     server, directory = restartable_server
     name = f"r_{uuid.uuid4().hex[:12]}"

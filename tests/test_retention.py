@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event, func, insert, select, text
 
 from kpictl.db import schema
-from kpictl.services import retention as service
-from kpictl.services.jobs import get_job
+from kpictl.services.jobs.rows import get_job
+from kpictl.services.maintenance import retention as service
 from tests import factories
 from tests.conftest import run_cli
 
@@ -290,7 +290,7 @@ def test_bad_values_are_usage_errors(db_url, engine, args, named):
 def test_stop_request_between_batches_cancels_the_job(engine):
     """SIGTERM's stop request: finished batches stay deleted, the job ends `cancelled`."""
     from kpictl.errors import ExitCode, Interrupted
-    from kpictl.services.stop import StopRequest
+    from kpictl.services.jobs.stop import StopRequest
 
     now = db_now(engine)
     with engine.begin() as conn:

@@ -215,9 +215,9 @@ def test_reset_removes_only_sample_rows(engine):
 
 
 def test_reset_removes_snapshots_of_sample_runs_only(engine):
-    from kpictl.services import pipeline
-    from kpictl.services.periods import Period
-    from kpictl.services.stop import StopRequest
+    from kpictl.services.jobs.stop import StopRequest
+    from kpictl.services.pipeline import run as pipeline
+    from kpictl.services.pipeline.periods import Period
 
     with engine.begin() as conn:
         own_repo = factories.repository(conn, "platform", "real")

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from kpictl.db.engine import make_engine
 from kpictl.db.revisions import head_from_files
-from kpictl.services import migrate
-from kpictl.services.schema_gate import check_schema
+from kpictl.services.schema import migrate
+from kpictl.services.schema.gate import check_schema
 from tests import afu9
 from tests.conftest import run_cli, test_settings
 from tests.test_startup import imported_modules

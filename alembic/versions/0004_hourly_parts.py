@@ -247,7 +247,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    from kpictl.services.migrate import revision_module
+    from kpictl.services.schema.migrate import revision_module
 
     with op.get_context().autocommit_block():
         for name, _table, _column, _predicate in SOURCE_INDEXES:

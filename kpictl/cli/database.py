@@ -2,7 +2,7 @@
 
 A command that reads or writes kpictl's tables gets the gate by default: it stops, before any
 lock or job row, unless the database is at this kpictl's head revision
-(`kpictl/services/schema_gate.py`). Only `migrate`, `doctor` and `demo`, which deal with an
+(`kpictl/services/schema/gate.py`). Only `migrate`, `doctor` and `demo`, which deal with an
 unmigrated database themselves, pass `schema_gate=False`. A test keeps every command module on
 this function rather than `kpictl.db.engine.open_database`.
 """
@@ -24,7 +24,7 @@ def open_database(settings: Settings, *, schema_gate: bool = True) -> Database:
 
     database = engine.open_database(settings)
     if schema_gate:
-        from kpictl.services.schema_gate import check_schema
+        from kpictl.services.schema.gate import check_schema
 
         with database.engine.connect() as connection:
             check_schema(connection)

@@ -45,9 +45,10 @@ def demo(
     from kpictl.cli.signals import graceful_stop
     from kpictl.kpis import KPIS
     from kpictl.redact import secrets_of_url
-    from kpictl.services import demo as service
-    from kpictl.services import freshness, kpi_values
-    from kpictl.services.jobs import job_metadata
+    from kpictl.services.jobs.rows import job_metadata
+    from kpictl.services.maintenance import demo as service
+    from kpictl.services.reports import freshness
+    from kpictl.services.reports import latest as kpi_values
 
     database = open_database(settings, schema_gate=False)
     metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))

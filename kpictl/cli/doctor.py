@@ -25,7 +25,7 @@ def doctor(
 ) -> int:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.services.doctor import run_checks
+    from kpictl.services.maintenance.doctor import run_checks
 
     database = open_database(settings, schema_gate=False)
     report = run_checks(database.engine, source=database.source, shown_url=database.shown)

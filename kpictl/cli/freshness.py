@@ -77,7 +77,7 @@ def freshness(
         FreshnessFormat, typer.Option("--format", help="Output format.")
     ] = FreshnessFormat.table,
 ) -> int:
-    from kpictl.services import freshness as service
+    from kpictl.services.reports import freshness as service
 
     warn = service.parse_threshold_seconds(warn_after, "--warn-after")
     error = service.parse_threshold_seconds(error_after, "--error-after")
@@ -106,7 +106,7 @@ def freshness(
 
 def _render(report: Any, format: FreshnessFormat) -> None:
     from kpictl.cli import output
-    from kpictl.services import freshness as service
+    from kpictl.services.reports import freshness as service
 
     if format is FreshnessFormat.json:
         output.emit_json(service.report_document(report))
@@ -137,7 +137,7 @@ def _could_not_check(
     from kpictl.cli import output
     from kpictl.errors import KpictlError, classify_database_error
     from kpictl.redact import redact, secrets_of_url
-    from kpictl.services import freshness as service
+    from kpictl.services.reports import freshness as service
 
     classified = exc if isinstance(exc, KpictlError) else classify_database_error(exc)
     message = classified.message if classified else f"internal error: {type(exc).__name__}: {exc}"

@@ -74,8 +74,8 @@ def fill(
     ] = TextFormat.text,
 ) -> int:
     from kpictl.errors import UsageError
-    from kpictl.services.history import check_range, parse_date_range, parse_tenant_argument
-    from kpictl.services.history_fill import FillOptions
+    from kpictl.services.history.fill import FillOptions
+    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
 
     check_range("--concurrency", concurrency, 1, 64)
     argument = parse_tenant_argument(tenant) if tenant is not None else None
@@ -134,8 +134,8 @@ def export(
 ) -> int:
     from kpictl.cli.output import stdout_is_terminal
     from kpictl.errors import UsageError
-    from kpictl.services.history import check_range, parse_date_range, parse_tenant_argument
-    from kpictl.services.history_export import ExportQuery
+    from kpictl.services.history.export import ExportQuery
+    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
 
     check_range("--limit", limit, 1, 10000)
     argument = parse_tenant_argument(tenant)
@@ -180,7 +180,7 @@ def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> in
     import logging
 
     from kpictl.cli import output
-    from kpictl.services import history_grants as grants
+    from kpictl.services.history import grants
 
     arguments, role_name = _grant_arguments(tenant, role)
     with _open(settings).begin() as conn:
@@ -216,7 +216,7 @@ def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> in
 )
 def revoke(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
     from kpictl.cli import output
-    from kpictl.services import history_grants as grants
+    from kpictl.services.history import grants
 
     arguments, role_name = _grant_arguments(tenant, role)
     with _open(settings).begin() as conn:
@@ -235,8 +235,8 @@ def revoke(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> i
 
 def _grant_arguments(tenant_values: list[str], role: str):
     from kpictl.errors import UsageError
-    from kpictl.services.history import parse_tenant_argument
-    from kpictl.services.history_grants import parse_role_argument
+    from kpictl.services.history.grants import parse_role_argument
+    from kpictl.services.history.tenants import parse_tenant_argument
 
     if not tenant_values:
         raise UsageError("missing option --tenant: name at least one tenant (UUID or slug)")
@@ -261,9 +261,9 @@ def _fill_with_job(settings: Settings, options, argument, fmt: str):
     from kpictl.cli.signals import graceful_stop
     from kpictl.errors import KpictlError, UsageError
     from kpictl.redact import secrets_of_url
-    from kpictl.services import jobs
-    from kpictl.services.history import resolve_tenant
-    from kpictl.services.history_fill import FillRun, fill_with_job
+    from kpictl.services.history.fill import FillRun, fill_with_job
+    from kpictl.services.history.tenants import resolve_tenant
+    from kpictl.services.jobs import rows as jobs
 
     engine = open_database(settings).engine
     with engine.connect() as conn:
@@ -324,7 +324,7 @@ def _check_output(path: Path) -> None:
 def _check_access(conn, tenant) -> None:
     """A role that may not read the tenant would get an empty history: say so instead (77)."""
     from kpictl.errors import PermissionDenied
-    from kpictl.services.history_grants import can_read
+    from kpictl.services.history.grants import can_read
 
     if not can_read(conn, tenant):
         role = conn.exec_driver_sql("SELECT current_user").scalar()
@@ -342,8 +342,8 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
 
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.services import history_export as export
-    from kpictl.services.history import resolve_tenant
+    from kpictl.services.history import export
+    from kpictl.services.history.tenants import resolve_tenant
 
     engine = open_database(settings).engine
     with engine.begin() as conn:

@@ -70,7 +70,7 @@ def list_jobs(
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.services import job_list as service
+    from kpictl.services.jobs import listing as service
 
     count = service.parse_limit(limit)
     service.check_filters(count, status, job_type)
@@ -89,7 +89,7 @@ def show(
     from kpictl.cli import output
     from kpictl.cli.database import open_database
     from kpictl.serialize import dumps
-    from kpictl.services import job_list as service
+    from kpictl.services.jobs import listing as service
 
     parsed = service.parse_job_id(job_id)
     with open_database(settings).engine.connect() as connection:

@@ -58,7 +58,7 @@ def kpis(
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.services import kpi_values as service
+    from kpictl.services.reports import latest as service
 
     chosen = service.resolve_level(level.value if level else None, product)
     owner_name = service.parse_product(product) if product is not None else None

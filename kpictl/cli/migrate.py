@@ -60,7 +60,7 @@ def migrate(
 ) -> int:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.services import migrate as service
+    from kpictl.services.schema import migrate as service
 
     if adopt:
         return _adopt(
@@ -157,7 +157,7 @@ def _echo_repairs(result) -> None:
 
 
 def _pending_adoption(connection, settings: Settings) -> list[str] | None:
-    from kpictl.services import adopt as adoption
+    from kpictl.services.adoption import adopt as adoption
 
     return adoption.pending_adoption(connection, settings.source_timezone)
 
@@ -178,8 +178,8 @@ def _adopt(
     from kpictl.cli.database import open_database
     from kpictl.errors import UsageError
     from kpictl.redact import secrets_of_url
-    from kpictl.services import migrate as service
-    from kpictl.services.jobs import job_metadata
+    from kpictl.services.jobs.rows import job_metadata
+    from kpictl.services.schema import migrate as service
 
     for given, name in ((downgrade, "--downgrade"), (status, "--status"), (to != "head", "--to")):
         if given:

@@ -16,8 +16,9 @@ from kpictl.cli.progress import progress_bar
 from kpictl.cli.signals import graceful_stop
 from kpictl.errors import KpictlError
 from kpictl.redact import secrets_of_url
-from kpictl.services import periods, pipeline
-from kpictl.services.jobs import job_metadata
+from kpictl.services.jobs.rows import job_metadata
+from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import run as pipeline
 from kpictl.settings import Settings, parse_duration_ms
 
 

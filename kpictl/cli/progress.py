@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kpictl.services.progress import Progress
+from kpictl.services.jobs.progress import Progress
 
 
 class RichProgress(Progress):

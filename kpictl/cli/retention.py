@@ -68,8 +68,8 @@ def retention(
     from kpictl.cli.signals import graceful_stop
     from kpictl.errors import KpictlError
     from kpictl.redact import secrets_of_url
-    from kpictl.services import retention as service
-    from kpictl.services.jobs import job_metadata
+    from kpictl.services.jobs.rows import job_metadata
+    from kpictl.services.maintenance import retention as service
 
     policy = service.make_policy(
         run_days=run_days,

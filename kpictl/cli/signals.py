@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kpictl.errors import ExitCode
-from kpictl.services.stop import DEFAULT_GRACE_SECONDS, StopRequest
+from kpictl.services.jobs.stop import DEFAULT_GRACE_SECONDS, StopRequest
 
 
 @contextmanager

@@ -167,7 +167,7 @@ kpi_history_grants = Table(
     Column("granted_by", Text, nullable=False),
 )
 
-# Hourly additive parts of the pipeline (revision 0004; kpictl/services/hourly_parts.py): a
+# Hourly additive parts of the pipeline (revision 0004; kpictl/services/pipeline/hourly_parts.py): a
 # cycle rolls its window up from them instead of re-reading every run of it. Per UTC hour of
 # completed_at and repository (NULL and disabled repositories included):
 kpi_hourly_runs = Table(

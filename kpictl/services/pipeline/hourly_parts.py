@@ -28,9 +28,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.sql.elements import TextClause
 
-from kpictl.services import kpi_sql
-from kpictl.services.jobs import last_completed_aggregate_scan
-from kpictl.services.periods import Period
+from kpictl.services.jobs.rows import last_completed_aggregate_scan
+from kpictl.services.pipeline import kpi_sql
+from kpictl.services.pipeline.periods import Period
 
 HOUR = timedelta(hours=1)
 VIEW_SPAN = timedelta(hours=168)  # mv_product_kpis_7d reads the last 7 days

@@ -10,9 +10,15 @@ from sqlalchemy import Connection, Engine, text
 
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
-from kpictl.services import migrate
-from kpictl.services.lock import HISTORY_FILL, PIPELINE, PIPELINE_LOCK_KEY, RETENTION, lock_holder
-from kpictl.services.schema_gate import schema_problem
+from kpictl.services.jobs.lock import (
+    HISTORY_FILL,
+    PIPELINE,
+    PIPELINE_LOCK_KEY,
+    RETENTION,
+    lock_holder,
+)
+from kpictl.services.schema import migrate
+from kpictl.services.schema.gate import schema_problem
 
 MIN_SERVER_VERSION = 150000  # UNIQUE NULLS NOT DISTINCT (the snapshot key) needs PostgreSQL 15
 
@@ -103,7 +109,7 @@ def _check_migrations(connection: Connection, report: DoctorReport) -> bool:
     return False
 
 
-# What `kpictl migrate` puts back at head (kpictl.services.migrate.repair_schema).
+# What `kpictl migrate` puts back at head (kpictl.services.schema.migrate.repair_schema).
 REPAIR = "run `kpictl migrate` (as the owner of kpictl's tables): it puts it back"
 
 
@@ -318,7 +324,7 @@ def _check_last_job(connection: Connection, report: DoctorReport) -> None:
     report.add("last job", WARN if job.status in ("failed", "abandoned") else OK, detail)
 
 
-# The command whose next run marks a job of that lock `abandoned` (kpictl/services/lock.py).
+# The command whose next run marks a job of that lock `abandoned` (kpictl/services/jobs/lock.py).
 NEXT_RUN = {
     PIPELINE: "kpictl aggregate",
     RETENTION: "kpictl retention",

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from kpictl.db.schema import kpi_history_grants, tenants
 from kpictl.errors import UsageError
-from kpictl.services.history import Tenant, TenantArgument, shown
+from kpictl.services.history.tenants import Tenant, TenantArgument, shown
 
 MAX_ROLE_LENGTH = 63  # NAMEDATALEN - 1
 SHOWN_SLUGS = 5

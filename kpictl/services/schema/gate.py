@@ -71,7 +71,7 @@ def schema_problem(
 def refuse_unknown_revision(current: str | None) -> None:
     """Raise SchemaNotReady when the database names a revision this kpictl does not ship: a
     newer kpictl migrated it, and nothing here can read, upgrade or downgrade it."""
-    from kpictl.services import migrate  # Alembic, only off the happy path
+    from kpictl.services.schema import migrate  # Alembic, only off the happy path
 
     if current is not None and current not in migrate.known_revisions():
         raise SchemaNotReady(
@@ -81,7 +81,8 @@ def refuse_unknown_revision(current: str | None) -> None:
 
 
 def _diagnose(connection: Connection, recorded: list[str]) -> SchemaNotReady | None:
-    from kpictl.services import adopt, migrate  # Alembic, only off the happy path
+    from kpictl.services.adoption import adopt  # Alembic, only off the happy path
+    from kpictl.services.schema import migrate
 
     head = migrate.head_revision()
     try:

@@ -33,7 +33,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
 
 from kpictl.db import schema
 from kpictl.errors import CommandFailed, UsageError
-from kpictl.services import adopt_functions
+from kpictl.services.adoption import functions as adopt_functions
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def is_adopted(connection: Connection) -> bool:
 
 def needs_adoption(connection: Connection) -> bool:
     """AFU-9's KPI tables are here and kpictl's version table names no revision."""
-    from kpictl.services.migrate import current_revision
+    from kpictl.services.schema.migrate import current_revision
 
     return _exists(connection, "kpi_snapshots") and current_revision(connection) is None
 
@@ -163,7 +163,7 @@ def refuse_downgrade(connection: Connection, revision: str) -> None:
         return
     from alembic.script import ScriptDirectory
 
-    from kpictl.services.migrate import alembic_config
+    from kpictl.services.schema.migrate import alembic_config
 
     script = ScriptDirectory.from_config(alembic_config())
     below = {rev.revision for rev in script.iterate_revisions(ADOPTED_REVISION, "base")}
@@ -639,7 +639,7 @@ def _recreate_views_step(views: list[dict[str, Any]]) -> Step:
 
 
 def _revision_module(revision: str) -> Any:
-    from kpictl.services.migrate import revision_module
+    from kpictl.services.schema.migrate import revision_module
 
     return revision_module(revision)
 
@@ -666,7 +666,7 @@ def _materialized_view_step(old_views: list[dict[str, Any]]) -> Step:
 def _functions_steps(connection: Connection, zone: str) -> tuple[Step, Step]:
     """(replace the platform's functions that the conversion would break, call every platform
     function once more before the commit)."""
-    from kpictl.services.kpi_sql import SourceClock
+    from kpictl.services.pipeline.kpi_sql import SourceClock
 
     clock = SourceClock.detect(connection)
     functions = adopt_functions.plan_functions(
@@ -714,7 +714,7 @@ def _own_tables_step(connection: Connection) -> Step:
 
 
 def _record_step(plan: AdoptionPlan, metadata: dict[str, Any]) -> Step:
-    from kpictl.services.migrate import VERSION_TABLE
+    from kpictl.services.schema.migrate import VERSION_TABLE
 
     details = {
         **metadata,

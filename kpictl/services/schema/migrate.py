@@ -32,8 +32,8 @@ from kpictl.db.schema import (
     source_metadata,
 )
 from kpictl.errors import CommandFailed, UsageError
-from kpictl.services import lock as locks
-from kpictl.services.schema_gate import refuse_unknown_revision
+from kpictl.services.jobs import lock as locks
+from kpictl.services.schema.gate import refuse_unknown_revision
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,8 @@ def _upgrade_locked(
     connection: Connection, revision: str, *, with_sources: bool
 ) -> MigrationResult:
     """The body of `upgrade`, while this process holds the migrate lock."""
-    # --- adoption hook (adoption.md, kpictl/services/adopt.py) ---
-    from kpictl.services import adopt as adoption
+    # --- adoption hook (adoption.md, kpictl/services/adoption/adopt.py) ---
+    from kpictl.services.adoption import adopt as adoption
 
     with connection.begin():
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
@@ -453,11 +453,11 @@ def downgrade(
     Holds every job lock (pipeline, retention, history fill; LockHeld, exit 75, when one is
     held) so that no job writes while its tables go. A downgrade that would drop tables holding
     rows goes ahead only when `confirm(plan)` says yes; otherwise nothing is changed."""
-    from kpictl.services.lock import HISTORY_FILL, PIPELINE, RETENTION, hold
+    from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION, hold
 
     known_revision(revision)
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
-        from kpictl.services import adopt as adoption
+        from kpictl.services.adoption import adopt as adoption
 
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
         adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
@@ -480,7 +480,7 @@ def downgrade(
             return MigrationResult(before, current_revision(connection), [], [])
 
 
-# --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adopt.py) ---
+# --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adoption/adopt.py) ---
 
 
 @dataclass(frozen=True)
@@ -499,7 +499,7 @@ def adopt(
 ) -> AdoptAndMigrateResult:
     """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
     nothing to adopt), then build the source indexes and upgrade to head as usual."""
-    from kpictl.services import adopt as adoption
+    from kpictl.services.adoption import adopt as adoption
 
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
         adopted = adoption.adopt(
@@ -515,7 +515,7 @@ def adoption_sql(
 ) -> str:
     """`migrate --adopt --sql`: the adoption's SQL from a read-only look, then the later
     revisions' SQL as `migrate --sql` prints it."""
-    from kpictl.services import adopt as adoption
+    from kpictl.services.adoption import adopt as adoption
 
     with engine.connect() as connection:
         text_sql = adoption.adoption_sql(

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
 from kpictl.errors import Interrupted, UsageError, as_kpictl_error, describe_error
-from kpictl.services import lock as locks
+from kpictl.services.jobs import lock as locks
 
 RETENTION_LOCK_KEY = locks.RETENTION.key
 DEFAULT_BATCH_SIZE = 10_000
@@ -195,7 +195,7 @@ def apply_retention(
     rows, planned)` is called after each one (for a progress bar; `planned` is the count found
     before deleting). `vacuum` runs VACUUM ANALYZE on the
     tables that lost rows, outside any transaction. Counts accumulate in `into` when given, so
-    a caller still has them after an error. `stop` (a `kpictl.services.stop.StopRequest`) is
+    a caller still has them after an error. `stop` (a `kpictl.services.jobs.stop.StopRequest`) is
     checked before each batch, and the running batch's connection is registered with it so that
     a batch still running after the grace period is cancelled server-side.
     """
@@ -296,7 +296,7 @@ def _run_locked(
     on_batch: Callable[[str, int, int], None] | None,
     stop: Any,
 ) -> tuple[RetentionResult, uuid.UUID]:
-    from kpictl.services.jobs import finish_job, start_job
+    from kpictl.services.jobs.rows import finish_job, start_job
 
     metadata = dict(job_meta)
     metadata["policy"] = {f"{t}_days": policy.days(t) for t in TARGETS}

@@ -49,7 +49,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, text
 
 from kpictl.errors import LockHeld, LockLost
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs.stop import StopRequest
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5

@@ -23,12 +23,12 @@ from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
 from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
-from kpictl.services import hourly_parts, kpi_sql
-from kpictl.services import lock as locks
-from kpictl.services.jobs import finish_job, last_completed_aggregate_scan, start_job
-from kpictl.services.periods import Period
-from kpictl.services.progress import Progress
-from kpictl.services.stop import StopRequest
+from kpictl.services.jobs import lock as locks
+from kpictl.services.jobs.progress import Progress
+from kpictl.services.jobs.rows import finish_job, last_completed_aggregate_scan, start_job
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import hourly_parts, kpi_sql
+from kpictl.services.pipeline.periods import Period
 
 log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 250_000

@@ -38,11 +38,11 @@ from sqlalchemy.exc import DBAPIError
 
 from kpictl.db.schema import TENANT_SETTING, tenants
 from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
-from kpictl.services import lock as locks
-from kpictl.services.history import Tenant, set_tenant
-from kpictl.services.jobs import finish_job, start_job
-from kpictl.services.progress import Progress
-from kpictl.services.stop import StopRequest
+from kpictl.services.history.tenants import Tenant, set_tenant
+from kpictl.services.jobs import lock as locks
+from kpictl.services.jobs.progress import Progress
+from kpictl.services.jobs.rows import finish_job, start_job
+from kpictl.services.jobs.stop import StopRequest
 
 log = logging.getLogger(__name__)
 

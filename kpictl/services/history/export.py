@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, text
 
 from kpictl.errors import CommandFailed
-from kpictl.services.history import Tenant, set_tenant
+from kpictl.services.history.tenants import Tenant, set_tenant
 
 METRICS = (
     "aiv_pct",

@@ -16,9 +16,11 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from kpictl import sample
-from kpictl.services import migrate, periods, pipeline
-from kpictl.services.history_fill import FillOptions, fill_with_job
-from kpictl.services.stop import StopRequest
+from kpictl.services.history.fill import FillOptions, fill_with_job
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.schema import migrate
 
 log = logging.getLogger(__name__)
 SAMPLE_DAYS = 14

@@ -1,0 +1,1 @@
+"""Adopting a live AFU-9 database in place."""

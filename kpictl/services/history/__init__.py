@@ -1,0 +1,1 @@
+"""The per-tenant KPI history: tenants, fill, export, grants."""

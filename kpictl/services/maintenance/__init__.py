@@ -1,0 +1,1 @@
+"""Keeping a database healthy: retention, doctor, the demo."""

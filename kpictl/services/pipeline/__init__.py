@@ -1,0 +1,1 @@
+"""KPI pipeline: aggregate and backfill orchestration, the KPI SQL, hourly parts, periods."""

@@ -1,0 +1,1 @@
+"""Read-only reports over kpictl's tables: latest KPI values, freshness."""

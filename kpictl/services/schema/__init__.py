@@ -1,0 +1,1 @@
+"""kpictl's schema: migrations (upgrade, downgrade, repair) and the schema gate."""
