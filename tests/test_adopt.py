@@ -23,9 +23,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
+from kpictl.db import migrations
 from kpictl.db.engine import make_engine
 from kpictl.db.schema import metadata
-from kpictl.services.schema import migrate
 from tests import afu9
 from tests.conftest import libpq, run_cli, test_settings
 from tests.test_afu9_standin import VIEW_COLUMNS
@@ -165,7 +165,7 @@ def test_adopt_keeps_every_row_and_value(db):
     result = db.adopt()
     assert "removed 5 duplicate snapshots; kept 22" in result.stdout
     assert "abandoned 2 jobs of the old scheduler" in result.stdout
-    assert f"migrated: 0002 -> {migrate.head_revision()}" in result.stdout
+    assert f"migrated: 0002 -> {migrations.head_revision()}" in result.stdout
 
     assert db.scalar("SELECT count(*) FROM kpi_snapshots") == 27 - 5
     kept = {
@@ -226,7 +226,7 @@ def test_adopted_schema_is_kpictls(db):
     }
     assert {entry[1].name for entry in diff if entry[0] == "remove_index"} == kept_indexes
     assert [entry for entry in diff if entry[0] != "remove_index"] == []
-    assert db.scalar("SELECT version_num FROM kpictl_alembic_version") == migrate.head_revision()
+    assert db.scalar("SELECT version_num FROM kpictl_alembic_version") == migrations.head_revision()
     valid_source_indexes = db.rows(
         "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "WHERE c.relname LIKE 'kpictl\\_%' AND i.indisvalid AND c.relname <> 'kpictl_alembic_version_pkc' "
@@ -725,7 +725,7 @@ def test_adopt_on_a_kpictl_database_only_migrates(db_url):
     result = run_cli(["migrate", "--adopt"], db_url)
     assert result.exit_code == 0, result.output
     assert "nothing to adopt" in result.stdout
-    head = migrate.head_revision()
+    head = migrations.head_revision()
     assert f"migrated: {head} -> {head}" in result.stdout
 
 
@@ -771,7 +771,7 @@ def test_json_output_and_the_adopt_job_in_kpictl_jobs(db):
     assert document["adoption"]["adopted"] is True
     assert document["adoption"]["duplicates_removed"] == 5
     assert document["adoption"]["duplicates_by_level"] == {"factory": 1, "product": 2, "run": 2}
-    assert (document["before"], document["after"]) == ("0002", migrate.head_revision())
+    assert (document["before"], document["after"]) == ("0002", migrations.head_revision())
     jobs = json.loads(run_cli(["jobs", "--type", "adopt", "--format", "json"], db.url).stdout)
     assert [(job["job_type"], job["status"]) for job in jobs] == [("adopt", "completed")]
     assert jobs[0]["id"] == document["adoption"]["job_id"]
@@ -785,7 +785,7 @@ def test_downgrade_to_the_adoption_revision_and_back_works(db):
     assert run_cli(["migrate", "--downgrade", "0002"], db.url).exit_code == 0
     assert db.scalar("SELECT version_num FROM kpictl_alembic_version") == "0002"
     assert run_cli(["migrate"], db.url).exit_code == 0
-    assert db.scalar("SELECT version_num FROM kpictl_alembic_version") == migrate.head_revision()
+    assert db.scalar("SELECT version_num FROM kpictl_alembic_version") == migrations.head_revision()
 
 
 # --- the documented procedure, command for command -------------------------------------------

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from sqlalchemy import insert, text
 
+from kpictl.db import migrations
 from kpictl.db.schema import kpi_aggregation_jobs
 from kpictl.services.jobs.lock import RETENTION
-from kpictl.services.schema import migrate
 from tests import factories
 from tests.conftest import libpq, run_cli
 
@@ -94,7 +94,7 @@ def test_each_broken_item_fails_and_migrate_puts_it_back(db_url, engine, breakag
 
     result = run_cli(["migrate"], db_url)
     assert result.exit_code == 0, result.output
-    head = migrate.head_revision()
+    head = migrations.head_revision()
     assert f"migrated: {head} -> {head}" in result.stdout
     said = [
         line for line in result.stdout.splitlines() if line.startswith(("repaired:", "rebuilt"))

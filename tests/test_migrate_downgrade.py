@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from kpictl.db import migrations
 from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION
 from kpictl.services.schema import migrate
 from tests import factories as f
@@ -29,7 +30,7 @@ def history_db(db_url, engine):
 
 def state(engine) -> tuple:
     with engine.connect() as conn:
-        revision = migrate.current_revision(conn)
+        revision = migrations.current_revision(conn)
         tables = conn.execute(
             text(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
@@ -43,7 +44,7 @@ def state(engine) -> tuple:
 
 def test_without_yes_off_a_terminal_nothing_changes(history_db, engine):
     before = state(engine)
-    assert before == (migrate.head_revision(), 5, 2)
+    assert before == (migrations.head_revision(), 5, 2)
     result = run_cli(["migrate", "--downgrade", "base"], history_db)
     assert result.exit_code == 1, result.output
     assert "kpi_history (2 rows)" in result.stderr and "tenants (2 rows)" in result.stderr

@@ -9,9 +9,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from kpictl.db import migrations
 from kpictl.db.engine import make_engine
 from kpictl.db.schema import metadata
-from kpictl.services.schema import migrate
 from tests.conftest import run_cli, test_settings
 
 OWN_TABLES = {
@@ -54,7 +54,7 @@ def columns(engine, table: str) -> str:
 
 
 def test_single_head():
-    script = ScriptDirectory.from_config(migrate.alembic_config())
+    script = ScriptDirectory.from_config(migrations.alembic_config())
     assert len(script.get_heads()) == 1
 
 
@@ -193,5 +193,5 @@ def test_migrate_is_idempotent(db_url):
     first = run_cli(["migrate"], db_url)
     second = run_cli(["migrate"], db_url)
     assert first.exit_code == second.exit_code == 0
-    head = migrate.head_revision()
+    head = migrations.head_revision()
     assert f"migrated: {head} -> {head}" in second.stdout

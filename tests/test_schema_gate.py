@@ -19,9 +19,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
+from kpictl.db import migrations
 from kpictl.db.engine import make_engine
 from kpictl.db.revisions import head_from_files
-from kpictl.services.schema import migrate
 from kpictl.services.schema.gate import check_schema
 from tests import afu9
 from tests.conftest import run_cli, test_settings
@@ -46,12 +46,12 @@ CLI_DIR = Path(__file__).resolve().parents[1] / "kpictl" / "cli"
 
 
 def head() -> str:
-    return migrate.head_revision()
+    return migrations.head_revision()
 
 
 def older_revision() -> str:
     """The revision just below head."""
-    script = ScriptDirectory.from_config(migrate.alembic_config())
+    script = ScriptDirectory.from_config(migrations.alembic_config())
     down = script.get_revision(head()).down_revision
     assert isinstance(down, str)
     return down
@@ -60,7 +60,7 @@ def older_revision() -> str:
 def newer_revision() -> str:
     """A revision this kpictl does not ship, as a newer kpictl would have written."""
     newer = f"{int(head()) + 1:04d}"
-    assert newer not in migrate.known_revisions()
+    assert newer not in migrations.known_revisions()
     return newer
 
 
@@ -288,7 +288,7 @@ def test_a_role_that_may_not_read_the_version_table_is_let_through(migrated_db):
 
 def test_the_files_name_the_head_alembic_knows():
     assert head_from_files() == head()
-    assert head() in migrate.known_revisions()
+    assert head() in migrations.known_revisions()
 
 
 def test_every_command_opens_its_database_through_the_gate():

@@ -246,13 +246,24 @@ def upgrade() -> None:
             )
 
 
-def downgrade() -> None:
-    from kpictl.services.schema.migrate import revision_module
+def _revision_file(filename: str):
+    """Another revision file of this folder (revisions import nothing from kpictl's services)."""
+    import importlib.util
+    from pathlib import Path
 
+    spec = importlib.util.spec_from_file_location(
+        f"kpictl_revision_{filename[:4]}", Path(__file__).with_name(filename)
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def downgrade() -> None:
     with op.get_context().autocommit_block():
         for name, _table, _column, _predicate in SOURCE_INDEXES:
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-    previous = revision_module("0002")
+    previous = _revision_file("0002_pipeline.py")
     _replace_views(previous.FACTORY_VIEW, previous.PRODUCT_VIEW)
     op.drop_table("kpi_hourly_totals")
     op.drop_table("kpi_hourly_runs")

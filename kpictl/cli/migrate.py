@@ -157,9 +157,9 @@ def _echo_repairs(result) -> None:
 
 
 def _pending_adoption(connection, settings: Settings) -> list[str] | None:
-    from kpictl.services.adoption import adopt as adoption
+    from kpictl.services.adoption import detect
 
-    return adoption.pending_adoption(connection, settings.source_timezone)
+    return detect.pending_adoption(connection, settings.source_timezone)
 
 
 def _adopt(

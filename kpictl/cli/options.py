@@ -6,6 +6,7 @@ No heavy imports here: this module is on the `--help` and completion path.
 
 import functools
 import inspect
+import math
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -28,6 +29,23 @@ class TableFormat(str, Enum):
 class TextFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+def parse_wait(value: str | None) -> float | None:
+    """--wait (no value) -> for ever; --wait N -> N seconds; absent -> no waiting."""
+    from kpictl.errors import UsageError
+
+    if value is None:
+        return None
+    if value == "forever":
+        return math.inf
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise UsageError(f"--wait: {value!r} is not a number of seconds") from None
+    if not 0 < seconds < math.inf:
+        raise UsageError(f"--wait must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def whole_number(value: str | int) -> int:

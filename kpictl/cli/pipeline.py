@@ -1,6 +1,5 @@
 """`kpictl aggregate` and `kpictl backfill`: the aggregation pipeline."""
 
-import math
 from typing import Annotated
 
 import typer
@@ -98,20 +97,3 @@ def backfill(
     return pipeline_run.run_backfill(
         settings, since, until, bucket, timezone, force, wait, format.value
     )
-
-
-def parse_wait(value: str | None) -> float | None:
-    """--wait (no value) -> for ever; --wait N -> N seconds; absent -> no waiting."""
-    from kpictl.errors import UsageError
-
-    if value is None:
-        return None
-    if value == "forever":
-        return math.inf
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise UsageError(f"--wait: {value!r} is not a number of seconds") from None
-    if not 0 < seconds < math.inf:
-        raise UsageError(f"--wait must be a positive number of seconds, got {value!r}")
-    return seconds

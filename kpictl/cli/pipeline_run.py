@@ -11,7 +11,7 @@ from typing import Any
 
 from kpictl.cli import output
 from kpictl.cli.database import open_database
-from kpictl.cli.pipeline import parse_wait
+from kpictl.cli.options import parse_wait
 from kpictl.cli.progress import progress_bar
 from kpictl.cli.signals import graceful_stop
 from kpictl.errors import KpictlError

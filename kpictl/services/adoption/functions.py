@@ -28,6 +28,7 @@ from sqlalchemy import Connection, text
 
 from kpictl import kpis
 from kpictl.errors import CommandFailed
+from kpictl.services.adoption.steps import Step
 
 KPI_RELATIONS = (
     "kpi_snapshots",
@@ -242,3 +243,24 @@ def plan_functions(
 
 def describe(plan: FunctionPlan) -> str:
     return "replace the platform's " + " and ".join(plan.replaced) if plan.replaced else ""
+
+
+def functions_steps(connection: Connection, zone: str) -> tuple[Step, Step]:
+    """(replace the platform's functions that the conversion would break, call every platform
+    function once more before the commit)."""
+    from kpictl.services.pipeline.kpi_sql import SourceClock
+
+    clock = SourceClock.detect(connection)
+    functions = plan_functions(connection, clock.started_zoneless, clock.completed_zoneless, zone)
+    replace = Step("functions", describe(functions))
+    for statement in functions.statements:
+        replace.add(statement)
+    check = Step("check", "")
+    for statement in functions.checks:
+        check.add(statement)
+    if functions.checks:
+        check.summary = "check that the platform's functions still run: " + ", ".join(
+            statement.removeprefix("SELECT count(*) FROM ").removeprefix("SELECT ")
+            for statement in functions.checks
+        )
+    return replace, check

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, text
 
+from kpictl.db import migrations
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
 from kpictl.services.jobs.lock import (
@@ -103,7 +104,7 @@ def _check_migrations(connection: Connection, report: DoctorReport) -> bool:
     returns whether the database is at head (the checks of head's objects apply)."""
     problem = schema_problem(connection)
     if problem is None:
-        report.add("migrations", OK, f"at head {migrate.head_revision()}")
+        report.add("migrations", OK, f"at head {migrations.head_revision()}")
         return True
     report.add("migrations", FAIL, problem.message)
     return False
@@ -196,8 +197,8 @@ def _regclass(connection: Connection, name: str):
 def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:
     """The pipeline's lookups rely on kpictl_* indexes on the source tables: a missing or
     INVALID one (a failed CREATE INDEX CONCURRENTLY) makes every cycle scan whole tables."""
-    revision = migrate.current_revision(connection)
-    if revision is None or revision not in migrate.known_revisions():
+    revision = migrations.current_revision(connection)
+    if revision is None or revision not in migrations.known_revisions():
         return  # not migrated, or by a newer kpictl: the migrations check says what to run
     broken = migrate.invalid_or_missing_indexes(connection, revision)
     if broken:
@@ -209,7 +210,7 @@ def _check_source_indexes(connection: Connection, report: DoctorReport) -> None:
             "CONCURRENTLY",
         )
     else:
-        count = len(migrate.source_index_definitions(revision))
+        count = len(migrations.source_index_definitions(revision))
         report.add("source indexes", OK, f"{count} kpictl_* indexes valid")
 
 

@@ -71,20 +71,20 @@ def schema_problem(
 def refuse_unknown_revision(current: str | None) -> None:
     """Raise SchemaNotReady when the database names a revision this kpictl does not ship: a
     newer kpictl migrated it, and nothing here can read, upgrade or downgrade it."""
-    from kpictl.services.schema import migrate  # Alembic, only off the happy path
+    from kpictl.db import migrations  # Alembic, only off the happy path
 
-    if current is not None and current not in migrate.known_revisions():
+    if current is not None and current not in migrations.known_revisions():
         raise SchemaNotReady(
             f"database is at revision {current}, this kpictl knows up to "
-            f"{migrate.head_revision()}: upgrade kpictl"
+            f"{migrations.head_revision()}: upgrade kpictl"
         )
 
 
 def _diagnose(connection: Connection, recorded: list[str]) -> SchemaNotReady | None:
-    from kpictl.services.adoption import adopt  # Alembic, only off the happy path
-    from kpictl.services.schema import migrate
+    from kpictl.db import migrations  # Alembic, only off the happy path
+    from kpictl.services.adoption import detect
 
-    head = migrate.head_revision()
+    head = migrations.head_revision()
     try:
         for revision in recorded:
             refuse_unknown_revision(revision)
@@ -97,7 +97,7 @@ def _diagnose(connection: Connection, recorded: list[str]) -> SchemaNotReady | N
             f"database is at revision {', '.join(recorded)}, this kpictl needs {head}: "
             "run `kpictl migrate`"
         )
-    if adopt.needs_adoption(connection):
+    if detect.needs_adoption(connection):
         return SchemaNotReady(
             "AFU-9 tables found, not adopted: run `kpictl migrate --adopt` "
             "(back up first; see docs/OPERATIONS.md, 'Adopting an AFU-9 database')"

@@ -16,22 +16,27 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from alembic import command
-from kpictl.db.revisions import VERSION_TABLE, script_location  # kept importable from here
+from kpictl.db.migrations import (
+    SourceIndex,
+    alembic_config,
+    current_revision,
+    head_revision,
+    known_revision,
+    source_index_definitions,
+)
 from kpictl.db.schema import (
     HISTORY_SOURCES,
     PIPELINE_SOURCES,
     kpi_snapshots,
     source_metadata,
 )
-from kpictl.errors import CommandFailed, UsageError
+from kpictl.errors import CommandFailed
 from kpictl.services.jobs import lock as locks
 from kpictl.services.schema.gate import refuse_unknown_revision
 
@@ -39,91 +44,6 @@ log = logging.getLogger(__name__)
 
 # pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
 MIGRATE_LOCK_KEY = locks.MIGRATE.key
-
-
-def alembic_config(
-    connection: Connection | None = None, output: io.StringIO | None = None
-) -> Config:
-    config = Config(output_buffer=output) if output is not None else Config()
-    config.set_main_option("script_location", str(script_location()))
-    config.set_main_option("version_table", VERSION_TABLE)
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def revision_module(revision: str) -> Any:
-    """The module of one revision file (its SQL constants serve adoption and doctor)."""
-    return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
-
-
-def source_indexes() -> tuple[tuple[str, str, str], ...]:
-    """(name, table, column) of the kpictl_* indexes revisions 0002, 0004 and 0005 build on
-    source tables."""
-    partial = tuple(
-        index[:3]
-        for revision in ("0004", "0005")
-        for index in revision_module(revision).SOURCE_INDEXES
-    )
-    return tuple(revision_module("0002").SOURCE_INDEXES) + partial
-
-
-@dataclass(frozen=True)
-class SourceIndex:
-    name: str
-    table: str
-    column: str
-    predicate: str | None = None  # partial index
-
-    def describe(self) -> str:
-        return f"{self.name} on {self.table} ({self.column})"
-
-    def create_sql(self) -> str:
-        where = f" WHERE {self.predicate}" if self.predicate else ""
-        return (
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} "
-            f"({self.column}){where}"
-        )
-
-
-def source_index_definitions(revision: str | None = "head") -> list[SourceIndex]:
-    """Every kpictl_* source index the revisions up to `revision` build (SOURCE_INDEXES of
-    each revision file: (name, table, column) or (name, table, column, predicate))."""
-    if revision is None:
-        return []
-    script = ScriptDirectory.from_config(alembic_config())
-    found = []
-    for script_revision in reversed(list(script.iterate_revisions(revision, "base"))):
-        for definition in getattr(script_revision.module, "SOURCE_INDEXES", ()):
-            found.append(SourceIndex(*definition))
-    return found
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head() or "base"
-
-
-def known_revisions() -> set[str]:
-    """Every revision this kpictl ships."""
-    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-
-
-def known_revision(revision: str) -> None:
-    """Raise a usage error unless `revision` names a kpictl revision (or head/base)."""
-    if revision in ("head", "base"):
-        return
-    script = ScriptDirectory.from_config(alembic_config())
-    try:
-        if script.get_revision(revision) is None:
-            raise KeyError(revision)
-    except Exception:
-        known = ", ".join(rev.revision for rev in script.walk_revisions())
-        raise UsageError(f"unknown revision {revision!r} (known: {known}, head, base)") from None
-
-
-def current_revision(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
 
 
 @dataclass(frozen=True)
@@ -206,16 +126,19 @@ def _upgrade_locked(
     connection: Connection, revision: str, *, with_sources: bool
 ) -> MigrationResult:
     """The body of `upgrade`, while this process holds the migrate lock."""
-    # --- adoption hook (adoption.md, kpictl/services/adoption/adopt.py) ---
-    from kpictl.services.adoption import adopt as adoption
+    # --- adoption hook (docs/spec/adoption.md, kpictl/services/adoption/) ---
+    from kpictl.services.adoption import detect as adoption_detect
+    from kpictl.services.adoption import run as adoption_run
 
     with connection.begin():
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
-        if adoption.needs_adoption(connection):
-            raise adoption.adoption_required_error(adoption.pending_adoption(connection) or [])
-        adopted = adoption.is_adopted(connection)
+        if adoption_detect.needs_adoption(connection):
+            raise adoption_detect.adoption_required_error(
+                adoption_detect.pending_adoption(connection) or []
+            )
+        adopted = adoption_detect.is_adopted(connection)
     if adopted:
-        adoption.ensure_source_indexes(connection)  # converges if a run died after its commit
+        adoption_run.ensure_source_indexes(connection)  # converges if a run died after its commit
     # --- end of adoption hook ---
     with connection.begin():
         created = create_sources(connection) if with_sources else []
@@ -457,10 +380,10 @@ def downgrade(
 
     known_revision(revision)
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
-        from kpictl.services.adoption import adopt as adoption
+        from kpictl.services.adoption import detect as adoption_detect
 
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
-        adoption.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
+        adoption_detect.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
         before = current_revision(connection)
         connection.commit()
         with ExitStack() as job_locks:
@@ -480,12 +403,12 @@ def downgrade(
             return MigrationResult(before, current_revision(connection), [], [])
 
 
-# --- adoption of an AFU-9 database (adoption.md; the work is in kpictl/services/adoption/adopt.py) ---
+# --- adoption of an AFU-9 database (docs/spec/adoption.md; the work is in kpictl/services/adoption/) ---
 
 
 @dataclass(frozen=True)
 class AdoptAndMigrateResult:
-    adoption: object  # adopt.AdoptionResult
+    adoption: object  # kpictl.services.adoption.steps.AdoptionResult
     migration: MigrationResult
 
 
@@ -499,10 +422,10 @@ def adopt(
 ) -> AdoptAndMigrateResult:
     """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
     nothing to adopt), then build the source indexes and upgrade to head as usual."""
-    from kpictl.services.adoption import adopt as adoption
+    from kpictl.services.adoption import run as adoption_run
 
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
-        adopted = adoption.adopt(
+        adopted = adoption_run.adopt(
             connection, source_timezone=source_timezone, metadata=metadata, fail_after=fail_after
         )
         return AdoptAndMigrateResult(
@@ -515,16 +438,19 @@ def adoption_sql(
 ) -> str:
     """`migrate --adopt --sql`: the adoption's SQL from a read-only look, then the later
     revisions' SQL as `migrate --sql` prints it."""
-    from kpictl.services.adoption import adopt as adoption
+    from kpictl.services.adoption import run as adoption_run
+    from kpictl.services.adoption import steps as adoption_steps
 
     with engine.connect() as connection:
-        text_sql = adoption.adoption_sql(
+        text_sql = adoption_run.adoption_sql(
             connection, source_timezone=source_timezone, metadata=metadata
         )
     if text_sql.startswith("-- kpictl: nothing to adopt"):
         return text_sql
     buffer = io.StringIO()
-    command.upgrade(alembic_config(output=buffer), f"{adoption.ADOPTED_REVISION}:head", sql=True)
+    command.upgrade(
+        alembic_config(output=buffer), f"{adoption_steps.ADOPTED_REVISION}:head", sql=True
+    )
     return text_sql + "\n-- then the later revisions:\n" + buffer.getvalue()
 
 
