@@ -1,4 +1,4 @@
-"""The one exception hierarchy of kpictl and the exit codes it maps to (cli.md).
+"""The one exception hierarchy of kpictl and the exit codes it maps to (docs/spec/cli.md).
 
 Services raise these; the CLI turns them into a message and an exit code in exactly one place
 (`kpictl.cli.app.run_command`). Database driver errors are classified there too, by
@@ -68,7 +68,7 @@ class CommandFailed(KpictlError):
 class SchemaNotReady(CommandFailed):
     """The database is not at this kpictl's head revision (not migrated, AFU-9 tables not
     adopted, behind, or migrated by a newer kpictl). One line that names what to run; exit 1
-    for every command, `freshness` included (adoption.md)."""
+    for every command, `freshness` included (docs/spec/adoption.md)."""
 
 
 class LockLost(KpictlError):

@@ -1,4 +1,4 @@
-"""The KPI registry: the ten KPIs of pipeline.md §3 (version 1.0.0), in one place.
+"""The KPI registry: the ten KPIs of docs/spec/pipeline.md §3 (version 1.0.0), in one place.
 
 The aggregation SQL, `kpictl kpis`, `kpictl freshness`, the job rows and the docs all read this
 list. Adding a KPI means one entry here plus its SQL in the aggregation service.

@@ -1,6 +1,6 @@
 """Settings resolved once, at the CLI boundary, into a frozen object.
 
-Nothing below the CLI reads `os.environ`; it receives a `Settings`. URL resolution follows cli.md:
+Nothing below the CLI reads `os.environ`; it receives a `Settings`. URL resolution follows docs/spec/cli.md:
 `--database-url`, `KPICTL_DATABASE_URL`, `DATABASE_URL`, the file named by
 `KPICTL_DATABASE_URL_FILE`, `$CREDENTIALS_DIRECTORY/database-url`; with none of them, the embedded
 server.
@@ -56,7 +56,7 @@ class Settings:
 
 
 def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> DatabaseTarget:
-    """Pick the database URL by the order of cli.md; the embedded server when none is set.
+    """Pick the database URL by the order of docs/spec/cli.md; the embedded server when none is set.
 
     A source that is given but empty (`--database-url ""`, `KPICTL_DATABASE_URL=`, e.g. a cron
     line whose variable is unset) is a usage error naming it, never a fall-through to the next

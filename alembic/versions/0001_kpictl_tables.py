@@ -120,7 +120,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_kpi_history"),
         sa.UniqueConstraint("tenant_id", "as_of", name="uq_kpi_history_tenant_id_as_of"),
     )
-    # history.md §4: enabled and forced (the owner is filtered too), fail closed when unset.
+    # docs/spec/history.md §4: enabled and forced (the owner is filtered too), fail closed when unset.
     op.execute("ALTER TABLE kpi_history ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE kpi_history FORCE ROW LEVEL SECURITY")
     op.execute(

@@ -14,7 +14,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Terminal runs (pipeline.md §3), shared by both views.
+# Terminal runs (docs/spec/pipeline.md §3), shared by both views.
 TERMINAL = """e.status IN ('completed', 'failed')
       AND e.started_at IS NOT NULL AND e.completed_at IS NOT NULL
       AND e.completed_at >= e.started_at"""

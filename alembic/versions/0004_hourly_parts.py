@@ -1,7 +1,7 @@
 """Hourly additive parts: a cycle rolls its window up instead of re-reading every run of it
 
 `kpi_hourly_runs` holds, per UTC hour of completed_at and repository, the additive parts of
-pipeline.md §3 (completed, failed, duration sum, invalid runs); `kpi_hourly_totals` holds one row
+docs/spec/pipeline.md §3 (completed, failed, duration sum, invalid runs); `kpi_hourly_totals` holds one row
 for every hour kpictl keeps (zero hours included), with its verdict parts and how many
 executions and verdicts it saw (what a later cycle compares to notice late writes). The set of
 hours in `kpi_hourly_totals` is contiguous: the views and the pipeline read parts for the hours

@@ -153,7 +153,7 @@ def _echo_repairs(result) -> None:
         output.echo(f"rebuilt index concurrently: {line}")
 
 
-# --- adoption of an AFU-9 database (adoption.md) ---
+# --- adoption of an AFU-9 database (docs/spec/adoption.md) ---
 
 
 def _pending_adoption(connection, settings: Settings) -> list[str] | None:

@@ -105,7 +105,7 @@ def run_backfill(
 @contextmanager
 def _summary_on_failure(fmt: str) -> Iterator[None]:
     """A job that failed, lost its lock or was stopped still prints what it committed; the
-    error then goes on to its exit code (cli.md)."""
+    error then goes on to its exit code (docs/spec/cli.md)."""
     try:
         yield
     except KpictlError as exc:

@@ -27,7 +27,7 @@ class RichProgress(Progress):
 
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Progress]:
-    """A rich progress bar when both stdout and stderr are terminals (cli.md: none when stdout
+    """A rich progress bar when both stdout and stderr are terminals (docs/spec/cli.md: none when stdout
     is not); a silent one otherwise (cron, pipes, redirected output, -q)."""
     if quiet or not (sys.stderr.isatty() and sys.stdout.isatty()):
         yield Progress()

@@ -1,7 +1,7 @@
 """The one place where a command's outcome becomes a message and an exit code.
 
 Every command runs through `run_command`: settings resolved once, logging configured once, the
-command body called, and any exception mapped to the exit codes of cli.md with a password-free
+command body called, and any exception mapped to the exit codes of docs/spec/cli.md with a password-free
 message on stderr (a traceback only with `-v`).
 """
 

@@ -1,4 +1,4 @@
-"""SIGTERM / SIGINT -> a graceful stop request (pipeline.md §5)."""
+"""SIGTERM / SIGINT -> a graceful stop request (docs/spec/pipeline.md §5)."""
 
 from __future__ import annotations
 

@@ -74,7 +74,7 @@ kpi_snapshots = Table(
     CheckConstraint(
         "value IS NULL OR value NOT IN ('NaN', 'Infinity', '-Infinity')", name="value_finite"
     ),
-    # The uniqueness key of pipeline.md §2: NULL scope (factory rows) included. Column order:
+    # The uniqueness key of docs/spec/pipeline.md §2: NULL scope (factory rows) included. Column order:
     # period_end before scope_id, so that the run level's per-run probes, which follow the
     # runs' completed_at (= period_end), read the index in order instead of at random.
     UniqueConstraint(
@@ -197,7 +197,7 @@ kpi_hourly_totals = Table(
     Column("computed_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
 )
 
-# Row-level security of history.md §4: a session sees and writes only the rows of the tenant
+# Row-level security of docs/spec/history.md §4: a session sees and writes only the rows of the tenant
 # named by `app.tenant`, set with set_config(..., true) inside the transaction; unset = nothing.
 # KPI_HISTORY_POLICY_PREDICATE is revision 0001's form (adoption recreates that state);
 # revision 0006 limits it to service roles (INSERT on kpi_history) and adds the read-only

@@ -135,7 +135,7 @@ def _instant(column: str, zoneless: bool, zone: str) -> str:
 
 def trigger_body(started_zoneless: bool, completed_zoneless: bool, zone: str) -> str:
     """The replacement body of create_run_kpi_snapshot(): the platform's transition, kpictl's
-    terminal-run rule (pipeline.md §3, with finite timestamps), kpictl's run_duration row."""
+    terminal-run rule (docs/spec/pipeline.md §3, with finite timestamps), kpictl's run_duration row."""
     started = _instant("NEW.started_at", started_zoneless, zone)
     completed = _instant("NEW.completed_at", completed_zoneless, zone)
     duration = kpis.BY_NAME["run_duration"]

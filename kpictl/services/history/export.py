@@ -1,4 +1,4 @@
-"""`kpictl history export` (history.md §3): one tenant's history as CSV, JSON or a table.
+"""`kpictl history export` (docs/spec/history.md §3): one tenant's history as CSV, JSON or a table.
 
 Rows are streamed, so memory stays flat however many rows there are: CSV comes straight from
 PostgreSQL's `COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)` (numeric(…, 2) columns and the
@@ -111,7 +111,7 @@ def _parameters(tenant: Tenant, query: ExportQuery) -> dict[str, Any]:
 
 
 def copy_csv(conn: Connection, tenant: Tenant, query: ExportQuery, out: TextIO) -> int:
-    """The CSV of history.md §3, formatted by PostgreSQL and streamed block by block with
+    """The CSV of docs/spec/history.md §3, formatted by PostgreSQL and streamed block by block with
     COPY, in the caller's transaction; returns the number of records."""
     set_tenant(conn, tenant.id)
     for name, value in _parameters(tenant, query).items():

@@ -1,4 +1,4 @@
-"""`kpictl history fill` (history.md §2): one `kpi_history` row per tenant and report week.
+"""`kpictl history fill` (docs/spec/history.md §2): one `kpi_history` row per tenant and report week.
 
 Every value is computed in one SQL query (`COMPUTE_SQL`), PostgreSQL's `round(numeric, 2)`
 included, so Python never touches a number.
@@ -75,7 +75,7 @@ def finite(expression: str, name: str) -> str:
 
 
 def compute_sql(*, backfill: bool, since: date | None, until: date | None) -> str:
-    """The rows of history.md §2 for the tenants in `:tenant_ids` (a uuid[] parameter).
+    """The rows of docs/spec/history.md §2 for the tenants in `:tenant_ids` (a uuid[] parameter).
 
     Latest mode picks one report per tenant; backfill mode one per tenant and week, with
     `:since` / `:until` (bound, inclusive) on the report's `as_of`. Static SQL only; every value
@@ -170,7 +170,7 @@ class TenantOutcome:
     message: str | None = None
 
     def as_single_result(self) -> dict[str, Any]:
-        """The one-tenant result document of history.md §2."""
+        """The one-tenant result document of docs/spec/history.md §2."""
         if self.code is None:
             return {"ok": True, "tenant_id": str(self.tenant.id), "as_of": self.as_of.isoformat()}
         return {
@@ -412,7 +412,7 @@ def fill_all(
 
 
 def summarize(outcomes: Sequence[TenantOutcome]) -> dict[str, Any]:
-    """The all-tenants result document of history.md §2 (errors sorted by slug)."""
+    """The all-tenants result document of docs/spec/history.md §2 (errors sorted by slug)."""
     errors = sorted(
         (outcome for outcome in outcomes if outcome.code not in (None, NO_AVI)),
         key=lambda outcome: outcome.tenant.slug,

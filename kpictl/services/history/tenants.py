@@ -1,4 +1,4 @@
-"""The per-tenant KPI history (history.md): what `fill` and `export` share.
+"""The per-tenant KPI history (docs/spec/history.md): what `fill` and `export` share.
 
 - `parse_tenant_argument` checks a `--tenant` value before any SQL: a UUID, or a possible slug
   (printable, 1-200 characters, no surrounding blanks); anything else is a usage error naming
@@ -66,7 +66,7 @@ def resolve_tenant(
     conn: Connection, argument: TenantArgument, *, unknown: type[KpictlError] = CommandFailed
 ) -> Tenant:
     """The tenant named by a validated argument, or `unknown`("unknown tenant"): exit 1 for
-    export (history.md §3), a usage error for fill ("a UUID or an existing slug", §2)."""
+    export (docs/spec/history.md §3), a usage error for fill ("a UUID or an existing slug", §2)."""
     query = select(tenants.c.id, tenants.c.slug)
     if argument.id is not None:
         query = query.where(tenants.c.id == argument.id)
@@ -84,7 +84,7 @@ def resolve_tenant(
 
 
 def set_tenant(conn: Connection, tenant_id: uuid.UUID) -> None:
-    """Scope the current transaction to one tenant (row-level security of history.md §4)."""
+    """Scope the current transaction to one tenant (row-level security of docs/spec/history.md §4)."""
     conn.execute(
         text("SELECT set_config(:name, :value, true)"),
         {"name": TENANT_SETTING, "value": str(tenant_id)},

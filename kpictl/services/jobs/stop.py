@@ -1,4 +1,4 @@
-"""Graceful stop for long jobs (pipeline.md §5).
+"""Graceful stop for long jobs (docs/spec/pipeline.md §5).
 
 The CLI turns SIGTERM/SIGINT into `StopRequest.request(...)`. Services call `check()` between
 steps (no new step starts after a stop request) and register the connections running the current

@@ -1,4 +1,4 @@
-"""The KPI SQL of pipeline.md §3, one set-based statement per step, all in this module.
+"""The KPI SQL of docs/spec/pipeline.md §3, one set-based statement per step, all in this module.
 
 Statements are `text()` with bound values. The only pieces formatted into them are column
 expressions chosen from a fixed set by the source columns' types (`SourceClock`): zone-less
@@ -6,7 +6,7 @@ expressions chosen from a fixed set by the source columns' types (`SourceClock`)
 with `AT TIME ZONE`, while filters compare the raw column with a converted bound so that the
 range stays sargable on the source's indexes.
 
-Conventions shared by every statement (pipeline.md §3): a terminal run has status completed or
+Conventions shared by every statement (docs/spec/pipeline.md §3): a terminal run has status completed or
 failed, non-NULL started_at and completed_at, completed_at >= started_at, and belongs to the
 period containing its completed_at; periods are half-open.
 """

@@ -1,4 +1,4 @@
-"""Aggregation periods (pipeline.md §4): aligned windows for `aggregate`, calendar buckets in an
+"""Aggregation periods (docs/spec/pipeline.md §4): aligned windows for `aggregate`, calendar buckets in an
 IANA zone for `backfill`. Every period is half-open: [start, end).
 """
 

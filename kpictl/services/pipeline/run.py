@@ -1,4 +1,4 @@
-"""The aggregation pipeline (pipeline.md): `aggregate` and `backfill`.
+"""The aggregation pipeline (docs/spec/pipeline.md): `aggregate` and `backfill`.
 
 Order per period: run level (keyset chunks, each committed), product level, factory level
 (rolled up from the product step's additive parts plus runs without an enabled product), then

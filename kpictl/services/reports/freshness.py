@@ -2,7 +2,7 @@
 
 Per KPI of the registry at one level: the age of the newest `calculated_at` in `kpi_snapshots`,
 measured against the database clock (the same clock that stamped `calculated_at`). Statuses and
-exit codes follow the Nagios/Icinga plugin convention of pipeline.md §5: 0 all fresh, 1 any
+exit codes follow the Nagios/Icinga plugin convention of docs/spec/pipeline.md §5: 0 all fresh, 1 any
 stale, 2 any expired or missing, 3 could not check. The renderers for the monitoring formats
 (Nagios status line, Prometheus text exposition) are pure functions of the report.
 """
@@ -67,7 +67,7 @@ class FreshnessReport:
 
 
 def parse_threshold_seconds(value: str, option: str) -> float:
-    """A DUR of pipeline.md §5 ('600', '90s', '10m', '2h', '1d') in seconds; UsageError if bad."""
+    """A DUR of docs/spec/pipeline.md §5 ('600', '90s', '10m', '2h', '1d') in seconds; UsageError if bad."""
     return parse_duration_ms(value, option) / 1000
 
 
@@ -167,7 +167,7 @@ def check_freshness(
 
 
 def report_document(report: FreshnessReport) -> dict[str, Any]:
-    """The JSON document of pipeline.md §5."""
+    """The JSON document of docs/spec/pipeline.md §5."""
     return {
         "status": "success",
         "data": [

@@ -1,7 +1,7 @@
 """`kpictl kpis`: the latest value of each KPI, what an operator looks at first.
 
 "Latest" is, per (KPI, scope), the snapshot with the newest `period_end` among periods that are
-over, then the newest `calculated_at` (pipeline.md §5). Only KPIs of the registry are shown (rows of other names, such
+over, then the newest `calculated_at` (docs/spec/pipeline.md §5). Only KPIs of the registry are shown (rows of other names, such
 as the platform trigger's `run_success`, are ignored). At factory level a KPI that was never
 computed is still listed, with every field but its name, level, unit and version empty; at
 product level only products with snapshots appear.
@@ -166,7 +166,7 @@ COLUMNS = [
 
 
 def as_document(values: list[KpiValue]) -> dict[str, Any]:
-    """The JSON document of pipeline.md §5 (camelCase keys, value null for no data)."""
+    """The JSON document of docs/spec/pipeline.md §5 (camelCase keys, value null for no data)."""
     return {
         "status": "success",
         "data": [

@@ -1,5 +1,5 @@
 """The schema gate: a command that reads or writes kpictl's tables first makes sure the database
-is at this kpictl's head revision, before it takes a lock or writes a job row (adoption.md).
+is at this kpictl's head revision, before it takes a lock or writes a job row (docs/spec/adoption.md).
 
 At head it costs one query: the version table's revision, compared with the head the revision
 files name (`kpictl.db.revisions`, no Alembic import). Otherwise Alembic is asked, only to say

@@ -383,7 +383,9 @@ def downgrade(
         from kpictl.services.adoption import detect as adoption_detect
 
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
-        adoption_detect.refuse_downgrade(connection, revision)  # adoption is one-way (adoption.md)
+        adoption_detect.refuse_downgrade(
+            connection, revision
+        )  # adoption is one-way (docs/spec/adoption.md)
         before = current_revision(connection)
         connection.commit()
         with ExitStack() as job_locks:
