@@ -42,6 +42,8 @@ def demo(
     from kpictl.cli import output
     from kpictl.cli.database import open_database
     from kpictl.cli.progress import progress_bar
+    from kpictl.cli.render import freshness as render_freshness
+    from kpictl.cli.render import kpis as render_kpis
     from kpictl.cli.signals import graceful_stop
     from kpictl.kpis import KPIS
     from kpictl.redact import secrets_of_url
@@ -84,9 +86,11 @@ def demo(
         f"{result.backfill_buckets} daily buckets ({result.backfill_skipped} already done); "
         f"filled {result.history_rows} weeks of KPI history for {result.history_filled} tenants.\n"
     )
-    columns, rows = kpi_values.table(values, "factory")
+    columns, rows = render_kpis.table(values, "factory")
     output.emit_table(columns, rows, title="factory KPIs (latest)")
     output.echo()
-    output.emit_table(freshness.TABLE_COLUMNS, freshness.table_rows(report), title="freshness")
+    output.emit_table(
+        render_freshness.TABLE_COLUMNS, render_freshness.table_rows(report), title="freshness"
+    )
     output.echo(NEXT_STEPS)
     return 0

@@ -100,26 +100,26 @@ def freshness(
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
         return _could_not_check(settings, exc, format, chosen_level, warn, error)
+    from kpictl.cli.render.freshness import exit_code
+
     _render(report, format)
-    return report.exit_code
+    return exit_code(report)
 
 
 def _render(report: Any, format: FreshnessFormat) -> None:
     from kpictl.cli import output
-    from kpictl.services.reports import freshness as service
+    from kpictl.cli.render import freshness as render
 
     if format is FreshnessFormat.json:
-        output.emit_json(service.report_document(report))
+        output.emit_json(render.report_document(report))
     elif format is FreshnessFormat.nagios:
-        output.echo(service.render_nagios(report))
+        output.echo(render.render_nagios(report))
     elif format is FreshnessFormat.prometheus:
-        output.echo(service.render_prometheus(report).rstrip("\n"))
+        output.echo(render.render_prometheus(report).rstrip("\n"))
     else:
-        title = (
-            f"{report.level} KPIs: stale after {service.human_age(report.warn_after_seconds)}, "
-            f"expired after {service.human_age(report.error_after_seconds)}"
+        output.emit_table(
+            render.TABLE_COLUMNS, render.table_rows(report), title=render.table_title(report)
         )
-        output.emit_table(service.TABLE_COLUMNS, service.table_rows(report), title=title)
 
 
 def _could_not_check(
@@ -135,9 +135,9 @@ def _could_not_check(
     import traceback
 
     from kpictl.cli import output
+    from kpictl.cli.render import freshness as render
     from kpictl.errors import KpictlError, classify_database_error
     from kpictl.redact import redact, secrets_of_url
-    from kpictl.services.reports import freshness as service
 
     classified = exc if isinstance(exc, KpictlError) else classify_database_error(exc)
     message = classified.message if classified else f"internal error: {type(exc).__name__}: {exc}"
@@ -148,9 +148,9 @@ def _could_not_check(
         log.debug(redact("".join(traceback.format_exception(exc)), secrets))
     log.error("could not check freshness: %s", message)
     if format is FreshnessFormat.json:
-        output.emit_json(service.error_document(message, level, warn, error))
+        output.emit_json(render.error_document(message, level, warn, error))
     elif format is FreshnessFormat.nagios:
-        output.echo(service.render_nagios_unknown(message))
+        output.echo(render.render_nagios_unknown(message))
     elif format is FreshnessFormat.prometheus:
-        output.echo(service.render_prometheus(None).rstrip("\n"))
-    return service.UNKNOWN_EXIT_CODE
+        output.echo(render.render_prometheus(None).rstrip("\n"))
+    return render.UNKNOWN_EXIT_CODE

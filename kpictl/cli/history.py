@@ -88,9 +88,11 @@ def fill(
         concurrency=concurrency,
         chunk_delay=dict(settings.step_delays).get("fill", 0.0),
     )
+    from kpictl.cli.render.history import fill_exit_code
+
     run = _fill_with_job(settings, options, argument, format.value)
     _render_fill(run, format.value, single=argument is not None)
-    return run.exit_code
+    return fill_exit_code(run)
 
 
 @kpictl_command(
@@ -285,27 +287,18 @@ def _fill_with_job(settings: Settings, options, argument, fmt: str):
 
 def _render_fill(run, fmt: str, *, single: bool) -> None:
     from kpictl.cli import output
+    from kpictl.cli.render import history as render
 
     if fmt == "json":
         output.emit_json(run.result)
         return
     if single:
-        outcome = run.outcomes[0]
-        status = "ok" if outcome.code is None else outcome.code
-        detail = outcome.as_of.isoformat() if outcome.as_of else outcome.message
-        output.emit_table(["tenant", "status", "detail"], [[outcome.tenant.slug, status, detail]])
+        output.emit_table(render.FILL_SINGLE_COLUMNS, render.fill_single_rows(run.outcomes[0]))
         return
-    result = run.result
-    output.emit_table(
-        ["ok", "skipped", "errors", "total"],
-        [[result["ok"], result["skipped"], len(result["errors"]), result["total"]]],
-    )
-    if result["errors"]:
+    output.emit_table(render.FILL_SUMMARY_COLUMNS, render.fill_summary_rows(run.result))
+    if run.result["errors"]:
         output.echo()
-        output.emit_table(
-            ["slug", "tenant_id", "code", "message"],
-            [[e["slug"], e["tenant_id"], e["code"], e["message"]] for e in result["errors"]],
-        )
+        output.emit_table(render.FILL_ERROR_COLUMNS, render.fill_error_rows(run.result))
 
 
 def _check_output(path: Path) -> None:
@@ -342,6 +335,7 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
 
     from kpictl.cli import output
     from kpictl.cli.database import open_database
+    from kpictl.cli.render import history as render
     from kpictl.services.history import export
     from kpictl.services.history.tenants import resolve_tenant
 
@@ -351,7 +345,7 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
         _check_access(conn, tenant)
         rows = export.stream_history(conn, tenant, query)
         if fmt == "table" and output_path is None:
-            output.emit_table(list(export.COLUMNS), export.table_rows(rows), title=tenant.slug)
+            output.emit_table(list(export.COLUMNS), render.table_rows(rows), title=tenant.slug)
             return
         if fmt == "csv":
 
@@ -360,20 +354,16 @@ def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
         elif fmt == "json":
 
             def write(out):
-                return export.write_json(tenant, rows, out)
+                return render.write_json(tenant, rows, out)
         else:
 
             def write(out):
-                output.emit_table(list(export.COLUMNS), export.table_rows(rows), stream=out)
+                output.emit_table(list(export.COLUMNS), render.table_rows(rows), stream=out)
                 return 0
 
         if output_path is None:
-            try:
+            # caught here, inside the transaction, so that it still ends normally
+            with output.tolerate_closed_pipe():
                 write(sys.stdout)
-                sys.stdout.flush()
-            except BrokenPipeError:  # `| head`: the reader has all it wanted
-                import os
-
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         else:
             export.write_atomically(output_path, write)

@@ -70,14 +70,14 @@ def list_jobs(
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
+    from kpictl.cli.render import jobs as render
     from kpictl.services.jobs import listing as service
 
     count = service.parse_limit(limit)
     service.check_filters(count, status, job_type)
     with open_database(settings).engine.connect() as connection:
         jobs = service.list_jobs(connection, limit=count, status=status, job_type=job_type)
-    rows = [[job[name] for name in service.LIST_COLUMNS] for job in jobs]
-    output.emit_rows(format.value, service.LIST_COLUMNS, rows)
+    output.emit_rows(format.value, service.LIST_COLUMNS, render.list_rows(jobs))
 
 
 @kpictl_command(jobs_app, "show", help=SHOW_HELP)
@@ -88,7 +88,7 @@ def show(
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.serialize import dumps
+    from kpictl.cli.render import jobs as render
     from kpictl.services.jobs import listing as service
 
     parsed = service.parse_job_id(job_id)
@@ -97,10 +97,7 @@ def show(
     if format is TableFormat.json:
         output.emit_json(job)
     elif format is TableFormat.csv:
-        output.emit_csv(
-            list(job),
-            [[dumps(v) if isinstance(v, list | dict) else v for v in job.values()]],
-        )
+        output.emit_csv(list(job), [render.show_csv_row(job)])
     else:
-        for line in service.job_lines(job):
+        for line in render.job_lines(job):
             output.echo(line)

@@ -58,6 +58,7 @@ def kpis(
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
+    from kpictl.cli.render import kpis as render
     from kpictl.services.reports import latest as service
 
     chosen = service.resolve_level(level.value if level else None, product)
@@ -66,11 +67,11 @@ def kpis(
         scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
         values = service.latest_values(connection, level=chosen, scope_ids=scope_ids)
     if format is TableFormat.json:
-        output.emit_json(service.as_document(values))
+        output.emit_json(render.as_document(values))
     elif format is TableFormat.csv:
-        output.emit_csv(service.COLUMNS, service.csv_rows(values))
+        output.emit_csv(render.COLUMNS, render.csv_rows(values))
     else:
-        columns, rows = service.table(values, chosen)
+        columns, rows = render.table(values, chosen)
         output.emit_table(columns, rows, title=f"{chosen} KPIs (latest)")
     if not values:
         import logging

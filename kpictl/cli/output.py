@@ -1,7 +1,12 @@
 """Rendering in one place: results to stdout as table, JSON or CSV; nothing else goes to stdout.
 
 Tables use rich on a terminal (colour unless NO_COLOR) and tabulate otherwise, so piped output
-is plain and deterministic. JSON is one document. CSV is RFC 4180 with LF line ends.
+is plain and deterministic. JSON is one document. CSV is RFC 4180 with LF line ends. What goes
+out is built from the services' results in `kpictl/cli/render/`.
+
+Output into a closed pipe (`kpictl ... | head`) is not an error: `reader_gone` is the one rule,
+applied where the BrokenPipeError is caught (`runtime.run_command`, or `tolerate_closed_pipe`
+where the write happens inside a transaction that must still end normally).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, TextIO
 
@@ -96,3 +102,22 @@ def emit_rows(
 
 def echo(line: str = "") -> None:
     sys.stdout.write(f"{line}\n")
+
+
+def reader_gone() -> None:
+    """The reader of stdout went away (`| head`): it has what it wanted, so this is not an
+    error. Point stdout at /dev/null so that neither later writes nor Python's flush at exit
+    complain about it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+@contextmanager
+def tolerate_closed_pipe() -> Iterator[None]:
+    """Write to stdout in the block; a closed pipe ends the block quietly (`reader_gone`)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        reader_gone()

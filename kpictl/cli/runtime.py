@@ -53,10 +53,9 @@ def run_command(
     except KpictlError as exc:
         code = _report(exc, verbose, secrets)
     except BrokenPipeError:
-        # `kpictl ... | head`: the reader took what it wanted. Not an error; keep Python from
-        # complaining about stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        from kpictl.cli.output import reader_gone
+
+        reader_gone()  # `kpictl ... | head`: the reader took what it wanted
         code = ExitCode.OK
     except KeyboardInterrupt:
         _report(Interrupted("interrupted", signal_exit=ExitCode.SIGINT), verbose, secrets)

@@ -1,22 +1,20 @@
-"""`kpictl history export` (docs/spec/history.md §3): one tenant's history as CSV, JSON or a table.
+"""`kpictl history export` (docs/spec/history.md §3): one tenant's history rows, streamed.
 
 Rows are streamed, so memory stays flat however many rows there are: CSV comes straight from
 PostgreSQL's `COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)` (numeric(…, 2) columns and the
 rounded means print with their 2 decimals, NULL as an empty field, dates as YYYY-MM-DD);
-JSON and tables read a server-side cursor (`stream_results`, `yield_per`) and write one record
-at a time. The newest `limit` rows are picked and re-sorted oldest first by PostgreSQL;
+`stream_history` reads a server-side cursor (`stream_results`, `yield_per`) for the JSON and
+table writers of `kpictl/cli/render/history.py`, which write one record at a time. The newest `limit` rows are picked and re-sorted oldest first by PostgreSQL;
 grouping by month or quarter and the rounding of the means happen there too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -138,40 +136,6 @@ def copy_csv(conn: Connection, tenant: Tenant, query: ExportQuery, out: TextIO) 
     return max(lines - 1, 0)
 
 
-def fixed(value: Decimal | None) -> str:
-    """A number with exactly 2 decimals (half away from zero); NULL as ''."""
-    if value is None:
-        return ""
-    return f"{Decimal(value).quantize(Decimal('0.01'), rounding='ROUND_HALF_UP'):f}"
-
-
-def csv_record(row: tuple) -> list[str]:
-    return [row[0].isoformat(), *(fixed(value) for value in row[1:])]
-
-
-def write_json(tenant: Tenant, rows: Iterator[tuple], out: TextIO) -> int:
-    """`{"status", "tenant": {"id", "slug"}, "data": [...]}`, one record per line, written as
-    rows arrive; numbers keep their 2 decimals (12.50), NULL is null."""
-    head = {"id": str(tenant.id), "slug": tenant.slug}
-    out.write('{\n  "status": "success",\n  "tenant": ' + json.dumps(head) + ',\n  "data": [')
-    count = 0
-    for row in rows:
-        fields = [f'"as_of": "{row[0].isoformat()}"']
-        fields += [
-            f'"{name}": {fixed(value) or "null"}'
-            for name, value in zip(METRICS, row[1:], strict=True)
-        ]
-        out.write((",\n    " if count else "\n    ") + "{" + ", ".join(fields) + "}")
-        count += 1
-    out.write("\n  ]\n}\n" if count else "]\n}\n")
-    return count
-
-
-def table_rows(rows: Iterator[tuple]) -> list[list[str]]:
-    """Rows for a table (at most --limit of them, so held in memory)."""
-    return [csv_record(row) for row in rows]
-
-
 def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
     """Run `write` on a temporary file next to `path`, then rename it over `path`.
 
@@ -205,3 +169,16 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+# Moved to kpictl/cli/render/history.py (issue 13): the old name still resolves, lazily, for
+# callers that have not moved yet; the service itself never imports the CLI.
+_MOVED_TO_CLI = ("write_json",)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CLI:
+        from kpictl.cli.render import history as rendered
+
+        return getattr(rendered, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -433,16 +433,11 @@ def summarize(outcomes: Sequence[TenantOutcome]) -> dict[str, Any]:
     }
 
 
-def exit_code_of(outcomes: Sequence[TenantOutcome], *, single: bool) -> int:
-    """0 nothing errored (skips allowed); 77 the database refused every tenant that had something
-    to write (errors, all FORBIDDEN, nothing filled; NO_AVI skips aside); else 1 when any tenant
-    errored; one tenant with NO_AVI is 1 too."""
-    errors = [outcome.code for outcome in outcomes if outcome.code not in (None, NO_AVI)]
-    filled = any(outcome.code is None for outcome in outcomes)
-    if errors and not filled and all(code == FORBIDDEN for code in errors):
-        return 77
+def failed_of(outcomes: Sequence[TenantOutcome], *, single: bool) -> bool:
+    """Whether the fill failed (its job row says so): a tenant errored (skips allowed), or the
+    one tenant asked for had no report (NO_AVI). Its exit code is the CLI's decision."""
     failed = {FORBIDDEN, INTERNAL_ERROR} | ({NO_AVI} if single else set())
-    return 1 if any(outcome.code in failed for outcome in outcomes) else 0
+    return any(outcome.code in failed for outcome in outcomes)
 
 
 @dataclass
@@ -451,7 +446,7 @@ class FillRun:
 
     outcomes: list[TenantOutcome]
     result: dict[str, Any]
-    exit_code: int
+    failed: bool
     rows_written: int
     duration_ms: int
 
@@ -492,7 +487,7 @@ def _fill_run(
     return FillRun(
         outcomes=outcomes,
         result=result,
-        exit_code=exit_code_of(outcomes, single=single),
+        failed=failed_of(outcomes, single=single),
         rows_written=sum(outcome.rows for outcome in outcomes if outcome.code is None),
         duration_ms=round((time.monotonic() - started) * 1000),
     )
@@ -556,7 +551,7 @@ def _fill_locked(
             stop=stop,
             committed=committed,
         )
-        failed = run.exit_code != 0
+        failed = run.failed
         # on the guarded engine: a fill that lost its lock is never recorded as completed
         finish_job(
             guarded,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, String, column, func, literal, select, true, values
@@ -151,79 +151,14 @@ def latest_values(
     return sorted(found + missing, key=lambda item: order[item.kpi_name])
 
 
-COLUMNS = [
-    "kpi_name",
-    "level",
-    "scope_id",
-    "product",
-    "value",
-    "unit",
-    "kpi_version",
-    "period_start",
-    "period_end",
-    "calculated_at",
-]
+# Moved to kpictl/cli/render/kpis.py (issue 13): the old name still resolves, lazily, for
+# callers that have not moved yet; the service itself never imports the CLI.
+_MOVED_TO_CLI = ("format_value",)
 
 
-def as_document(values: list[KpiValue]) -> dict[str, Any]:
-    """The JSON document of docs/spec/pipeline.md §5 (camelCase keys, value null for no data)."""
-    return {
-        "status": "success",
-        "data": [
-            {
-                "kpiName": item.kpi_name,
-                "level": item.level,
-                "scopeId": item.scope_id,
-                "product": item.product,
-                "value": item.value,
-                "unit": item.unit,
-                "kpiVersion": item.kpi_version,
-                "periodStart": item.period_start,
-                "periodEnd": item.period_end,
-                "calculatedAt": item.calculated_at,
-            }
-            for item in values
-        ],
-    }
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CLI:
+        from kpictl.cli.render import kpis as rendered
 
-
-def csv_rows(values: list[KpiValue]) -> list[list[Any]]:
-    """Raw values (empty cell for NULL) in the order of COLUMNS."""
-    return [[getattr(item, name) for name in COLUMNS] for item in values]
-
-
-def table(values: list[KpiValue], level: str) -> tuple[list[str], list[list[Any]]]:
-    """For people: 'no data' for a NULL value, 'never computed' for a KPI without snapshots;
-    a product column at product level only."""
-    columns = ["kpi", "product", "value", "unit", "version", "period (UTC)", "calculated_at"]
-    rows = []
-    for item in values:
-        if item.never_computed:
-            shown, period = "never computed", ""
-        else:
-            shown = "no data" if item.value is None else format_value(item.value)
-            period = f"{_instant(item.period_start)} .. {_instant(item.period_end)}"
-        product = item.product or ("" if item.scope_id is None else str(item.scope_id))
-        unit = item.unit or ""
-        rows.append(
-            [item.kpi_name, product, shown, unit, item.kpi_version, period, item.calculated_at]
-        )
-    if level == "factory":
-        columns.pop(1)
-        rows = [row[:1] + row[2:] for row in rows]
-    return columns, rows
-
-
-def format_value(value: Decimal) -> str:
-    """At most two decimals, no trailing zeros: 40 -> '40', 66.6667 -> '66.67'."""
-    try:
-        text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):f}"
-    except InvalidOperation:  # more digits than the decimal context holds: show as stored
-        return str(value)
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _instant(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+        return getattr(rendered, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

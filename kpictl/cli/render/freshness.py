@@ -1,0 +1,219 @@
+"""`kpictl freshness` output: the JSON document, table rows, the Nagios/Icinga line and the
+Prometheus text exposition of a `FreshnessReport`, and its exit code (docs/spec/pipeline.md §5: 0 all
+fresh, 1 any stale, 2 any expired or missing, 3 could not check).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpictl.serialize import plain_number
+from kpictl.services.reports.freshness import (
+    EXPIRED,
+    FRESH,
+    MISSING,
+    STALE,
+    STATUSES,
+    FreshnessReport,
+    KpiFreshness,
+)
+
+EXIT_CODES = {FRESH: 0, STALE: 1, EXPIRED: 2, MISSING: 2}
+UNKNOWN_EXIT_CODE = 3  # the check itself could not run (Nagios UNKNOWN)
+NAGIOS_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+TABLE_COLUMNS = ["kpi", "level", "status", "age", "last_calculated_at"]
+PROMETHEUS_PREFIX = "kpictl_"
+
+
+def exit_code(report: FreshnessReport) -> int:
+    """The exit code of the worst status (0 for a report without KPIs)."""
+    return EXIT_CODES[report.status]
+
+
+def report_document(report: FreshnessReport) -> dict[str, Any]:
+    """The JSON document of docs/spec/pipeline.md §5."""
+    code = exit_code(report)
+    return {
+        "status": "success",
+        "data": [
+            {
+                "kpiName": kpi.kpi_name,
+                "level": kpi.level,
+                "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
+                "lastCalculatedAt": kpi.last_calculated_at,
+                "isFresh": kpi.is_fresh,
+                "status": kpi.status,
+            }
+            for kpi in report.kpis
+        ],
+        "overall": {
+            "status": report.status,
+            "isFresh": code == 0,
+            "exitCode": code,
+            "level": report.level,
+            "warnAfterSeconds": report.warn_after_seconds,
+            "errorAfterSeconds": report.error_after_seconds,
+            "checkedAt": report.checked_at,
+            "counts": report.counts,
+        },
+    }
+
+
+def error_document(message: str, level: str, warn_after: float, error_after: float) -> dict:
+    """The JSON document when the check could not run (exit 3)."""
+    return {
+        "status": "error",
+        "error": message,
+        "data": [],
+        "overall": {
+            "status": "unknown",
+            "isFresh": False,
+            "exitCode": UNKNOWN_EXIT_CODE,
+            "level": level,
+            "warnAfterSeconds": warn_after,
+            "errorAfterSeconds": error_after,
+        },
+    }
+
+
+def table_title(report: FreshnessReport) -> str:
+    return (
+        f"{report.level} KPIs: stale after {human_age(report.warn_after_seconds)}, "
+        f"expired after {human_age(report.error_after_seconds)}"
+    )
+
+
+def table_rows(report: FreshnessReport) -> list[list[Any]]:
+    """Rows under TABLE_COLUMNS: the age for people ('7m 10s', 'never')."""
+    return [
+        [
+            kpi.kpi_name,
+            kpi.level,
+            kpi.status,
+            "never" if kpi.age_seconds is None else human_age(kpi.age_seconds),
+            kpi.last_calculated_at,
+        ]
+        for kpi in report.kpis
+    ]
+
+
+def render_nagios(report: FreshnessReport) -> str:
+    """One Nagios/Icinga plugin line: `KPI FRESHNESS <STATE> - <summary> | <perfdata>`."""
+    parts = []
+    for status in (EXPIRED, MISSING, STALE):
+        affected = [kpi for kpi in report.kpis if kpi.status == status]
+        if affected:
+            shown = ", ".join(
+                kpi.kpi_name
+                if kpi.age_seconds is None
+                else f"{kpi.kpi_name} ({plain_number(kpi.age_seconds, 0)}s)"
+                for kpi in affected
+            )
+            parts.append(f"{status}: {shown}")
+    fresh = report.counts[FRESH]
+    parts.append(f"{fresh} of {len(report.kpis)} {report.level} KPIs fresh")
+    warn = plain_number(report.warn_after_seconds)
+    error = plain_number(report.error_after_seconds)
+    perfdata = " ".join(
+        f"{kpi.kpi_name}="
+        + ("U" if kpi.age_seconds is None else f"{plain_number(kpi.age_seconds)}s")
+        + f";{warn};{error};0;"
+        for kpi in report.kpis
+    )
+    word = NAGIOS_WORDS[exit_code(report)]
+    return f"KPI FRESHNESS {word} - {'; '.join(parts)} | {perfdata}"
+
+
+def render_nagios_unknown(message: str) -> str:
+    return f"KPI FRESHNESS UNKNOWN - {message}"
+
+
+def render_prometheus(report: FreshnessReport | None) -> str:
+    """Prometheus text exposition (node_exporter textfile collector).
+
+    A KPI never computed has no timestamp or age sample but still its status samples; with
+    `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written.
+    """
+    lines: list[str] = []
+
+    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        lines.append(f"# HELP {PROMETHEUS_PREFIX}{name} {help_text}")
+        lines.append(f"# TYPE {PROMETHEUS_PREFIX}{name} gauge")
+        for labels, value in samples:
+            lines.append(f"{PROMETHEUS_PREFIX}{name}{_labels(labels)} {_sample(value)}")
+
+    family(
+        "freshness_check_success",
+        "1 when kpictl freshness could read kpi_snapshots, 0 when it could not.",
+        [({}, 0 if report is None else 1)],
+    )
+    if report is not None:
+        computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
+        family(
+            "kpi_last_calculated_timestamp_seconds",
+            "Unix time of the newest calculated_at of the KPI at this level.",
+            [(_kpi_labels(kpi), kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
+        )
+        family(
+            "kpi_age_seconds",
+            "Seconds since the newest calculated_at of the KPI at this level.",
+            [(_kpi_labels(kpi), kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
+        )
+        family(
+            "kpi_freshness_status",
+            "Freshness status of the KPI: 1 for its current status, 0 for the others.",
+            [
+                ({**_kpi_labels(kpi), "status": status}, 1 if kpi.status == status else 0)
+                for kpi in report.kpis
+                for status in STATUSES
+            ],
+        )
+        family(
+            "freshness_warn_after_seconds",
+            "Age above which a KPI is stale.",
+            [({}, report.warn_after_seconds)],
+        )
+        family(
+            "freshness_error_after_seconds",
+            "Age above which a KPI is expired.",
+            [({}, report.error_after_seconds)],
+        )
+        family(
+            "freshness_check_timestamp_seconds",
+            "Unix time of this check.",
+            [({}, report.checked_at.timestamp())],
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _kpi_labels(kpi: KpiFreshness) -> dict[str, str]:
+    return {"kpi": kpi.kpi_name, "level": kpi.level}
+
+
+def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
+    escaped = (
+        (key, value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"'))
+        for key, value in labels.items()
+    )
+    return "{" + ",".join(f'{key}="{value}"' for key, value in escaped) + "}"
+
+
+def _sample(value: float) -> str:
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+def human_age(seconds: float) -> str:
+    """42 -> '42s', 430 -> '7m 10s', 7380 -> '2h 3m', 273600 -> '3d 4h'."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{max(whole, 0)}s"
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"

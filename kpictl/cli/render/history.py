@@ -1,0 +1,87 @@
+"""`kpictl history` output: the fill's tables and exit code (docs/spec/history.md §2), the export's JSON
+writer and table rows (docs/spec/history.md §3). The export's CSV is not built here: PostgreSQL writes
+it with COPY (`services/history/export.py::copy_csv`), streamed as it comes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, TextIO
+
+from kpictl.errors import ExitCode
+from kpictl.serialize import decimal_json
+from kpictl.services.history.export import METRICS
+from kpictl.services.history.fill import FORBIDDEN, NO_AVI, FillRun, TenantOutcome
+from kpictl.services.history.tenants import Tenant
+
+# --- history fill --------------------------------------------------------------------------
+
+FILL_SINGLE_COLUMNS = ["tenant", "status", "detail"]
+FILL_SUMMARY_COLUMNS = ["ok", "skipped", "errors", "total"]
+FILL_ERROR_COLUMNS = ["slug", "tenant_id", "code", "message"]
+
+
+def fill_exit_code(run: FillRun) -> int:
+    """0 nothing errored (skips allowed); 77 the database refused every tenant that had something
+    to write (errors, all FORBIDDEN, nothing filled; NO_AVI skips aside); else 1 when the fill
+    failed (a tenant errored; one tenant asked for with NO_AVI)."""
+    if not run.failed:
+        return ExitCode.OK
+    errors = [outcome.code for outcome in run.outcomes if outcome.code not in (None, NO_AVI)]
+    filled = any(outcome.code is None for outcome in run.outcomes)
+    if errors and not filled and all(code == FORBIDDEN for code in errors):
+        return ExitCode.NOPERM
+    return ExitCode.FAILED
+
+
+def fill_single_rows(outcome: TenantOutcome) -> list[list[Any]]:
+    """The one-tenant table: 'ok' and the newest week written, or the code and its message."""
+    status = "ok" if outcome.code is None else outcome.code
+    detail = outcome.as_of.isoformat() if outcome.as_of else outcome.message
+    return [[outcome.tenant.slug, status, detail]]
+
+
+def fill_summary_rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [[result["ok"], result["skipped"], len(result["errors"]), result["total"]]]
+
+
+def fill_error_rows(result: dict[str, Any]) -> list[list[Any]]:
+    return [[e["slug"], e["tenant_id"], e["code"], e["message"]] for e in result["errors"]]
+
+
+# --- history export ------------------------------------------------------------------------
+
+
+def fixed(value: Decimal | None) -> str:
+    """A number with exactly 2 decimals (half away from zero); NULL as ''."""
+    return "" if value is None else decimal_json(value, places=2)
+
+
+def csv_record(row: tuple) -> list[str]:
+    """One exported row as text: the date, then each metric with 2 decimals ('' for NULL)."""
+    return [row[0].isoformat(), *(fixed(value) for value in row[1:])]
+
+
+def table_rows(rows: Iterable[tuple]) -> list[list[str]]:
+    """Rows for a table (at most --limit of them, so held in memory)."""
+    return [csv_record(row) for row in rows]
+
+
+def write_json(tenant: Tenant, rows: Iterable[tuple], out: TextIO) -> int:
+    """`{"status", "tenant": {"id", "slug"}, "data": [...]}`, one record per line, written as
+    rows arrive; numbers keep their 2 decimals (12.50), NULL is null. Returns the record count."""
+    head = {"id": str(tenant.id), "slug": tenant.slug}
+    out.write('{\n  "status": "success",\n  "tenant": ' + json.dumps(head) + ',\n  "data": [')
+    count = 0
+    for row in rows:
+        fields = [f'"as_of": "{row[0].isoformat()}"']
+        fields += [
+            f'"{name}": {"null" if value is None else decimal_json(value, places=2)}'
+            for name, value in zip(METRICS, row[1:], strict=True)
+        ]
+        out.write((",\n    " if count else "\n    ") + "{" + ", ".join(fields) + "}")
+        count += 1
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
