@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 
@@ -337,24 +336,3 @@ def mark_abandoned(engine: Engine, lock: JobLock) -> int:
             ),
             {"types": list(lock.job_types)},
         ).rowcount
-
-
-def close_job_quietly(finish: Callable[[], Any], what: str) -> None:
-    """Record a job's end after a failure, retrying briefly while the server restarts; when it
-    stays unreachable, log it: the next run marks the row `abandoned`. Never raises, so the
-    original error is the one reported."""
-    from kpictl.errors import server_gone
-
-    for attempt in range(4):
-        try:
-            finish()
-            return
-        except Exception as exc:
-            if not server_gone(exc) or attempt == 3:
-                log.warning(
-                    "could not record the end of %s (%s); the next run will mark it abandoned",
-                    what,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                )
-                return
-            time.sleep(1.0)

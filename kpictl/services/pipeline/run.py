@@ -22,10 +22,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from kpictl import kpis
-from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
+from kpictl.errors import LockLost, describe_error, server_gone
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
-from kpictl.services.jobs.rows import finish_job, last_completed_aggregate_scan, start_job
+from kpictl.services.jobs.rows import last_completed_aggregate_scan
+from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import hourly_parts, kpi_sql
 from kpictl.services.pipeline.periods import Period
@@ -373,6 +374,35 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+class _PipelineWork(JobWork[PipelineResult]):
+    """Aggregate or backfill as a job (`jobs.runner`): the body runs on one guarded connection
+    watched by the stop request; the result it fills in is also the partial result."""
+
+    def __init__(self, job_type: str, body: Callable[[Any, Connection, PipelineResult], None]):
+        self.body = body
+        self.result = PipelineResult("", job_type, "running", [])
+
+    def run(self, job: Job) -> PipelineResult:
+        self.result.job_id = str(job.id)
+        with job.connect() as work:
+            self.body(job.id, work, self.result)
+        return self.result
+
+    def partial(self) -> PipelineResult:
+        return self.result
+
+    def row(self, result: PipelineResult) -> RowEnd:
+        failed = len(result.failed_buckets)
+        return RowEnd(
+            result.snapshots_created,
+            _job_metadata(result),
+            f"{failed} bucket(s) failed" if failed else None,
+        )
+
+    def ended(self, result: PipelineResult, job: Job) -> None:
+        result.status, result.duration_ms = job.status, job.duration_ms
+
+
 def _run_job(
     engine: Engine,
     job_type: str,
@@ -382,87 +412,18 @@ def _run_job(
     stop: StopRequest,
     body: Callable[[Any, Connection, PipelineResult], None],
 ) -> PipelineResult:
-    """Lock, job row, one work session; the job row ends completed / failed / cancelled.
-
-    Every commit of the work (and the job's completion) first checks that the lock is still
-    held (`lock.HeldLock.guard`); on a failure the job row is closed with the error (retried
-    briefly while the server restarts) and the error carries the result committed so far."""
-    started = time.monotonic()
-    with locks.hold(engine, locks.PIPELINE, wait_seconds=options.wait_seconds, stop=stop) as lock:
-        stop.check()
-        if lock.abandoned:
-            log.warning(
-                "Marked %d job(s) left running by a dead process as abandoned", lock.abandoned
-            )
-        job_id = start_job(
-            engine,
-            job_type,
-            kpi_names=kpis.names(),
-            period_start=periods[0].start,
-            period_end=periods[-1].end,
-            metadata={**metadata, "lock_backend_pid": lock.backend_pid},
-        )
-        result = PipelineResult(str(job_id), job_type, "running", [])
-        guarded = lock.guard(engine)
-        try:
-            with guarded.connect() as work:
-                stop.watch(work.connection.dbapi_connection)
-                try:
-                    body(job_id, work, result)
-                finally:
-                    stop.unwatch()
-            result.duration_ms = round((time.monotonic() - started) * 1000)
-            status = "failed" if result.failed_buckets else "completed"
-            # on the guarded engine: a job that lost its lock is never recorded as completed
-            finish_job(
-                guarded,
-                job_id,
-                status,
-                snapshots_created=result.snapshots_created,
-                error=f"{len(result.failed_buckets)} bucket(s) failed"
-                if result.failed_buckets
-                else None,
-                metadata=_job_metadata(result),
-            )
-            result.status = status
-        except BaseException as exc:
-            result.duration_ms = round((time.monotonic() - started) * 1000)
-            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
-            result.status = "cancelled" if cancelled else "failed"
-            error = _error_text(exc, stop)
-            locks.close_job_quietly(
-                lambda: finish_job(
-                    engine,
-                    job_id,
-                    result.status,
-                    snapshots_created=result.snapshots_created,
-                    error=error,
-                    metadata=_job_metadata(result),
-                ),
-                f"job {job_id}",
-            )
-            # The error itself reaches the operator once, from the CLI's single catch point.
-            log.info(
-                "%s %s after %dms (job %s)",
-                job_type.capitalize(),
-                result.status,
-                result.duration_ms,
-                job_id,
-            )
-            if stop.requested:
-                raise stop.interrupted().with_partial(result) from exc
-            reported = as_kpictl_error(exc)
-            if reported is None:  # a bug: the traceback matters more than the summary
-                raise
-            reported.with_partial(result)
-            if reported is exc:
-                raise
-            raise reported from exc
-        # Asked to stop during the last step, which then finished: the job is complete, and the
-        # exit code still says the process was stopped (130/143), as the operator asked.
-        if stop.requested:
-            raise stop.interrupted().with_partial(result)
-        return result
+    """One pipeline at a time (`lock.PIPELINE`); the job row ends completed / failed / cancelled,
+    a failed job's error carries the result committed so far (`jobs.runner.run_job`)."""
+    spec = JobSpec(
+        locks.PIPELINE,
+        job_type,
+        metadata,
+        kpi_names=kpis.names(),
+        period_start=periods[0].start,
+        period_end=periods[-1].end,
+        wait_seconds=options.wait_seconds,
+    )
+    return run_job(engine, spec, _PipelineWork(job_type, body), stop=stop)
 
 
 def _error_text(exc: BaseException, stop: StopRequest) -> str:
