@@ -86,7 +86,6 @@ def fill(
         since=since_date,
         until=until_date,
         concurrency=concurrency,
-        chunk_delay=dict(settings.step_delays).get("fill", 0.0),
     )
     run = _fill_with_job(settings, options, argument, format.value)
     _render_fill(run, format.value, single=argument is not None)

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
+from kpictl import _testing
 from kpictl.db.schema import TENANT_SETTING, tenants
 from kpictl.errors import LockLost, server_gone
 from kpictl.services.history.tenants import Tenant, set_tenant
@@ -186,9 +187,6 @@ class FillOptions:
     since: date | None = None
     until: date | None = None
     concurrency: int = 4
-    # Test hook: seconds of pg_sleep in each chunk's transaction after its writes
-    # (KPICTL_DEBUG_STEP_SLEEP="fill:N"), to make interruption tests deterministic. 0 in production.
-    chunk_delay: float = 0.0
 
     @property
     def backfill(self) -> bool:
@@ -301,8 +299,7 @@ def fill_chunk_set_based(
         )
     }
     _write_staged(conn, [tenant.id for tenant in chunk if tenant.id in staged])
-    if options.chunk_delay:
-        conn.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": options.chunk_delay})
+    _testing.pause(conn, "fill")  # a test's KPICTL_DEBUG_STEP_SLEEP="fill:N"; no-op otherwise
     outcomes = []
     for tenant in chunk:
         if tenant.id in staged:
@@ -471,7 +468,8 @@ def run_fill(
     database error when the lock or the server went away). `committed`: see `fill_all`."""
     started = time.monotonic()
     if single:
-        assert tenants is not None and len(tenants) == 1
+        if tenants is None or len(tenants) != 1:
+            raise ValueError("a single-tenant fill needs exactly one tenant")
         outcomes = [fill_tenant(engine, tenants[0], options, stop)]
         if committed is not None:
             committed.extend(outcomes)

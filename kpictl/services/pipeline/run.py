@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from kpictl import kpis
+from kpictl import _testing, kpis
 from kpictl.errors import LockLost, describe_error, server_gone
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
@@ -40,9 +40,6 @@ class PipelineOptions:
     source_timezone: str = "UTC"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     wait_seconds: float | None = None  # None: exit 75 at once when the lock is held
-    # Test hook: seconds of pg_sleep inside a step's transaction ("run", "product", "factory",
-    # "views"), to make interruption tests deterministic. Empty in production.
-    step_delays: dict[str, float] = field(default_factory=dict)
     # Incremental run level: a cycle checks the runs completed since the previous cycle's end,
     # less `lookback` (for runs committed a little after they completed); every
     # `full_scan_every` a cycle checks the whole period again (runs recorded later still).
@@ -196,13 +193,6 @@ def _counted_on_commit(counts: PeriodCounts, *fields: str) -> Iterator[None]:
         raise
 
 
-def _delay(connection: Connection, options: PipelineOptions, step: str) -> None:
-    if options.step_delays.get(step):
-        connection.execute(
-            text("SELECT pg_sleep(:seconds)"), {"seconds": options.step_delays[step]}
-        )
-
-
 def run_level(
     connection: Connection,
     period: Period,
@@ -228,7 +218,7 @@ def run_level(
     statements, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with _timed(counts, "run"):
-        _delay(connection, options, "run")
+        _testing.pause(connection, "run")
         while True:
             chunk_parameters = {
                 **parameters,
@@ -276,7 +266,7 @@ def product_level(
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "product"):
-        _delay(connection, options, "product")
+        _testing.pause(connection, "product")
         for statement in kpi_sql.collect_parts(clock):
             connection.execute(statement, parameters)
         parts = connection.execute(kpi_sql.parts_summary()).one()
@@ -304,7 +294,7 @@ def factory_level(
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "factory"):
-        _delay(connection, options, "factory")
+        _testing.pause(connection, "factory")
         counts.factory_snapshots = connection.execute(
             kpi_sql.factory_level(clock), parameters
         ).scalar_one()
@@ -319,7 +309,7 @@ def _with_parts(
 
 
 def refresh_views(connection: Connection, options: PipelineOptions) -> None:
-    _delay(connection, options, "views")
+    _testing.pause(connection, "views")
     # The views compare zone-less source timestamps with now(): in this transaction they are
     # read in the source zone (KPICTL_SOURCE_TIMEZONE), like the levels read them.
     connection.execute(

@@ -494,16 +494,19 @@ def adopt(
     *,
     source_timezone: str = "UTC",
     metadata: dict | None = None,
-    fail_after: str | None = None,
     with_sources: bool = False,
 ) -> AdoptAndMigrateResult:
     """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
     nothing to adopt), then build the source indexes and upgrade to head as usual."""
+    from kpictl import _testing
     from kpictl.services.adoption import adopt as adoption
 
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
         adopted = adoption.adopt(
-            connection, source_timezone=source_timezone, metadata=metadata, fail_after=fail_after
+            connection,
+            source_timezone=source_timezone,
+            metadata=metadata,
+            fail_after=_testing.adopt_fail_at(),  # the adoption's own hook parameter, for now
         )
         return AdoptAndMigrateResult(
             adopted, _upgrade_locked(connection, "head", with_sources=with_sources)
