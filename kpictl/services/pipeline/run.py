@@ -5,8 +5,9 @@ Order per period: run level (keyset chunks, each committed), product level, fact
 the materialized views. Every statement is set-based: the number of statements depends on the
 number of chunks (runs / chunk size) and buckets, never on the number of runs or products.
 
-One pipeline at a time (`lock.hold(engine, lock.PIPELINE)`); one job row per run (`jobs`); a stop request
-(`stop.StopRequest`) ends the job `cancelled` after the current step.
+Each run is one job of the job runner (`jobs.runner.run_job`): one pipeline at a time
+(`lock.PIPELINE`), one job row per run, and a stop request (`stop.StopRequest`) ends the job
+`cancelled` after the current step. This module supplies only the work and `PipelineResult`.
 """
 
 from __future__ import annotations
