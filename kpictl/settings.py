@@ -49,10 +49,7 @@ class Settings:
     log_format: str = "text"
     argv: tuple[str, ...] = ()
     stop_grace_seconds: float = 60.0  # SIGTERM: how long the current step may still run
-    # Test hooks, empty in production: seconds of pg_sleep inside a pipeline step
-    # (KPICTL_DEBUG_STEP_SLEEP="product:5,views:1"), a step where adoption fails on purpose.
-    step_delays: tuple[tuple[str, float], ...] = ()
-    adopt_fail_at: str | None = None
+    # Test hooks (KPICTL_DEBUG_*) are read by kpictl/_testing.py, not here.
 
 
 def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> DatabaseTarget:
@@ -228,8 +225,6 @@ def settings_from_environment(
             env.get("KPICTL_STOP_GRACE_SECONDS") or "60", "KPICTL_STOP_GRACE_SECONDS"
         )
         / 1000,
-        step_delays=_step_delays(env.get("KPICTL_DEBUG_STEP_SLEEP") or ""),
-        adopt_fail_at=env.get("KPICTL_DEBUG_ADOPT_FAIL_AT") or None,
         data_dir=Path(data_dir) if data_dir else None,
         verbose=verbose,
         quiet=quiet,
@@ -248,14 +243,3 @@ def _zone_name(name: str) -> str:
             f"invalid KPICTL_SOURCE_TIMEZONE: {name!r} is not an IANA time zone (e.g. Europe/Berlin)"
         ) from None
     return name
-
-
-def _step_delays(spec: str) -> tuple[tuple[str, float], ...]:
-    delays = []
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        step, _, seconds = item.partition(":")
-        try:
-            delays.append((step, float(seconds or 0)))
-        except ValueError:
-            raise ConfigurationError(f"invalid KPICTL_DEBUG_STEP_SLEEP item: {item!r}") from None
-    return tuple(delays)

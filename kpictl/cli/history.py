@@ -86,7 +86,6 @@ def fill(
         since=since_date,
         until=until_date,
         concurrency=concurrency,
-        chunk_delay=dict(settings.step_delays).get("fill", 0.0),
     )
     from kpictl.cli.render.history import fill_exit_code
 

@@ -199,8 +199,6 @@ def _adopt(
         database.engine,
         source_timezone=settings.source_timezone,
         metadata=metadata,
-        # Test hook: fail inside the adoption's transaction after the named step.
-        fail_after=settings.adopt_fail_at,
         with_sources=with_sources,
     )
     adoption, migration = result.adoption, result.migration

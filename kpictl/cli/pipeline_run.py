@@ -26,7 +26,6 @@ def _options(settings: Settings, wait: str | None) -> pipeline.PipelineOptions:
     return pipeline.PipelineOptions(
         source_timezone=settings.source_timezone,
         wait_seconds=parse_wait(wait),
-        step_delays=dict(settings.step_delays),
     )
 
 

@@ -87,5 +87,6 @@ def open_database(settings: Settings) -> Database:
             make_engine(server.url, settings), server.url, "embedded", str(server.data_dir)
         )
     url = settings.target.url
-    assert url is not None
+    if url is None:  # resolve_target gives a URL to every target but the embedded one
+        raise ValueError(f"database target {settings.target.source!r} has no URL")
     return Database(make_engine(url, settings), url, settings.target.source)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from kpictl import _testing
 from kpictl.db.migrations import revision_module
 from kpictl.errors import CommandFailed
 from kpictl.services.adoption.detect import is_adopted, needs_adoption
@@ -44,13 +45,9 @@ def adopt(
     *,
     source_timezone: str = "UTC",
     metadata: dict[str, Any] | None = None,
-    fail_after: str | None = None,
 ) -> AdoptionResult:
     """Adopt the AFU-9 tables in one transaction on `connection` (which holds no transaction),
-    committed at the end; or do nothing when there is nothing to adopt.
-
-    `fail_after` is a test hook: raise after that step, inside the transaction.
-    """
+    committed at the end; or do nothing when there is nothing to adopt."""
     if not needs_adoption(connection):
         reason = (
             "already adopted"
@@ -73,8 +70,7 @@ def adopt(
                 else:
                     _execute(connection, statement)
             log.info("adopt: %s", step.summary or step.name)
-            if fail_after == step.name:
-                raise CommandFailed(f"adoption interrupted after step {step.name!r} (test hook)")
+            _testing.fail_after(step.name)
     log.info(
         "Adoption committed: %d duplicate snapshots removed, %d jobs abandoned",
         plan.duplicates,

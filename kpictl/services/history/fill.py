@@ -31,17 +31,18 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
 
+from kpictl import _testing
 from kpictl.db.schema import TENANT_SETTING, tenants
-from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
+from kpictl.errors import LockLost, server_gone
 from kpictl.services.history.tenants import Tenant, set_tenant
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
-from kpictl.services.jobs.rows import finish_job, start_job
+from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
 
 log = logging.getLogger(__name__)
@@ -186,9 +187,6 @@ class FillOptions:
     since: date | None = None
     until: date | None = None
     concurrency: int = 4
-    # Test hook: seconds of pg_sleep in each chunk's transaction after its writes
-    # (KPICTL_DEBUG_STEP_SLEEP="fill:N"), to make interruption tests deterministic. 0 in production.
-    chunk_delay: float = 0.0
 
     @property
     def backfill(self) -> bool:
@@ -301,8 +299,7 @@ def fill_chunk_set_based(
         )
     }
     _write_staged(conn, [tenant.id for tenant in chunk if tenant.id in staged])
-    if options.chunk_delay:
-        conn.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": options.chunk_delay})
+    _testing.pause(conn, "fill")  # a test's KPICTL_DEBUG_STEP_SLEEP="fill:N"; no-op otherwise
     outcomes = []
     for tenant in chunk:
         if tenant.id in staged:
@@ -466,7 +463,8 @@ def run_fill(
     database error when the lock or the server went away). `committed`: see `fill_all`."""
     started = time.monotonic()
     if single:
-        assert tenants is not None and len(tenants) == 1
+        if tenants is None or len(tenants) != 1:
+            raise ValueError("a single-tenant fill needs exactly one tenant")
         outcomes = [fill_tenant(engine, tenants[0], options, stop)]
         if committed is not None:
             committed.extend(outcomes)
@@ -493,6 +491,60 @@ def _fill_run(
     )
 
 
+class _FillWork(JobWork[FillRun]):
+    """The fill as a `history_fill` job (`jobs.runner`): chunks commit on the guarded engine;
+    the partial result is what the committed chunks wrote."""
+
+    def __init__(
+        self, engine: Engine, options: FillOptions, tenant: Tenant | None, progress: Progress
+    ):
+        self.engine, self.options, self.tenant, self.progress = engine, options, tenant, progress
+        self.committed: list[TenantOutcome] = []
+        self.started = time.monotonic()
+
+    def run(self, job: Job) -> FillRun:
+        self.started = time.monotonic()
+        everyone = [self.tenant] if self.tenant else list_tenants(self.engine)
+        self.progress.start("Filling history", len(everyone))
+        return run_fill(
+            job.engine,
+            self.options,
+            tenants=everyone,
+            single=self.tenant is not None,
+            progress=self.progress.advance,
+            stop=job.stop,
+            committed=self.committed,
+        )
+
+    def partial(self) -> FillRun:
+        return _fill_run(
+            list(self.committed), summarize(self.committed), self.tenant is not None, self.started
+        )
+
+    def row(self, result: FillRun) -> RowEnd:
+        return RowEnd(
+            result.rows_written,
+            {"result": result.result, "rows_written": result.rows_written},
+            _failure_text(result) if result.failed else None,
+        )
+
+    def ended(self, result: FillRun, job: Job) -> None:
+        if job.status in ("failed", "cancelled"):
+            log.error(
+                "History fill %s after %d rows written (job %s)",
+                job.status,
+                result.rows_written,
+                job.id,
+            )
+        else:
+            log.info(
+                "History fill: %d rows written in %d ms (job %s)",
+                result.rows_written,
+                result.duration_ms,
+                job.id,
+            )
+
+
 def fill_with_job(
     engine: Engine,
     options: FillOptions,
@@ -504,29 +556,8 @@ def fill_with_job(
 ) -> FillRun:
     """The whole fill as one `history_fill` job row (the result in its metadata), one fill at a
     time (its own advisory lock: a second one exits 75; an orphaned job row is abandoned). Every
-    chunk's commit checks the lock first (`lock.HeldLock.guard`)."""
-    with locks.hold(engine, locks.HISTORY_FILL, stop=stop) as lock:
-        return _fill_locked(
-            engine,
-            lock.guard(engine),
-            options,
-            metadata={**metadata, "lock_backend_pid": lock.backend_pid},
-            tenant=tenant,
-            progress=progress or Progress(),
-            stop=stop,
-        )
-
-
-def _fill_locked(
-    engine: Engine,
-    guarded: Engine,
-    options: FillOptions,
-    *,
-    metadata: dict[str, Any],
-    tenant: Tenant | None,
-    progress: Progress,
-    stop: StopRequest | None,
-) -> FillRun:
+    chunk's commit checks the lock first (`lock.HeldLock.guard`); the lifecycle is
+    `jobs.runner.run_job`'s."""
     metadata = {
         **metadata,
         "options": {
@@ -536,83 +567,8 @@ def _fill_locked(
             "concurrency": options.concurrency,
         },
     }
-    job_id = start_job(engine, "history_fill", metadata=metadata)
-    started = time.monotonic()
-    committed: list[TenantOutcome] = []
-    try:
-        everyone = [tenant] if tenant else list_tenants(engine)
-        progress.start("Filling history", len(everyone))
-        run = run_fill(
-            guarded,
-            options,
-            tenants=everyone,
-            single=tenant is not None,
-            progress=progress.advance,
-            stop=stop,
-            committed=committed,
-        )
-        failed = run.failed
-        # on the guarded engine: a fill that lost its lock is never recorded as completed
-        finish_job(
-            guarded,
-            job_id,
-            "failed" if failed else "completed",
-            snapshots_created=run.rows_written,
-            error=_failure_text(run) if failed else None,
-            metadata={"result": run.result, "rows_written": run.rows_written},
-        )
-    except BaseException as exc:
-        _fill_ended_early(engine, job_id, exc, committed, started, tenant is not None, stop)
-    log.info(
-        "History fill: %d rows written in %d ms (job %s)", run.rows_written, run.duration_ms, job_id
-    )
-    if stop is not None:
-        stop.check()  # asked to stop as the last chunk finished: done, and exit 130/143
-    return run
-
-
-def _fill_ended_early(
-    engine: Engine,
-    job_id: uuid.UUID,
-    exc: BaseException,
-    committed: list[TenantOutcome],
-    started: float,
-    single: bool,
-    stop: StopRequest | None,
-) -> NoReturn:
-    """Close the job `cancelled` / `failed` with the rows the committed chunks wrote, then raise
-    the error (carrying that partial run for the CLI's summary)."""
-    stopped = stop is not None and stop.requested
-    cancelled = stopped or isinstance(exc, Interrupted | KeyboardInterrupt)
-    partial = _fill_run(list(committed), summarize(committed), single, started)
-    error = f"cancelled by {stop.signal_name}" if stopped and stop else describe_error(exc)
-    locks.close_job_quietly(
-        lambda: finish_job(
-            engine,
-            job_id,
-            "cancelled" if cancelled else "failed",
-            snapshots_created=partial.rows_written,
-            error=error,
-            metadata={"result": partial.result, "rows_written": partial.rows_written},
-        ),
-        f"job {job_id}",
-    )
-    log.error(
-        "History fill %s after %d rows written (job %s): %s",
-        "cancelled" if cancelled else "failed",
-        partial.rows_written,
-        job_id,
-        error,
-    )
-    if stopped and stop:
-        raise stop.interrupted().with_partial(partial) from exc
-    reported = as_kpictl_error(exc)
-    if reported is None:  # a bug: the traceback matters more than the summary
-        raise exc
-    reported.with_partial(partial)
-    if reported is exc:
-        raise exc
-    raise reported from exc
+    work = _FillWork(engine, options, tenant, progress or Progress())
+    return run_job(engine, JobSpec(locks.HISTORY_FILL, "history_fill", metadata), work, stop=stop)
 
 
 def _failure_text(run: FillRun) -> str:

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 
@@ -89,10 +88,14 @@ PIPELINE_LOCK_KEY = PIPELINE.key
 class LockHolder:
     backend_pid: int
     application_name: str
-    since: datetime | None
+    since: datetime | None  # the holder's job start, else its session's start
     job_id: str | None = None
     host: str | None = None
     pid: str | None = None
+    backend_start: datetime | None = None  # the holding session's start
+    client: str | None = None  # its client address (None over a Unix socket)
+    held_seconds: float = 0.0  # since backend_start: a session-level lock has no acquisition time
+    waiting: int = 0  # sessions blocked in pg_advisory_lock() on the same key
 
     def describe(self) -> str:
         who = f"host {self.host} pid {self.pid}" if self.host else f"'{self.application_name}'"
@@ -158,37 +161,63 @@ class HeldLock:
         return connection
 
 
-def lock_holder(connection: Connection, lock: JobLock = PIPELINE) -> LockHolder | None:
-    """Who holds `lock` in this database right now (None when free)."""
-    row = connection.execute(
-        text(
-            """
-SELECT a.pid AS backend_pid, a.application_name, a.backend_start, j.id AS job_id,
-       j.metadata->>'host' AS host, j.metadata->>'pid' AS holder_pid, j.started_at
-FROM pg_locks l
-JOIN pg_stat_activity a ON a.pid = l.pid
-LEFT JOIN LATERAL (
-  SELECT id, metadata, started_at FROM kpi_aggregation_jobs
-  WHERE status = 'running' AND metadata->>'lock_backend_pid' = a.pid::text
-  ORDER BY started_at DESC LIMIT 1
-) j ON true
-WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+LOCK_SESSIONS = text(
+    """
+SELECT l.pid AS backend_pid, l.granted, a.application_name, a.client_addr::text AS client,
+       a.backend_start, extract(epoch FROM now() - a.backend_start) AS held_seconds
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid::bigint = :high AND l.objid::bigint = :low
+ORDER BY l.granted DESC, a.backend_start
 """
-        ),
-        {"high": lock.key >> 32, "low": lock.key & 0xFFFFFFFF},
-    ).first()
+)
+# The holder's job row names the lock's backend (`lock_backend_pid`, written by jobs.runner).
+HOLDER_JOB = text(
+    """
+SELECT id, metadata->>'host' AS host, metadata->>'pid' AS pid, started_at
+FROM kpi_aggregation_jobs
+WHERE status = 'running' AND metadata->>'lock_backend_pid' = :backend_pid
+ORDER BY started_at DESC LIMIT 1
+"""
+)
+
+
+def lock_holder(connection: Connection, lock: JobLock = PIPELINE) -> LockHolder | None:
+    """Who holds `lock` in this database right now (None when free), with its running job row
+    when there is one (and a `kpi_aggregation_jobs` table: doctor asks unmigrated databases too).
+
+    A bigint advisory key shows in pg_locks as classid = key >> 32, objid = key & 0xffffffff,
+    objsubid = 1."""
+    rows = connection.execute(
+        LOCK_SESSIONS, {"high": lock.key >> 32, "low": lock.key & 0xFFFFFFFF}
+    ).all()
+    row = next((row for row in rows if row.granted), None)
     if row is None:
         return None
+    job = None
+    if connection.execute(text("SELECT to_regclass('kpi_aggregation_jobs')")).scalar() is not None:
+        job = connection.execute(HOLDER_JOB, {"backend_pid": str(row.backend_pid)}).first()
     return LockHolder(
         backend_pid=row.backend_pid,
         application_name=row.application_name,
-        since=row.started_at or row.backend_start,
-        job_id=str(row.job_id) if row.job_id else None,
-        host=row.host,
-        pid=row.holder_pid,
+        since=(job.started_at if job else None) or row.backend_start,
+        job_id=str(job.id) if job else None,
+        host=job.host if job else None,
+        pid=job.pid if job else None,
+        backend_start=row.backend_start,
+        client=row.client,
+        held_seconds=float(row.held_seconds or 0),
+        waiting=sum(1 for other in rows if not other.granted),
     )
+
+
+def lock_waiters(connection: Connection, lock: JobLock = PIPELINE) -> int:
+    """How many sessions wait in pg_advisory_lock() for `lock` (kpictl itself polls instead)."""
+    rows = connection.execute(
+        LOCK_SESSIONS, {"high": lock.key >> 32, "low": lock.key & 0xFFFFFFFF}
+    ).all()
+    return sum(1 for row in rows if not row.granted)
 
 
 VERIFY = text(
@@ -337,24 +366,3 @@ def mark_abandoned(engine: Engine, lock: JobLock) -> int:
             ),
             {"types": list(lock.job_types)},
         ).rowcount
-
-
-def close_job_quietly(finish: Callable[[], Any], what: str) -> None:
-    """Record a job's end after a failure, retrying briefly while the server restarts; when it
-    stays unreachable, log it: the next run marks the row `abandoned`. Never raises, so the
-    original error is the one reported."""
-    from kpictl.errors import server_gone
-
-    for attempt in range(4):
-        try:
-            finish()
-            return
-        except Exception as exc:
-            if not server_gone(exc) or attempt == 3:
-                log.warning(
-                    "could not record the end of %s (%s); the next run will mark it abandoned",
-                    what,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                )
-                return
-            time.sleep(1.0)

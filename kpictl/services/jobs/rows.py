@@ -68,7 +68,8 @@ def finish_job(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Close the job; `metadata` is merged into what the row already holds."""
-    assert status in ("completed", "failed", "cancelled")
+    if status not in ("completed", "failed", "cancelled"):
+        raise ValueError(f"a job ends completed, failed or cancelled, not {status!r}")
     values: dict[str, Any] = {
         "status": status,
         "completed_at": func.now(),

@@ -59,7 +59,8 @@ class StopRequest:
             _cancel(connection)
 
     def interrupted(self) -> Interrupted:
-        assert self.exit_code is not None
+        if self.exit_code is None:
+            raise RuntimeError("no stop was requested")
         return Interrupted(f"stopped by {self.signal_name}", signal_exit=self.exit_code)
 
     def check(self) -> None:

@@ -11,13 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from kpictl.db import migrations
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
-from kpictl.services.jobs.lock import (
-    HISTORY_FILL,
-    PIPELINE,
-    PIPELINE_LOCK_KEY,
-    RETENTION,
-    lock_holder,
-)
+from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION, lock_holder, lock_waiters
 from kpictl.services.schema import migrate
 from kpictl.services.schema.gate import schema_problem
 
@@ -247,26 +241,11 @@ def _check_sources(connection: Connection, report: DoctorReport) -> None:
 
 
 def _check_pipeline_lock(connection: Connection, report: DoctorReport) -> None:
-    """Who holds the pipeline's advisory lock right now (pg_locks joined to pg_stat_activity).
-
-    A bigint advisory key shows in pg_locks as classid = key >> 32, objid = key & 0xffffffff,
-    objsubid = 1. A session-level lock has no acquisition time; the holder's session start
-    (kpictl holds the lock on a dedicated connection) is the best "since".
-    """
-    rows = connection.execute(
-        text(
-            "SELECT l.pid, l.granted, a.application_name, a.client_addr::text AS client, "
-            "a.backend_start, extract(epoch FROM now() - a.backend_start) AS held_seconds "
-            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.objsubid = 1 "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND l.classid::bigint = :high AND l.objid::bigint = :low "
-            "ORDER BY l.granted DESC, a.backend_start"
-        ),
-        {"high": PIPELINE_LOCK_KEY >> 32, "low": PIPELINE_LOCK_KEY & 0xFFFFFFFF},
-    ).all()
-    holder = next((row for row in rows if row.granted), None)
-    waiting = sum(1 for row in rows if not row.granted)
+    """Who holds the pipeline's advisory lock right now (`lock.lock_holder`). A session-level
+    lock has no acquisition time; the holder's session start (kpictl holds the lock on a
+    dedicated connection) is the best "since"."""
+    holder = lock_holder(connection, PIPELINE)
+    waiting = holder.waiting if holder else lock_waiters(connection, PIPELINE)
     waiters = f"; {waiting} waiting" if waiting else ""
     if holder is None:
         report.add("pipeline lock", OK, f"not held (no aggregate or backfill running){waiters}")
@@ -274,31 +253,15 @@ def _check_pipeline_lock(connection: Connection, report: DoctorReport) -> None:
     since = holder.backend_start.isoformat(timespec="seconds") if holder.backend_start else "?"
     client = f", client {holder.client}" if holder.client else ""
     detail = (
-        f"held by pid {holder.pid} ({holder.application_name or 'unknown application'}"
+        f"held by pid {holder.backend_pid} ({holder.application_name or 'unknown application'}"
         f"{client}) since {since}{waiters}"
     )
-    detail += _running_job_of(connection, holder.pid)
-    held = float(holder.held_seconds or 0)
-    if held > LOCK_HELD_WARN_SECONDS:
-        report.add("pipeline lock", WARN, f"{detail}: held for {held / 3600:.1f} h")
+    if holder.job_id:
+        detail += f"; job {holder.job_id} (host {holder.host}, pid {holder.pid})"
+    if holder.held_seconds > LOCK_HELD_WARN_SECONDS:
+        report.add("pipeline lock", WARN, f"{detail}: held for {holder.held_seconds / 3600:.1f} h")
     else:
         report.add("pipeline lock", OK, detail)
-
-
-def _running_job_of(connection: Connection, backend_pid: int) -> str:
-    """', job <id> (host h, pid p)' when the lock holder's running job row names its backend."""
-    if connection.execute(text("SELECT to_regclass('kpi_aggregation_jobs')")).scalar() is None:
-        return ""
-    job = connection.execute(
-        text(
-            "SELECT id, metadata->>'host' AS host, metadata->>'pid' AS pid "
-            "FROM kpi_aggregation_jobs WHERE status = 'running' "
-            "AND metadata->>'lock_backend_pid' = :backend_pid "
-            "ORDER BY started_at DESC LIMIT 1"
-        ),
-        {"backend_pid": str(backend_pid)},
-    ).first()
-    return f"; job {job.id} (host {job.host}, pid {job.pid})" if job else ""
 
 
 def _check_last_job(connection: Connection, report: DoctorReport) -> None:

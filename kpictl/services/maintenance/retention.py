@@ -24,8 +24,9 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
-from kpictl.errors import Interrupted, UsageError, as_kpictl_error, describe_error
+from kpictl.errors import UsageError
 from kpictl.services.jobs import lock as locks
+from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 
 RETENTION_LOCK_KEY = locks.RETENTION.key
 DEFAULT_BATCH_SIZE = 10_000
@@ -245,12 +246,48 @@ def vacuum_analyze(engine: Engine, tables: list[str], *, stop: Any = None) -> No
             for table in tables:
                 if stop is not None:
                     stop.check()
-                # Identifiers cannot be bound; the name comes from the fixed set above.
-                assert table in allowed
+                # Identifiers cannot be bound; only a name of the fixed set above reaches SQL.
+                if table not in allowed:
+                    raise ValueError(f"not a table retention may vacuum: {table!r}")
                 conn.execute(text(f"VACUUM (ANALYZE) {table}"))
         finally:
             if stop is not None:
                 stop.unwatch()
+
+
+class _RetentionWork(JobWork[RetentionResult]):
+    """Retention as a `retention` job (`jobs.runner`): every batch commits on the guarded engine
+    and counts into one result, also the partial result after a failure."""
+
+    def __init__(
+        self,
+        policy: RetentionPolicy,
+        vacuum: bool,
+        now: datetime | None,
+        on_batch: Callable[[str, int, int], None] | None,
+    ):
+        self.policy, self.vacuum, self.now, self.on_batch = policy, vacuum, now, on_batch
+        self.result = RetentionResult(dry_run=False)
+        self.job_id: uuid.UUID | None = None
+
+    def run(self, job: Job) -> RetentionResult:
+        self.job_id = job.id
+        return apply_retention(
+            job.engine,
+            self.policy,
+            now=self.now,
+            vacuum=self.vacuum,
+            own_job_id=job.id,
+            on_batch=self.on_batch,
+            into=self.result,
+            stop=job.stop,
+        )
+
+    def partial(self) -> RetentionResult:
+        return self.result
+
+    def row(self, result: RetentionResult) -> RowEnd:
+        return RowEnd(metadata=result.summary())
 
 
 def run_retention(
@@ -268,73 +305,14 @@ def run_retention(
 
     A dry run writes nothing at all, not even a job row. An error or interruption marks the job
     `failed` / `cancelled` with what was deleted so far (every finished batch stays committed),
-    then propagates; a stop request surfaces as `Interrupted` (exit 143 / 130).
+    then propagates; a stop request surfaces as `Interrupted` (exit 143 / 130). The lifecycle
+    (lock, abandoned predecessor, job row, finish) is `jobs.runner.run_job`'s.
     """
     if dry_run:
         return apply_retention(engine, policy, now=now, dry_run=True), None
-    with locks.hold(engine, locks.RETENTION) as lock:
-        abandoned = lock.abandoned
-        return _run_locked(
-            engine,
-            lock.guard(engine),
-            policy,
-            vacuum,
-            now,
-            {**(job_meta or {}), "abandoned_marked": abandoned},
-            on_batch,
-            stop,
-        )
-
-
-def _run_locked(
-    engine: Engine,
-    guarded: Engine,
-    policy: RetentionPolicy,
-    vacuum: bool,
-    now: datetime | None,
-    job_meta: dict[str, Any],
-    on_batch: Callable[[str, int, int], None] | None,
-    stop: Any,
-) -> tuple[RetentionResult, uuid.UUID]:
-    from kpictl.services.jobs.rows import finish_job, start_job
-
-    metadata = dict(job_meta)
+    metadata = dict(job_meta or {})
     metadata["policy"] = {f"{t}_days": policy.days(t) for t in TARGETS}
     metadata["policy"]["batch_size"] = policy.batch_size
-    job_id = start_job(engine, "retention", metadata=metadata)
-    result = RetentionResult(dry_run=False)
-    try:
-        # every batch's commit (and the job's completion) first checks the lock is still held
-        apply_retention(
-            guarded,
-            policy,
-            now=now,
-            vacuum=vacuum,
-            own_job_id=job_id,
-            on_batch=on_batch,
-            into=result,
-            stop=stop,
-        )
-        # on the guarded engine: a run that lost its lock is never recorded as completed
-        finish_job(guarded, job_id, "completed", metadata=result.summary())
-    except BaseException as exc:
-        raised = exc
-        if stop is not None and stop.requested and not isinstance(exc, Interrupted):
-            # the batch's query was cancelled server-side because of the stop request
-            raised = stop.interrupted()
-        interrupted = isinstance(raised, Interrupted | KeyboardInterrupt | SystemExit)
-        status = "cancelled" if interrupted else "failed"
-        error = describe_error(raised)
-        # The database may be what failed: the original error matters more than this update.
-        locks.close_job_quietly(
-            lambda: finish_job(engine, job_id, status, error=error, metadata=result.summary()),
-            f"job {job_id}",
-        )
-        reported = as_kpictl_error(raised)
-        if reported is not None:
-            reported.with_partial(result)  # what was deleted, for the CLI's summary
-            raised = reported
-        if raised is exc:
-            raise
-        raise raised from exc
-    return result, job_id
+    work = _RetentionWork(policy, vacuum, now, on_batch)
+    result = run_job(engine, JobSpec(locks.RETENTION, "retention", metadata), work, stop=stop)
+    return result, work.job_id

@@ -185,7 +185,8 @@ def run_level_chunk(
     `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
     for `only_new` chunks on a database where nobody but kpictl writes run snapshots (the caller
     checks), so that no row of the chunk can exist yet."""
-    assert upsert or only_new
+    if not (upsert or only_new):
+        raise ValueError("a plain INSERT (upsert=False) is only safe for only_new chunks")
     skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
     cursor = (
         # The plain `>=` lets the scan start at the cursor on a one-column completed_at
@@ -442,5 +443,7 @@ MATERIALIZED_VIEWS = ("mv_factory_kpis_24h", "mv_product_kpis_7d")
 
 
 def refresh_view(name: str) -> TextClause:
-    assert name in MATERIALIZED_VIEWS
+    # An identifier cannot be bound: only the names above ever reach the SQL.
+    if name not in MATERIALIZED_VIEWS:
+        raise ValueError(f"not a kpictl materialized view: {name!r}")
     return text(f"REFRESH MATERIALIZED VIEW CONCURRENTLY {name}")

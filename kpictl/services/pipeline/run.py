@@ -5,8 +5,9 @@ Order per period: run level (keyset chunks, each committed), product level, fact
 the materialized views. Every statement is set-based: the number of statements depends on the
 number of chunks (runs / chunk size) and buckets, never on the number of runs or products.
 
-One pipeline at a time (`lock.hold(engine, lock.PIPELINE)`); one job row per run (`jobs`); a stop request
-(`stop.StopRequest`) ends the job `cancelled` after the current step.
+Each run is one job of the job runner (`jobs.runner.run_job`): one pipeline at a time
+(`lock.PIPELINE`), one job row per run, and a stop request (`stop.StopRequest`) ends the job
+`cancelled` after the current step. This module supplies only the work and `PipelineResult`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from kpictl import kpis
-from kpictl.errors import Interrupted, LockLost, as_kpictl_error, describe_error, server_gone
+from kpictl import _testing, kpis
+from kpictl.errors import LockLost, describe_error, server_gone
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
-from kpictl.services.jobs.rows import finish_job, last_completed_aggregate_scan, start_job
+from kpictl.services.jobs.rows import last_completed_aggregate_scan
+from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import hourly_parts, kpi_sql
 from kpictl.services.pipeline.periods import Period
@@ -39,9 +41,6 @@ class PipelineOptions:
     source_timezone: str = "UTC"
     chunk_size: int = DEFAULT_CHUNK_SIZE
     wait_seconds: float | None = None  # None: exit 75 at once when the lock is held
-    # Test hook: seconds of pg_sleep inside a step's transaction ("run", "product", "factory",
-    # "views"), to make interruption tests deterministic. Empty in production.
-    step_delays: dict[str, float] = field(default_factory=dict)
     # Incremental run level: a cycle checks the runs completed since the previous cycle's end,
     # less `lookback` (for runs committed a little after they completed); every
     # `full_scan_every` a cycle checks the whole period again (runs recorded later still).
@@ -195,13 +194,6 @@ def _counted_on_commit(counts: PeriodCounts, *fields: str) -> Iterator[None]:
         raise
 
 
-def _delay(connection: Connection, options: PipelineOptions, step: str) -> None:
-    if options.step_delays.get(step):
-        connection.execute(
-            text("SELECT pg_sleep(:seconds)"), {"seconds": options.step_delays[step]}
-        )
-
-
 def run_level(
     connection: Connection,
     period: Period,
@@ -227,7 +219,7 @@ def run_level(
     statements, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with _timed(counts, "run"):
-        _delay(connection, options, "run")
+        _testing.pause(connection, "run")
         while True:
             chunk_parameters = {
                 **parameters,
@@ -275,7 +267,7 @@ def product_level(
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "product"):
-        _delay(connection, options, "product")
+        _testing.pause(connection, "product")
         for statement in kpi_sql.collect_parts(clock):
             connection.execute(statement, parameters)
         parts = connection.execute(kpi_sql.parts_summary()).one()
@@ -303,7 +295,7 @@ def factory_level(
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = _with_parts(base_parameters(period, job_id, options), parts_window)
     with _timed(counts, "factory"):
-        _delay(connection, options, "factory")
+        _testing.pause(connection, "factory")
         counts.factory_snapshots = connection.execute(
             kpi_sql.factory_level(clock), parameters
         ).scalar_one()
@@ -318,7 +310,7 @@ def _with_parts(
 
 
 def refresh_views(connection: Connection, options: PipelineOptions) -> None:
-    _delay(connection, options, "views")
+    _testing.pause(connection, "views")
     # The views compare zone-less source timestamps with now(): in this transaction they are
     # read in the source zone (KPICTL_SOURCE_TIMEZONE), like the levels read them.
     connection.execute(
@@ -373,6 +365,35 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+class _PipelineWork(JobWork[PipelineResult]):
+    """Aggregate or backfill as a job (`jobs.runner`): the body runs on one guarded connection
+    watched by the stop request; the result it fills in is also the partial result."""
+
+    def __init__(self, job_type: str, body: Callable[[Any, Connection, PipelineResult], None]):
+        self.body = body
+        self.result = PipelineResult("", job_type, "running", [])
+
+    def run(self, job: Job) -> PipelineResult:
+        self.result.job_id = str(job.id)
+        with job.connect() as work:
+            self.body(job.id, work, self.result)
+        return self.result
+
+    def partial(self) -> PipelineResult:
+        return self.result
+
+    def row(self, result: PipelineResult) -> RowEnd:
+        failed = len(result.failed_buckets)
+        return RowEnd(
+            result.snapshots_created,
+            _job_metadata(result),
+            f"{failed} bucket(s) failed" if failed else None,
+        )
+
+    def ended(self, result: PipelineResult, job: Job) -> None:
+        result.status, result.duration_ms = job.status, job.duration_ms
+
+
 def _run_job(
     engine: Engine,
     job_type: str,
@@ -382,87 +403,18 @@ def _run_job(
     stop: StopRequest,
     body: Callable[[Any, Connection, PipelineResult], None],
 ) -> PipelineResult:
-    """Lock, job row, one work session; the job row ends completed / failed / cancelled.
-
-    Every commit of the work (and the job's completion) first checks that the lock is still
-    held (`lock.HeldLock.guard`); on a failure the job row is closed with the error (retried
-    briefly while the server restarts) and the error carries the result committed so far."""
-    started = time.monotonic()
-    with locks.hold(engine, locks.PIPELINE, wait_seconds=options.wait_seconds, stop=stop) as lock:
-        stop.check()
-        if lock.abandoned:
-            log.warning(
-                "Marked %d job(s) left running by a dead process as abandoned", lock.abandoned
-            )
-        job_id = start_job(
-            engine,
-            job_type,
-            kpi_names=kpis.names(),
-            period_start=periods[0].start,
-            period_end=periods[-1].end,
-            metadata={**metadata, "lock_backend_pid": lock.backend_pid},
-        )
-        result = PipelineResult(str(job_id), job_type, "running", [])
-        guarded = lock.guard(engine)
-        try:
-            with guarded.connect() as work:
-                stop.watch(work.connection.dbapi_connection)
-                try:
-                    body(job_id, work, result)
-                finally:
-                    stop.unwatch()
-            result.duration_ms = round((time.monotonic() - started) * 1000)
-            status = "failed" if result.failed_buckets else "completed"
-            # on the guarded engine: a job that lost its lock is never recorded as completed
-            finish_job(
-                guarded,
-                job_id,
-                status,
-                snapshots_created=result.snapshots_created,
-                error=f"{len(result.failed_buckets)} bucket(s) failed"
-                if result.failed_buckets
-                else None,
-                metadata=_job_metadata(result),
-            )
-            result.status = status
-        except BaseException as exc:
-            result.duration_ms = round((time.monotonic() - started) * 1000)
-            cancelled = stop.requested or isinstance(exc, Interrupted | KeyboardInterrupt)
-            result.status = "cancelled" if cancelled else "failed"
-            error = _error_text(exc, stop)
-            locks.close_job_quietly(
-                lambda: finish_job(
-                    engine,
-                    job_id,
-                    result.status,
-                    snapshots_created=result.snapshots_created,
-                    error=error,
-                    metadata=_job_metadata(result),
-                ),
-                f"job {job_id}",
-            )
-            # The error itself reaches the operator once, from the CLI's single catch point.
-            log.info(
-                "%s %s after %dms (job %s)",
-                job_type.capitalize(),
-                result.status,
-                result.duration_ms,
-                job_id,
-            )
-            if stop.requested:
-                raise stop.interrupted().with_partial(result) from exc
-            reported = as_kpictl_error(exc)
-            if reported is None:  # a bug: the traceback matters more than the summary
-                raise
-            reported.with_partial(result)
-            if reported is exc:
-                raise
-            raise reported from exc
-        # Asked to stop during the last step, which then finished: the job is complete, and the
-        # exit code still says the process was stopped (130/143), as the operator asked.
-        if stop.requested:
-            raise stop.interrupted().with_partial(result)
-        return result
+    """One pipeline at a time (`lock.PIPELINE`); the job row ends completed / failed / cancelled,
+    a failed job's error carries the result committed so far (`jobs.runner.run_job`)."""
+    spec = JobSpec(
+        locks.PIPELINE,
+        job_type,
+        metadata,
+        kpi_names=kpis.names(),
+        period_start=periods[0].start,
+        period_end=periods[-1].end,
+        wait_seconds=options.wait_seconds,
+    )
+    return run_job(engine, spec, _PipelineWork(job_type, body), stop=stop)
 
 
 def _error_text(exc: BaseException, stop: StopRequest) -> str:

@@ -419,7 +419,6 @@ def adopt(
     *,
     source_timezone: str = "UTC",
     metadata: dict | None = None,
-    fail_after: str | None = None,
     with_sources: bool = False,
 ) -> AdoptAndMigrateResult:
     """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
@@ -427,9 +426,7 @@ def adopt(
     from kpictl.services.adoption import run as adoption_run
 
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
-        adopted = adoption_run.adopt(
-            connection, source_timezone=source_timezone, metadata=metadata, fail_after=fail_after
-        )
+        adopted = adoption_run.adopt(connection, source_timezone=source_timezone, metadata=metadata)
         return AdoptAndMigrateResult(
             adopted, _upgrade_locked(connection, "head", with_sources=with_sources)
         )
