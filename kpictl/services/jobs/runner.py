@@ -1,4 +1,5 @@
-"""One job runner: the lifecycle every long job shares (STYLE.md, "dbt's task idea").
+"""One job runner: the lifecycle every long job shares (each kind of job supplies its work and
+result, as dbt's tasks do; the runner owns the rest).
 
 Aggregate, backfill, history fill and retention supply only their work and their result type,
 as a `JobWork` subclass, and call
