@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, text
 
+from kpictl.cli.render.history import write_json
 from kpictl.db import schema
-from kpictl.services.history.export import write_atomically, write_json
+from kpictl.services.history.export import write_atomically
 from kpictl.services.history.tenants import Tenant
 from tests.conftest import ENV_KEYS, run_cli, run_process
 

@@ -310,12 +310,6 @@ def test_service_latest_values(factory_data, engine):
     assert values[3].never_computed and not values[1].never_computed
 
 
-def test_format_value():
-    assert [
-        service.format_value(Decimal(v)) for v in ("40", "66.6666", "0", "12.5", "1234.005")
-    ] == ["40", "66.67", "0", "12.5", "1234.01"]
-
-
 def test_a_period_not_yet_over_does_not_hide_the_last_cycle(engine, db_url):
     """A backfill bucket of the current day ends tonight; the aggregate's period ended now."""
     from datetime import timedelta

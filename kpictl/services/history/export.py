@@ -169,16 +169,3 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
-
-
-# Moved to kpictl/cli/render/history.py (issue 13): the old name still resolves, lazily, for
-# callers that have not moved yet; the service itself never imports the CLI.
-_MOVED_TO_CLI = ("write_json",)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CLI:
-        from kpictl.cli.render import history as rendered
-
-        return getattr(rendered, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

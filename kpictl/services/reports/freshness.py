@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, String, column, func, literal, select, values
 
@@ -154,16 +153,3 @@ def check_freshness(
             )
         )
     return FreshnessReport(level, warn_after_seconds, error_after_seconds, checked, results)
-
-
-# Moved to kpictl/cli/render/freshness.py (issue 13): the old name still resolves, lazily, for
-# callers that have not moved yet; the service itself never imports the CLI.
-_MOVED_TO_CLI = ("human_age",)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CLI:
-        from kpictl.cli.render import freshness as rendered
-
-        return getattr(rendered, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

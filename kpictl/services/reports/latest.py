@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import Connection, String, column, func, literal, select, true, values
 from sqlalchemy.dialects.postgresql import UUID
@@ -149,16 +148,3 @@ def latest_values(
         if kpi.name not in computed
     ]
     return sorted(found + missing, key=lambda item: order[item.kpi_name])
-
-
-# Moved to kpictl/cli/render/kpis.py (issue 13): the old name still resolves, lazily, for
-# callers that have not moved yet; the service itself never imports the CLI.
-_MOVED_TO_CLI = ("format_value",)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CLI:
-        from kpictl.cli.render import kpis as rendered
-
-        return getattr(rendered, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
