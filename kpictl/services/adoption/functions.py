@@ -27,15 +27,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from kpictl import kpis
+from kpictl.db import kpi_rules as rules
 from kpictl.errors import CommandFailed
-from kpictl.services.adoption.steps import Step
+from kpictl.services.adoption.steps import KPI_TABLES, MATERIALIZED_VIEWS, Step
 
-KPI_RELATIONS = (
-    "kpi_snapshots",
-    "kpi_aggregation_jobs",
-    "mv_factory_kpis_24h",
-    "mv_product_kpis_7d",
-)
+KPI_RELATIONS = KPI_TABLES + MATERIALIZED_VIEWS
 TRIGGER_FUNCTION = "create_run_kpi_snapshot"
 FRESHNESS_FUNCTION = "get_kpi_freshness"
 ZONELESS = "timestamp without time zone"
@@ -129,27 +125,22 @@ def _header(definition: str) -> str:
     return "\n".join(lines)
 
 
-def _instant(column: str, zoneless: bool, zone: str) -> str:
-    return f"({column} AT TIME ZONE {_quote(zone)})" if zoneless else column
-
-
 def trigger_body(started_zoneless: bool, completed_zoneless: bool, zone: str) -> str:
-    """The replacement body of create_run_kpi_snapshot(): the platform's transition, kpictl's
-    terminal-run rule (docs/spec/pipeline.md §3, with finite timestamps), kpictl's run_duration row."""
-    started = _instant("NEW.started_at", started_zoneless, zone)
-    completed = _instant("NEW.completed_at", completed_zoneless, zone)
+    """The replacement body of create_run_kpi_snapshot(): the platform's transition (into a
+    terminal status), kpictl's terminal-run rule (docs/spec/pipeline.md §3, with finite
+    timestamps) and kpictl's run_duration row (its duration and unit), all from kpi_rules."""
+    started = rules.at_source_zone("NEW.started_at", started_zoneless, _quote(zone))
+    completed = rules.at_source_zone("NEW.completed_at", completed_zoneless, _quote(zone))
     duration = kpis.BY_NAME["run_duration"]
     return f"""
 AS $kpictl$
 BEGIN
-  IF NEW.status IN ('completed', 'failed') AND OLD.status NOT IN ('completed', 'failed')
-     AND NEW.started_at IS NOT NULL AND NEW.completed_at IS NOT NULL
-     AND isfinite(NEW.started_at) AND isfinite(NEW.completed_at)
-     AND NEW.completed_at >= NEW.started_at THEN
+  IF {rules.terminal_status("NEW")} AND OLD.status NOT IN {rules.TERMINAL_STATUS_LIST}
+     AND {rules.usable_timestamps("NEW")} THEN
     INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
                                calculated_at, period_start, period_end)
     VALUES ({_quote(duration.name)}, {_quote(duration.version)}, 'run', NEW.id,
-            extract(epoch FROM {completed} - {started}) * 1000, {_quote(duration.unit)}, NULL,
+            {rules.duration_ms(started, completed)}, {rules.unit(duration.name)}, NULL,
             now(), {started}, {completed}),
            ('run_success', {_quote(duration.version)}, 'run', NEW.id,
             CASE WHEN NEW.status = 'completed' THEN 1 ELSE 0 END, 'boolean', NULL,
@@ -168,7 +159,7 @@ def _freshness_expression(column: str, type_: str, zone: str) -> str | None:
     if column == "freshness_seconds":
         return f"CAST(extract(epoch FROM now() - {newest}) AS {type_})"
     if column == "last_calculated_at":
-        value = f"({newest} AT TIME ZONE {_quote(zone)})" if type_ == ZONELESS else newest
+        value = rules.at_source_zone(newest, type_ == ZONELESS, _quote(zone))
         return f"CAST({value} AS {type_})"
     return None
 

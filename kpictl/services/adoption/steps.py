@@ -11,13 +11,15 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql
 
+from kpictl.db import kpi_views
+
 ADOPTED_REVISION = "0002"  # adoption produces the state of 0001 + 0002
 
 MARKER_TABLE = "kpictl_adoption"
 
 KPI_TABLES = ("kpi_snapshots", "kpi_aggregation_jobs")
 
-MATERIALIZED_VIEWS = ("mv_factory_kpis_24h", "mv_product_kpis_7d")
+MATERIALIZED_VIEWS = kpi_views.MATERIALIZED_VIEWS
 
 LOCK = "LOCK TABLE kpi_snapshots, kpi_aggregation_jobs IN ACCESS EXCLUSIVE MODE"
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from kpictl.db import kpi_views
 from kpictl.errors import CommandFailed
 from kpictl.services.adoption.steps import KPI_TABLES, MATERIALIZED_VIEWS, Step
 
@@ -129,10 +130,11 @@ def materialized_view_step(old_views: list[dict[str, Any]]) -> Step:
         "create kpictl's mv_factory_kpis_24h and mv_product_kpis_7d (same names, real data)"
         + (", keeping the old ones' owners and grants" if old_views else ""),
     )
+    # revision 0002's views (the adopted state is 0002's; the later revisions recreate them)
     step.add(pipeline.FACTORY_VIEW)
-    step.add("CREATE UNIQUE INDEX ux_mv_factory_kpis_24h ON mv_factory_kpis_24h (id)")
+    step.add(kpi_views.UNIQUE_INDEXES["mv_factory_kpis_24h"][1])
     step.add(pipeline.PRODUCT_VIEW)
-    step.add("CREATE UNIQUE INDEX ux_mv_product_kpis_7d ON mv_product_kpis_7d (repository_id)")
+    step.add(kpi_views.UNIQUE_INDEXES["mv_product_kpis_7d"][1])
     for view in old_views:
         _restore(step, "MATERIALIZED VIEW", view, view["name"])
     return step

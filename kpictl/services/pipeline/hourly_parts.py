@@ -28,13 +28,14 @@ from typing import Any
 from sqlalchemy import Connection, text
 from sqlalchemy.sql.elements import TextClause
 
+from kpictl.db import kpi_rules as rules
+from kpictl.db import kpi_views
 from kpictl.services.jobs.rows import last_completed_aggregate_scan
 from kpictl.services.pipeline import kpi_sql
 from kpictl.services.pipeline.periods import Period
 
 HOUR = timedelta(hours=1)
-VIEW_SPAN = timedelta(hours=168)  # mv_product_kpis_7d reads the last 7 days
-ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"  # date_bin's origin: UTC hours
+VIEW_SPAN = timedelta(hours=kpi_views.PRODUCT_VIEW_HOURS)  # the longest view window
 
 
 def floor_hour(instant: datetime) -> datetime:
@@ -146,13 +147,13 @@ SELECT (SELECT coalesce(sum(executions), 0) FROM kpi_hourly_totals
 
 FIRST_CHANGED_HOUR = f"""
 WITH executions AS (
-  SELECT date_bin('1 hour', {{completed}}, {ORIGIN}) AS hour, count(*) AS seen
+  SELECT {rules.hour_of("{completed}")} AS hour, count(*) AS seen
   FROM workflow_executions e
   WHERE e.completed_at >= {{c_cov}} AND e.completed_at < {{c_hfrom}}
   GROUP BY 1
 ),
 verdicts AS (
-  SELECT date_bin('1 hour', {{decided}}, {ORIGIN}) AS hour, count(*) AS seen
+  SELECT {rules.hour_of("{decided}")} AS hour, count(*) AS seen
   FROM verdict_outcomes v
   WHERE v.decided_at >= {{d_cov}} AND v.decided_at < {{d_hfrom}}
   GROUP BY 1
@@ -178,15 +179,12 @@ def recompute(clock: kpi_sql.SourceClock) -> list[TextClause]:
         kpi_sql.clocked_sql(
             f"""
 INSERT INTO kpi_hourly_runs (hour, repository_id, completed, failed, duration_sum_ms, invalid)
-SELECT date_bin('1 hour', {{completed}}, {ORIGIN}), e.repository_id,
-       count(*) FILTER (WHERE valid AND e.status = 'completed'),
-       count(*) FILTER (WHERE valid AND e.status = 'failed'),
-       sum(extract(epoch FROM {{completed}} - {{started}}) * 1000) FILTER (WHERE valid),
-       count(*) FILTER (WHERE NOT valid)
+SELECT {rules.hour_of("{completed}")}, e.repository_id,
+       {rules.run_parts("{started}", "{completed}")}
 FROM workflow_executions e
-CROSS JOIN LATERAL (SELECT ({kpi_sql.TERMINAL}) AS valid) v
-WHERE e.status IN ('completed', 'failed')
-  AND e.completed_at >= {{c_hfrom}} AND e.completed_at < {{c_hto}}
+{rules.VALID_RUN}
+WHERE {rules.terminal_status("e")}
+  AND {rules.in_period("e.completed_at", "{c_hfrom}", "{c_hto}")}
 GROUP BY 1, 2
 """,
             clock,
@@ -199,16 +197,14 @@ SELECT g.hour, coalesce(x.executions, 0), coalesce(v.verdicts, 0), coalesce(v.ac
 FROM generate_series(CAST(:hours_from AS timestamptz),
                      CAST(:hours_to AS timestamptz) - interval '1 hour', interval '1 hour') g(hour)
 LEFT JOIN (
-  SELECT date_bin('1 hour', {{completed}}, {ORIGIN}) AS hour, count(*) AS executions
+  SELECT {rules.hour_of("{completed}")} AS hour, count(*) AS executions
   FROM workflow_executions e
   WHERE e.completed_at >= {{c_hfrom}} AND e.completed_at < {{c_hto}}
   GROUP BY 1
 ) x ON x.hour = g.hour
 LEFT JOIN (
-  SELECT date_bin('1 hour', {{decided}}, {ORIGIN}) AS hour, count(*) AS verdicts,
-         count(*) FILTER (WHERE v.outcome = 'accepted') AS accepted,
-         count(*) FILTER (WHERE v.outcome = 'overridden') AS overridden,
-         count(*) FILTER (WHERE v.outcome = 'escalated') AS escalated
+  SELECT {rules.hour_of("{decided}")} AS hour, count(*) AS verdicts,
+         {rules.verdict_parts("v", named=True)}
   FROM verdict_outcomes v
   WHERE v.decided_at >= {{d_hfrom}} AND v.decided_at < {{d_hto}}
   GROUP BY 1

@@ -6,9 +6,9 @@ expressions chosen from a fixed set by the source columns' types (`SourceClock`)
 with `AT TIME ZONE`, while filters compare the raw column with a converted bound so that the
 range stays sargable on the source's indexes.
 
-Conventions shared by every statement (docs/spec/pipeline.md §3): a terminal run has status completed or
-failed, non-NULL started_at and completed_at, completed_at >= started_at, and belongs to the
-period containing its completed_at; periods are half-open.
+The KPI rules themselves (the terminal-run rule, half-open periods, the duration, the formulas,
+the units from the registry) are fragments of `kpictl/db/kpi_rules.py`, shared with the hourly
+parts, the adoption's trigger and the materialized views; this module only composes them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.sql.elements import TextClause
 
+from kpictl.db import kpi_rules as rules
+from kpictl.db import kpi_views
+
 ZONED = "timestamp with time zone"
+SOURCE_ZONE = "CAST(:source_tz AS text)"  # the source zone, bound
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,10 @@ class SourceClock:
 
     def fragments(self) -> dict[str, str]:
         def instant(column: str, zoneless: bool) -> str:
-            return f"({column} AT TIME ZONE CAST(:source_tz AS text))" if zoneless else column
+            return rules.at_source_zone(column, zoneless, SOURCE_ZONE)
 
         def bound(name: str, zoneless: bool) -> str:
-            if zoneless:
-                return f"(CAST(:{name} AS timestamptz) AT TIME ZONE CAST(:source_tz AS text))"
-            return f"CAST(:{name} AS timestamptz)"
+            return rules.at_source_zone(f"CAST(:{name} AS timestamptz)", zoneless, SOURCE_ZONE)
 
         fragments = {
             "started": instant("e.started_at", self.started_zoneless),
@@ -95,24 +97,24 @@ def clocked_sql(template: str, clock: SourceClock) -> TextClause:
     return text(template.format(**clock.fragments()))
 
 
-TERMINAL = """e.status IN ('completed', 'failed')
-    AND e.started_at IS NOT NULL AND e.completed_at IS NOT NULL
-    AND isfinite(e.started_at) AND isfinite(e.completed_at)
-    AND e.completed_at >= e.started_at"""
+TERMINAL = rules.terminal_run("e")
+TERMINAL_STATUS = rules.terminal_status("e")
 
 # A terminal-status run without a usable completed_at (NULL, or infinite: no period contains
 # it) is placed by its started_at and counted invalid. Two sargable branches: the NULLs from
 # the partial kpictl_* index, the two infinities from the completed_at index.
 NO_COMPLETION = "(e.completed_at IS NULL OR e.completed_at IN ('infinity', '-infinity'))"
 
-IN_PERIOD = "e.completed_at >= {c_lo} AND e.completed_at < {c_hi}"
+IN_PERIOD = rules.in_period("e.completed_at", "{c_lo}", "{c_hi}")
 
 # The parts of the period outside [parts_from, parts_to), read from the source rows: two
 # ranges, each sargable on the completed_at (decided_at) index.
-RUNS_OUTSIDE_PARTS = """(e.completed_at >= {c_lo} AND e.completed_at < {c_pfrom})
-       OR (e.completed_at >= {c_pto} AND e.completed_at < {c_hi})"""
-VERDICTS_OUTSIDE_PARTS = """(v.decided_at >= {d_lo} AND v.decided_at < {d_pfrom})
-       OR (v.decided_at >= {d_pto} AND v.decided_at < {d_hi})"""
+RUNS_OUTSIDE_PARTS = rules.outside_parts(
+    "e.completed_at", "{c_lo}", "{c_pfrom}", "{c_pto}", "{c_hi}"
+)
+VERDICTS_OUTSIDE_PARTS = rules.outside_parts(
+    "v.decided_at", "{d_lo}", "{d_pfrom}", "{d_pto}", "{d_hi}"
+)
 
 # Has kpictl snapshotted this run? (run_duration written by a kpictl job; the AFU-9 platform's
 # trigger also writes run_duration rows, without a job_id, and those runs still need the other
@@ -151,7 +153,7 @@ FROM (
          EXISTS (SELECT 1 FROM repositories r WHERE r.id = e.repository_id AND r.kpi_enabled)
            AS product_enabled
   FROM workflow_executions e
-  WHERE e.status IN ('completed', 'failed')
+  WHERE {TERMINAL_STATUS}
     AND (({IN_PERIOD})
          OR ({NO_COMPLETION} AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}))
 ) runs
@@ -220,17 +222,16 @@ LIMIT :chunk_size
         text(
             f"""{columns}
 SELECT :run_duration, :version, 'run', r.id,
-       extract(epoch FROM r.completed_at - r.started_at) * 1000, 'ms', NULL, now(),
-       r.started_at, r.completed_at, CAST(:job_id AS uuid)
+       {rules.duration_ms("r.started_at", "r.completed_at")}, {rules.unit("run_duration")},
+       NULL, now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r
 {conflict}"""
         ),
         text(
             f"""{columns}
-SELECT :token_usage, :version, 'run', r.id,
-       sum(coalesce(a.total_tokens::numeric,
-                    coalesce(a.prompt_tokens, 0)::numeric + coalesce(a.completion_tokens, 0))),
-       'tokens', NULL, now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+SELECT :token_usage, :version, 'run', r.id, sum({rules.agent_run_tokens("a")}),
+       {rules.unit("token_usage")}, NULL, now(), r.started_at, r.completed_at,
+       CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r JOIN agent_runs a ON a.execution_id = r.id
 GROUP BY r.id, r.started_at, r.completed_at
 {conflict}"""
@@ -238,8 +239,9 @@ GROUP BY r.id, r.started_at, r.completed_at
         text(
             f"""{columns}
 SELECT :tool_call_success_rate, :version, 'run', r.id,
-       100.0 * count(*) FILTER (WHERE t.error IS NULL) / count(*),
-       'percent', NULL, now(), r.started_at, r.completed_at, CAST(:job_id AS uuid)
+       {rules.percent(f"count(*) FILTER (WHERE {rules.tool_call_succeeded('t')})", "count(*)")},
+       {rules.unit("tool_call_success_rate")}, NULL, now(), r.started_at, r.completed_at,
+       CAST(:job_id AS uuid)
 FROM {CHUNK_TABLE} r JOIN mcp_tool_calls t ON t.execution_id = r.id
 GROUP BY r.id, r.started_at, r.completed_at
 {conflict}"""
@@ -278,7 +280,7 @@ def invalid_without_completion(clock: SourceClock) -> TextClause:
     """Terminal-status runs of the period with no completed_at (placed by started_at): left out
     of every KPI and counted as invalid. The runs with a completed_at are counted in the parts."""
     return clocked_sql(
-        "SELECT count(*) FROM workflow_executions e WHERE e.status IN ('completed', 'failed') "
+        f"SELECT count(*) FROM workflow_executions e WHERE {TERMINAL_STATUS} "
         f"AND {NO_COMPLETION} AND e.started_at >= {{s_lo}} AND e.started_at < {{s_hi}}",
         clock,
     )
@@ -311,13 +313,10 @@ FROM (
   WHERE h.hour >= CAST(:parts_from AS timestamptz) AND h.hour < CAST(:parts_to AS timestamptz)
   UNION ALL
   SELECT e.repository_id,
-         count(*) FILTER (WHERE valid AND e.status = 'completed'),
-         count(*) FILTER (WHERE valid AND e.status = 'failed'),
-         sum(extract(epoch FROM {{completed}} - {{started}}) * 1000) FILTER (WHERE valid),
-         count(*) FILTER (WHERE NOT valid)
+         {rules.run_parts("{started}", "{completed}")}
   FROM workflow_executions e
-  CROSS JOIN LATERAL (SELECT ({TERMINAL}) AS valid) v
-  WHERE e.status IN ('completed', 'failed') AND ({RUNS_OUTSIDE_PARTS})
+  {rules.VALID_RUN}
+  WHERE {TERMINAL_STATUS} AND ({RUNS_OUTSIDE_PARTS})
   GROUP BY e.repository_id
 ) x
 LEFT JOIN repositories r ON r.id = x.repository_id
@@ -336,24 +335,28 @@ def parts_summary() -> TextClause:
     )
 
 
+# The period's length, bound in seconds.
+PERIOD_SECONDS = "CAST(:period_seconds AS numeric)"
+
+
 def product_level() -> TextClause:
+    terminal = "(p.completed + p.failed)"
     return text(
         f"""
 WITH written AS (
   INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, metadata,
                              calculated_at, period_start, period_end, job_id)
   SELECT k.kpi_name, :version, 'product', p.repository_id, k.value, k.unit,
-         jsonb_build_object('completed', p.completed, 'failed', p.failed,
-                            'terminal_runs', p.completed + p.failed,
-                            'duration_sum_ms', p.duration_sum_ms,
-                            'period_hours', CAST(:period_seconds AS numeric) / 3600),
+         {rules.run_parts_metadata("p")},
          now(), :period_start, :period_end, CAST(:job_id AS uuid)
   FROM {PARTS_TABLE} p
   CROSS JOIN LATERAL (VALUES
-    (:product_success_rate, 'percent', 100.0 * p.completed / (p.completed + p.failed)),
-    (:product_throughput, 'runs_per_day',
-       (p.completed + p.failed) * 86400.0 / CAST(:period_seconds AS numeric)),
-    (:product_avg_duration, 'ms', p.duration_sum_ms / (p.completed + p.failed))
+    (:product_success_rate, {rules.unit("product_success_rate")},
+       {rules.percent("p.completed", terminal)}),
+    (:product_throughput, {rules.unit("product_throughput")},
+       {rules.runs_per_day(terminal, PERIOD_SECONDS)}),
+    (:product_avg_duration, {rules.unit("product_avg_duration")},
+       {rules.mean("p.duration_sum_ms", terminal)})
   ) AS k(kpi_name, unit, value)
   WHERE p.product_enabled AND p.repository_id IS NOT NULL AND p.completed + p.failed > 0
   {UPSERT}
@@ -365,6 +368,8 @@ SELECT count(*) FROM written
 
 
 def factory_level(clock: SourceClock) -> TextClause:
+    some_runs = "nullif(runs.completed + runs.failed, 0)"  # NULL: no data (a NULL value)
+    some_verdicts = "nullif(verdicts.accepted + verdicts.overridden + verdicts.escalated, 0)"
     return clocked_sql(
         f"""
 WITH runs AS (
@@ -381,12 +386,10 @@ verdicts AS (
     FROM kpi_hourly_totals h
     WHERE h.hour >= CAST(:parts_from AS timestamptz) AND h.hour < CAST(:parts_to AS timestamptz)
     UNION ALL
-    SELECT count(*) FILTER (WHERE v.outcome = 'accepted'),
-           count(*) FILTER (WHERE v.outcome = 'overridden'),
-           count(*) FILTER (WHERE v.outcome = 'escalated')
+    SELECT {rules.verdict_parts("v")}
     FROM verdict_outcomes v
     WHERE ({VERDICTS_OUTSIDE_PARTS})
-      AND v.outcome IN ('accepted', 'overridden', 'escalated')
+      AND {rules.decided("v")}
   ) parts
 ),
 written AS (
@@ -395,26 +398,17 @@ written AS (
   SELECT k.kpi_name, :version, 'factory', NULL, k.value, k.unit, k.metadata,
          now(), :period_start, :period_end, CAST(:job_id AS uuid)
   FROM runs, verdicts,
-  LATERAL (SELECT jsonb_build_object('completed', runs.completed, 'failed', runs.failed,
-                                     'terminal_runs', runs.completed + runs.failed,
-                                     'duration_sum_ms', runs.duration_sum_ms,
-                                     'period_hours', CAST(:period_seconds AS numeric) / 3600)
-                    AS run_parts,
-                  jsonb_build_object('accepted', verdicts.accepted,
-                                     'overridden', verdicts.overridden,
-                                     'escalated', verdicts.escalated,
-                                     'decided', verdicts.accepted + verdicts.overridden
-                                                + verdicts.escalated) AS verdict_parts) parts,
+  LATERAL (SELECT {rules.run_parts_metadata("runs")} AS run_parts,
+                  {rules.verdict_parts_metadata("verdicts")} AS verdict_parts) parts,
   LATERAL (VALUES
-    (:mtti, 'ms', runs.duration_sum_ms / nullif(runs.completed + runs.failed, 0), parts.run_parts),
-    (:success_rate, 'percent',
-       100.0 * runs.completed / nullif(runs.completed + runs.failed, 0), parts.run_parts),
-    (:factory_throughput, 'runs_per_day',
-       (runs.completed + runs.failed) * 86400.0 / CAST(:period_seconds AS numeric), parts.run_parts),
-    (:steering_accuracy, 'percent',
-       100.0 * verdicts.accepted
-         / nullif(verdicts.accepted + verdicts.overridden + verdicts.escalated, 0),
-       parts.verdict_parts)
+    (:mtti, {rules.unit("mtti")}, {rules.mean("runs.duration_sum_ms", some_runs)},
+       parts.run_parts),
+    (:success_rate, {rules.unit("success_rate")}, {rules.percent("runs.completed", some_runs)},
+       parts.run_parts),
+    (:factory_throughput, {rules.unit("factory_throughput")},
+       {rules.runs_per_day("(runs.completed + runs.failed)", PERIOD_SECONDS)}, parts.run_parts),
+    (:steering_accuracy, {rules.unit("steering_accuracy")},
+       {rules.percent("verdicts.accepted", some_verdicts)}, parts.verdict_parts)
   ) AS k(kpi_name, unit, value, metadata)
   {UPSERT}
   RETURNING 1
@@ -439,7 +433,7 @@ def bucket_computed() -> TextClause:
     )
 
 
-MATERIALIZED_VIEWS = ("mv_factory_kpis_24h", "mv_product_kpis_7d")
+MATERIALIZED_VIEWS = kpi_views.MATERIALIZED_VIEWS
 
 
 def refresh_view(name: str) -> TextClause:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from alembic import command
+from kpictl.db import kpi_views
 from kpictl.db.migrations import (
     SourceIndex,
     alembic_config,
@@ -172,16 +173,7 @@ def _upgrade_locked(
 # --- what the pipeline needs at head, put back when broken (doctor checks the same) ---------
 
 # materialized view -> (its unique index, which REFRESH ... CONCURRENTLY needs; the index SQL)
-VIEW_INDEXES = {
-    "mv_factory_kpis_24h": (
-        "ux_mv_factory_kpis_24h",
-        "CREATE UNIQUE INDEX ux_mv_factory_kpis_24h ON mv_factory_kpis_24h (id)",
-    ),
-    "mv_product_kpis_7d": (
-        "ux_mv_product_kpis_7d",
-        "CREATE UNIQUE INDEX ux_mv_product_kpis_7d ON mv_product_kpis_7d (repository_id)",
-    ),
-}
+VIEW_INDEXES = kpi_views.UNIQUE_INDEXES
 SNAPSHOT_KEY = "uq_kpi_snapshots_key"
 
 
@@ -209,11 +201,8 @@ def repair_schema(connection: Connection) -> list[str]:
     """At head: recreate a missing materialized view (or its unique index), the snapshot key,
     kpi_history's row-level security (enabled, forced, its policies). Returns what was done."""
     done = []
-    views = _head_module_with("FACTORY_VIEW")
-    for view, create in (
-        ("mv_factory_kpis_24h", views.FACTORY_VIEW),
-        ("mv_product_kpis_7d", views.PRODUCT_VIEW),
-    ):
+    # the views' current definition (the newest revision that creates them ships the same SQL)
+    for view, create in kpi_views.VIEWS.items():
         if not _exists(connection, view):
             connection.exec_driver_sql(create)
             done.append(f"recreated materialized view {view}")
