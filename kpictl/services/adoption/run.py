@@ -1,5 +1,13 @@
 """Running an adoption: one transaction, committed at the end (or nothing), then the
 `kpictl_*` source indexes CONCURRENTLY; and the read-only SQL for a DBA.
+
+The caller (`services/schema/migrate.py::adopt`) holds the migrate lock (`jobs/lock.py`, the
+same helpers as every job) and passes a connection whose commits are fenced by it. The
+adoption's job row (`adopt`) and its marking of the old scheduler's jobs `abandoned` are
+statements of `jobs/rows.py`, run inside the adoption's transaction: the row cannot be written
+before (the table is the platform's until the adoption commits) and must not outlive a failed
+adoption, so the job runner's lifecycle (a `running` row first, in a transaction of its own)
+does not apply.
 """
 
 from __future__ import annotations

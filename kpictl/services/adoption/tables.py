@@ -5,7 +5,6 @@ scheduler's jobs abandoned), create kpictl's own tables, and record the adoption
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -25,6 +24,7 @@ from kpictl.services.adoption.steps import (
     scalar,
     sql_literal,
 )
+from kpictl.services.jobs.rows import abandon_statement, finished_job_statement
 
 
 def _timestamp_changes(columns: dict[str, dict[str, Any]], zone: str) -> list[str]:
@@ -230,12 +230,7 @@ def jobs_step(
     plan.jobs_abandoned = counts.pending + counts.running
     for status in ("pending", "running"):
         if getattr(counts, status):
-            step.add(
-                "UPDATE kpi_aggregation_jobs SET status = 'abandoned', "
-                "completed_at = coalesce(completed_at, now()), "
-                f"error = coalesce(error, {sql_literal(ABANDONED_ERROR.format(status=status))}) "
-                f"WHERE status = {sql_literal(status)}"
-            )
+            step.add(*abandon_statement(ABANDONED_ERROR.format(status=status), status=status))
     if counts.no_count:
         step.add(
             "UPDATE kpi_aggregation_jobs SET snapshots_created = 0 WHERE snapshots_created IS NULL"
@@ -321,14 +316,9 @@ def record_step(plan: AdoptionPlan, metadata: dict[str, Any]) -> Step:
         f"COMMENT ON TABLE {MARKER_TABLE} IS 'kpictl adopted this AFU-9 database: a one-way "
         f"data migration; kpictl refuses to downgrade below revision {ADOPTED_REVISION}'"
     )
-    step.add(
-        "INSERT INTO kpi_aggregation_jobs (id, job_type, status, started_at, completed_at, "
-        "duration_ms, snapshots_created, metadata) VALUES (CAST(:job_id AS uuid), 'adopt', "
-        "'completed', now(), clock_timestamp(), "
-        "round(extract(epoch FROM clock_timestamp() - now()) * 1000), 0, "
-        "CAST(:metadata AS jsonb))",
-        {"job_id": str(plan.job_id), "metadata": json.dumps(details, default=str, sort_keys=True)},
-    )
+    # The adoption's job row commits (or not) with the adoption itself: see
+    # `rows.finished_job_statement` for why it cannot go through the job runner.
+    step.add(*finished_job_statement(plan.job_id, "adopt", details))
     step.add(
         f"INSERT INTO {MARKER_TABLE} (adopted_from, revision, duplicates_removed, jobs_abandoned, "
         "job_id) VALUES ('AFU-9', :revision, :duplicates, :jobs, CAST(:job_id AS uuid))",

@@ -48,6 +48,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, event, text
 
 from kpictl.errors import LockHeld, LockLost
+from kpictl.services.jobs.rows import abandon_jobs
 from kpictl.services.jobs.stop import StopRequest
 
 log = logging.getLogger(__name__)
@@ -352,17 +353,14 @@ def _seconds(value: float) -> str:
     return "indefinitely" if math.isinf(value) else f"{value:g}s"
 
 
+ABANDONED_ERROR = (
+    "abandoned: its process ended or lost its lock without finishing the job "
+    "(found by the next run that took its lock)"
+)
+
+
 def mark_abandoned(engine: Engine, lock: JobLock) -> int:
-    """Jobs of `lock`'s kind still `running` while we hold it belong to processes that ended or
+    """Jobs of `lock`'s kind still unfinished while we hold it belong to processes that ended or
     lost the lock (called after the fence: none of them can still commit work)."""
     with engine.begin() as connection:
-        return connection.execute(
-            text(
-                "UPDATE kpi_aggregation_jobs SET status = 'abandoned', "
-                "completed_at = coalesce(completed_at, now()), "
-                "error = coalesce(error, 'abandoned: its process ended or lost its lock without "
-                "finishing the job (found by the next run that took its lock)') "
-                "WHERE status IN ('running', 'pending') AND job_type = ANY(:types)"
-            ),
-            {"types": list(lock.job_types)},
-        ).rowcount
+        return abandon_jobs(connection, ABANDONED_ERROR, job_types=lock.job_types)

@@ -43,9 +43,6 @@ from kpictl.services.schema.gate import refuse_unknown_revision
 
 log = logging.getLogger(__name__)
 
-# pg_advisory_lock key: two `kpictl migrate` at once run one after the other.
-MIGRATE_LOCK_KEY = locks.MIGRATE.key
-
 
 @dataclass(frozen=True)
 class MigrationStatus:
@@ -94,10 +91,12 @@ class MigrationResult:
 
 @contextmanager
 def _migration_lock(engine: Engine) -> Iterator[Engine]:
-    """Two `kpictl migrate` at once run one after the other; yields `engine` guarded so that
-    every commit of the migration first checks the lock is still held (`lock.HeldLock.guard`).
+    """Two `kpictl migrate` (upgrade, downgrade, adopt) at once run one after the other;
+    yields `engine` guarded so that every commit of the migration, the adoption's included,
+    first checks the lock is still held (`lock.HeldLock.guard`).
 
-    The job lock's session-level advisory lock, polled in autocommit: a session blocked inside
+    `lock.MIGRATE`, taken, fenced and released by `lock.hold` like every job's lock (it writes no
+    job row, so it marks none abandoned): polled in autocommit, because a session blocked inside
     pg_advisory_lock() holds a snapshot, and `CREATE INDEX CONCURRENTLY` in a revision would wait
     for it while it waits for us (a deadlock).
     """
@@ -365,8 +364,6 @@ def downgrade(
     Holds every job lock (pipeline, retention, history fill; LockHeld, exit 75, when one is
     held) so that no job writes while its tables go. A downgrade that would drop tables holding
     rows goes ahead only when `confirm(plan)` says yes; otherwise nothing is changed."""
-    from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION, hold
-
     known_revision(revision)
     with _migration_lock(engine) as guarded, guarded.connect() as connection:
         from kpictl.services.adoption import detect as adoption_detect
@@ -379,8 +376,8 @@ def downgrade(
         connection.commit()
         with ExitStack() as job_locks:
             if before is not None:  # kpi_aggregation_jobs exists: the locks' job rows
-                for lock in (PIPELINE, RETENTION, HISTORY_FILL):
-                    job_locks.enter_context(hold(engine, lock))
+                for lock in (locks.PIPELINE, locks.RETENTION, locks.HISTORY_FILL):
+                    job_locks.enter_context(locks.hold(engine, lock))
             plan = downgrade_plan(connection, revision)
             connection.commit()
             if plan.holds_rows and (confirm is None or not confirm(plan)):
