@@ -64,7 +64,7 @@ DatabaseUrlOption = Annotated[
         "--database-url",
         help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
         "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
-        "else the embedded server.",
+        "the config file's database_url_file, else the embedded server (in a terminal only).",
         show_default=False,
         rich_help_panel="Common options",
     ),
@@ -96,6 +96,26 @@ LogFormatOption = Annotated[
         rich_help_panel="Common options",
     ),
 ]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="Config file (TOML). Default: $KPICTL_CONFIG, else config.toml in the user "
+        "config directory when it exists.",
+        metavar="FILE",
+        show_default=False,
+        rich_help_panel="Common options",
+    ),
+]
+EmbeddedOption = Annotated[
+    bool,
+    typer.Option(
+        "--embedded",
+        help="Use the embedded server when no URL is set, even without a terminal "
+        "(cron, scripts; also KPICTL_EMBEDDED=1).",
+        rich_help_panel="Common options",
+    ),
+]
 
 COMMON_PARAMETERS = [
     inspect.Parameter(
@@ -112,6 +132,12 @@ COMMON_PARAMETERS = [
         inspect.Parameter.KEYWORD_ONLY,
         default=LogFormat.text,
         annotation=LogFormatOption,
+    ),
+    inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption
+    ),
+    inspect.Parameter(
+        "embedded", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=EmbeddedOption
     ),
 ]
 

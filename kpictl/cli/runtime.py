@@ -45,6 +45,9 @@ def run_command(
             quiet=bool(common["quiet"]),
             log_format=log_format,
             argv=tuple(argv),
+            config_path=common.get("config"),
+            interactive=sys.stdin.isatty() or sys.stderr.isatty(),
+            embedded=bool(common.get("embedded")) or command == "kpictl demo",
         )
         secrets += secrets_of_url(settings.target.url)
         code = body(settings) or 0
