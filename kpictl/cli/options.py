@@ -91,7 +91,8 @@ LogFormatOption = Annotated[
     LogFormat,
     typer.Option(
         "--log-format",
-        help="Log lines on stderr as text or JSON lines.",
+        envvar="KPICTL_LOG_FORMAT",
+        help="Log lines on stderr: text, or JSON lines for log shippers (with the job ID).",
         case_sensitive=False,
         rich_help_panel="Common options",
     ),
