@@ -8,7 +8,7 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any
 
@@ -159,6 +159,8 @@ def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callab
             from kpictl.cli.runtime import run_command
 
             common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
+            # a Nagios plugin's usage errors are UNKNOWN (3), see runtime.run_command
+            common["nagios"] = getattr(kwargs.get("format"), "value", None) == "nagios"
             full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
             run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
 
@@ -234,3 +236,17 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def wants_nagios(args: Sequence[str]) -> bool:
+    """`kpictl freshness ... --format nagios`: run as a Nagios/Icinga plugin, whose usage errors
+    are UNKNOWN (exit 3) with a status line, not Click's exit 2 (which a plugin means CRITICAL)."""
+    args = list(args)
+    if "freshness" not in args:
+        return False
+    for index, arg in enumerate(args):
+        if arg == "--format" and index + 1 < len(args) and args[index + 1] == "nagios":
+            return True
+        if arg == "--format=nagios":
+            return True
+    return False

@@ -23,6 +23,7 @@ from kpictl.errors import (
     Interrupted,
     KpictlError,
     LockHeld,
+    UsageError,
     classify_database_error,
 )
 from kpictl.redact import redact, secrets_of_url
@@ -61,6 +62,12 @@ def run_command(
         raise
     except KpictlError as exc:
         code = _report(exc, verbose, secrets)
+        if isinstance(exc, UsageError) and common.get("nagios"):
+            # a plugin's bad argument or configuration is UNKNOWN, with a status line
+            from kpictl.cli.render.freshness import UNKNOWN_EXIT_CODE, render_nagios_unknown
+
+            print(render_nagios_unknown(redact(exc.message, secrets)))
+            code = UNKNOWN_EXIT_CODE
     except BrokenPipeError:
         from kpictl.cli.output import reader_gone
 
