@@ -31,10 +31,23 @@ class DatabaseTarget:
 
     source: str  # "--database-url", "KPICTL_DATABASE_URL", ..., or "embedded"
     url: str | None = field(repr=False)
+    # No URL, and the embedded server may not stand in here (why): raised when a command
+    # opens the database, so commands that need none (`migrate --sql`) still run.
+    refusal: str | None = None
 
     @property
     def is_embedded(self) -> bool:
-        return self.url is None
+        return self.url is None and self.refusal is None
+
+    def check_usable(self) -> None:
+        if self.refusal is not None:
+            raise ConfigurationError(
+                f"no database configured ({self.refusal}), and kpictl does not fall back to "
+                "the embedded server there",
+                hint="set KPICTL_DATABASE_URL_FILE, LoadCredential=database-url:FILE, "
+                "database_url_file in the config file, or --database-url; --embedded (or "
+                "KPICTL_EMBEDDED=1) uses the embedded server on purpose",
+            )
 
 
 @dataclass(frozen=True)
@@ -98,13 +111,7 @@ def resolve_target(
         origin = f"database_url_file of {config.origin}"
         return DatabaseTarget(f"{origin} ({path})", _read_url_file(path, origin))
     if not embedded_allowed:
-        raise ConfigurationError(
-            f"no database configured ({why_not_embedded}), and kpictl does not fall back to "
-            "the embedded server there",
-            hint="set KPICTL_DATABASE_URL_FILE, LoadCredential=database-url:FILE, "
-            "database_url_file in the config file, or --database-url; --embedded (or "
-            "KPICTL_EMBEDDED=1) uses the embedded server on purpose",
-        )
+        return DatabaseTarget("none", None, refusal=why_not_embedded)
     return DatabaseTarget(EMBEDDED, None)
 
 

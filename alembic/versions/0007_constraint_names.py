@@ -2,8 +2,10 @@
 
 Revision 0001 gave its two CHECK constraints full names while kpictl's metadata has a naming
 convention (`ck_%(table_name)s_%(constraint_name)s`), so Alembic applied the convention a second
-time: every database migrated by kpictl has `ck_kpi_snapshots_ck_kpi_snapshots_level` and
-`ck_kpi_aggregation_jobs_ck_kpi_aggregation_jobs_status`. This revision renames them in place
+time: every database migrated by kpictl before this revision has
+`ck_kpi_snapshots_ck_kpi_snapshots_level` and
+`ck_kpi_aggregation_jobs_ck_kpi_aggregation_jobs_status`. (0001 now marks the names as final,
+`op.f()`, so a new database gets the right names at once.) This revision renames them in place
 (`ALTER TABLE ... RENAME CONSTRAINT`: no table rewrite, no re-validation, a brief ACCESS
 EXCLUSIVE lock), and only where the doubled name exists: an adopted database already has the
 right names. The check runs in the server (a DO block), so `migrate --sql` prints the same

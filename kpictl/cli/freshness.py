@@ -105,7 +105,7 @@ def freshness(
     error = service.parse_threshold_seconds(error_after, "--error-after")
     service.check_thresholds(warn, error)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
-    from kpictl.errors import SchemaNotReady
+    from kpictl.errors import SchemaNotReady, UsageError
 
     try:
         from kpictl.cli.database import open_database
@@ -118,7 +118,7 @@ def freshness(
                 warn_after_seconds=warn,
                 error_after_seconds=error,
             )
-    except SchemaNotReady:  # not migrated, not adopted, ...: exit 1 like every command
+    except (SchemaNotReady, UsageError):  # not migrated ...: 1; no database configured: 2
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
         return _could_not_check(settings, exc, format, chosen_level, warn, error, output_file)

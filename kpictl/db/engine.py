@@ -76,6 +76,7 @@ def make_engine(url: str, settings: Settings) -> Engine:
 
 def open_database(settings: Settings) -> Database:
     """Resolve the target of `settings` to an engine, starting the embedded server if needed."""
+    settings.target.check_usable()
     if settings.target.is_embedded:
         from kpictl.db.embedded import start_embedded
 

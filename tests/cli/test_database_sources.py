@@ -46,11 +46,17 @@ def test_no_url_where_a_real_database_was_meant_is_exit_2_and_starts_nothing(
     creds.mkdir()
     (creds / "database_url").write_text("postgresql://h/misnamed\n")  # a misnamed credential
     env = {k: v.format(creds=creds) for k, v in env.items()}
-    result = kpictl(["freshness", "--format", "nagios"], {**env, "KPICTL_DATA_DIR": str(data)})
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert result.stdout == ""  # no "KPI FRESHNESS OK" from an empty sample database
-    assert "Traceback" not in result.stderr
+    env = {**env, "KPICTL_DATA_DIR": str(data)}
+    for command in (["kpis"], ["aggregate"], ["freshness", "--format", "json"]):
+        result = kpictl(command, env)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+        assert result.stdout == "" and "Traceback" not in result.stderr
+    # a Nagios check says UNKNOWN (its convention for a bad setting), never "OK" from an empty
+    # sample database
+    result = kpictl(["freshness", "--format", "nagios"], env)
+    assert result.returncode == 3
+    assert result.stdout.startswith("KPI FRESHNESS UNKNOWN - ") and message in result.stdout
     assert not data.exists()  # no embedded server started, no data directory created
 
 

@@ -128,17 +128,18 @@ def sleeping_in_the_server(engine) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("command", "step"),
-    [(["history", "fill"], "fill"), (["retention"], "retention")],
+    ("command", "pause"),
+    # the first run holds its lock for >= 10 s (fill: one pause; retention: one per level)
+    [(["history", "fill"], "fill:10"), (["retention"], "retention:3")],
     ids=["history-fill", "retention"],
 )
-def test_two_at_once_one_runs_one_exits_75_and_quiet_means_silent(db_url, engine, command, step):
+def test_two_at_once_one_runs_one_exits_75_and_quiet_means_silent(db_url, engine, command, pause):
     with engine.begin() as conn:
         acme = factories.tenant(conn, "acme")
         factories.avi_report(conn, acme, date(2026, 1, 5))
     first = subprocess.Popen(
         [sys.executable, "-m", "kpictl", *command],
-        env=env_for(db_url, KPICTL_DEBUG_STEP_SLEEP=f"{step}:4"),
+        env=env_for(db_url, KPICTL_DEBUG_STEP_SLEEP=pause),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
