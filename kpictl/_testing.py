@@ -7,7 +7,7 @@ production signature (settings, options, service parameters) carries them.
   `pg_sleep(seconds)` inside the step's transaction, so that a test can signal the process while
   a step is running (the server sees a statement that a stop request can cancel). Steps: the
   pipeline's `run`, `product`, `factory`, `views`; history fill's `fill` (each chunk, after its
-  writes).
+  writes); retention's `retention` (each DELETE batch, before it).
 - `KPICTL_DEBUG_ADOPT_FAIL_AT=step`: `fail_after(step)` raises CommandFailed after that adoption
   step, inside the adoption's transaction.
 

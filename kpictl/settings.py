@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kpictl.config import ConfigFile, choose, load_config
 from kpictl.errors import ConfigurationError, UsageError
 
 EMBEDDED = "embedded"
@@ -30,10 +31,23 @@ class DatabaseTarget:
 
     source: str  # "--database-url", "KPICTL_DATABASE_URL", ..., or "embedded"
     url: str | None = field(repr=False)
+    # No URL, and the embedded server may not stand in here (why): raised when a command
+    # opens the database, so commands that need none (`migrate --sql`) still run.
+    refusal: str | None = None
 
     @property
     def is_embedded(self) -> bool:
-        return self.url is None
+        return self.url is None and self.refusal is None
+
+    def check_usable(self) -> None:
+        if self.refusal is not None:
+            raise ConfigurationError(
+                f"no database configured ({self.refusal}), and kpictl does not fall back to "
+                "the embedded server there",
+                hint="set KPICTL_DATABASE_URL_FILE, LoadCredential=database-url:FILE, "
+                "database_url_file in the config file, or --database-url; --embedded (or "
+                "KPICTL_EMBEDDED=1) uses the embedded server on purpose",
+            )
 
 
 @dataclass(frozen=True)
@@ -49,15 +63,26 @@ class Settings:
     log_format: str = "text"
     argv: tuple[str, ...] = ()
     stop_grace_seconds: float = 60.0  # SIGTERM: how long the current step may still run
+    config: ConfigFile = field(default_factory=ConfigFile)  # what the config file set
+    source_timezone_origin: str = "default"
     # Test hooks (KPICTL_DEBUG_*) are read by kpictl/_testing.py, not here.
 
 
-def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> DatabaseTarget:
-    """Pick the database URL by the order of docs/spec/cli.md; the embedded server when none is set.
+def resolve_target(
+    flag_url: str | None,
+    environ: Mapping[str, str],
+    *,
+    config: ConfigFile | None = None,
+    embedded_allowed: bool = True,
+    why_not_embedded: str = "",
+) -> DatabaseTarget:
+    """Pick the database URL by the order of docs/spec/cli.md, then the config file's
+    `database_url_file`; the embedded server when none is set and `embedded_allowed`.
 
     A source that is given but empty (`--database-url ""`, `KPICTL_DATABASE_URL=`, e.g. a cron
     line whose variable is unset) is a usage error naming it, never a fall-through to the next
-    source or to the embedded server: only an absent (unset) source falls through.
+    source or to the embedded server: only an absent (unset) source falls through. So is a
+    credential directory without a `database-url` credential (a misnamed `LoadCredential=`).
     """
     if flag_url is not None:
         _not_empty(flag_url, "--database-url")
@@ -74,9 +99,48 @@ def resolve_target(flag_url: str | None, environ: Mapping[str, str]) -> Database
         )
     if environ.get("CREDENTIALS_DIRECTORY"):
         path = Path(environ["CREDENTIALS_DIRECTORY"]) / "database-url"
-        if path.exists():
-            return DatabaseTarget(f"credential {path}", _read_url_file(path, "credential"))
+        if not path.exists():
+            raise ConfigurationError(
+                f"$CREDENTIALS_DIRECTORY ({path.parent}) has no database-url credential",
+                hint="name the credential database-url in the unit: "
+                "LoadCredential=database-url:/etc/kpictl/database-url",
+            )
+        return DatabaseTarget(f"credential {path}", _read_url_file(path, "credential"))
+    if config is not None and config.database_url_file is not None:
+        path = config.database_url_file
+        origin = f"database_url_file of {config.origin}"
+        return DatabaseTarget(f"{origin} ({path})", _read_url_file(path, origin))
+    if not embedded_allowed:
+        return DatabaseTarget("none", None, refusal=why_not_embedded)
     return DatabaseTarget(EMBEDDED, None)
+
+
+def embedded_refusal(
+    environ: Mapping[str, str], *, interactive: bool, explicit: bool, set_up: bool
+) -> str | None:
+    """Why the embedded server must not be the silent default here, or None when it may be.
+
+    - `--embedded` or `KPICTL_EMBEDDED=1` ask for it: always allowed (`kpictl demo` too);
+    - under systemd (`INVOCATION_ID` is set): never, a service without a URL is misconfigured;
+    - without a terminal (cron, scripts, containers): only when this user's embedded server
+      already exists (`set_up`: its data directory was made by a demo or an earlier command),
+      so a cron job or a script never creates one, and a deployment whose URL went missing
+      fails instead of reading an empty sample database;
+    - in a terminal: allowed (trying kpictl out)."""
+    if explicit or environ.get("KPICTL_EMBEDDED", "").strip().lower() in ("1", "true", "yes"):
+        return None
+    if environ.get("INVOCATION_ID"):
+        return "running as a systemd service: INVOCATION_ID is set"
+    if not interactive and not set_up:
+        return "no terminal (cron, a script, a container) and no embedded server set up"
+    return None
+
+
+def embedded_set_up(data_dir: Path | None) -> bool:
+    """Whether this user's embedded server exists (its data directory was initialised)."""
+    from kpictl.db.embedded import default_data_dir
+
+    return ((data_dir or default_data_dir()).expanduser() / "pgdata" / "PG_VERSION").is_file()
 
 
 def _not_empty(value: str, origin: str) -> None:
@@ -202,13 +266,39 @@ def settings_from_environment(
     quiet: bool = False,
     log_format: str = "text",
     argv: tuple[str, ...] = (),
+    config_path: str | None = None,
+    interactive: bool = True,
+    embedded: bool = False,
 ) -> Settings:
+    """Settings from the flags, the environment and the config file (in that order of
+    precedence). `interactive`: a terminal is attached; `embedded`: `--embedded` was given (or
+    the command is the demo's), see `embedded_refusal`."""
     env = os.environ if environ is None else environ
+    config = load_config(config_path, env)
     statement_timeout = env.get("KPICTL_STATEMENT_TIMEOUT")
     lock_timeout = env.get("KPICTL_LOCK_TIMEOUT")
     data_dir = env.get("KPICTL_DATA_DIR")
+    home = Path(data_dir) if data_dir else None
+    refusal = embedded_refusal(
+        env, interactive=interactive, explicit=embedded, set_up=embedded_set_up(home)
+    )
+    zone = choose(
+        flag=None,
+        flag_name="",
+        environ=env,
+        env_names=("KPICTL_SOURCE_TIMEZONE",),
+        file_value=config.source_timezone,
+        config=config,
+        default="UTC",
+    )
     return Settings(
-        target=resolve_target(flag_url, env),
+        target=resolve_target(
+            flag_url,
+            env,
+            config=config,
+            embedded_allowed=refusal is None,
+            why_not_embedded=refusal or "",
+        ),
         command=command,
         statement_timeout_ms=(
             parse_duration_ms(statement_timeout, "KPICTL_STATEMENT_TIMEOUT")
@@ -220,7 +310,8 @@ def settings_from_environment(
             if lock_timeout
             else DEFAULT_LOCK_TIMEOUT_MS
         ),
-        source_timezone=_zone_name(env.get("KPICTL_SOURCE_TIMEZONE") or "UTC"),
+        source_timezone=_zone_name(zone.value, zone.origin),
+        source_timezone_origin=zone.origin,
         stop_grace_seconds=parse_duration_ms(
             env.get("KPICTL_STOP_GRACE_SECONDS") or "60", "KPICTL_STOP_GRACE_SECONDS"
         )
@@ -230,16 +321,18 @@ def settings_from_environment(
         quiet=quiet,
         log_format=log_format,
         argv=argv,
+        config=config,
     )
 
 
-def _zone_name(name: str) -> str:
+def _zone_name(name: str, origin: str = "KPICTL_SOURCE_TIMEZONE") -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigurationError(
-            f"invalid KPICTL_SOURCE_TIMEZONE: {name!r} is not an IANA time zone (e.g. Europe/Berlin)"
+            f"invalid source time zone from {origin}: {name!r} is not an IANA time zone "
+            "(e.g. Europe/Berlin)"
         ) from None
     return name

@@ -60,8 +60,9 @@ def test_resolution_order(tmp_path, present, expected_source, expected_url):
     assert target.url == (PSYCOPG + expected_url if expected_url else None)
 
 
-def test_credentials_directory_without_file_falls_back_to_embedded(tmp_path):
-    assert resolve_target(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)}).is_embedded
+def test_credentials_directory_without_the_credential_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"\(.*\) has no database-url credential"):
+        resolve_target(None, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ DEPLOY = Path(__file__).resolve().parent.parent / "docs" / "deploy"
 UNITS = DEPLOY / "systemd"
 CRONTAB = DEPLOY / "crontab"
 JOBS = ("aggregate", "history-fill", "retention", "freshness")
+UNIT_JOBS = (*JOBS, "prometheus")  # prometheus: freshness metrics as a node_exporter textfile
+TEXTFILE = "/var/lib/prometheus/node-exporter/kpictl.prom"
 KPICTL_BIN = "/usr/local/bin/kpictl"
 # `kpictl` as a word, then its arguments up to a shell operator or redirection.
 KPICTL_COMMAND = re.compile(r"(?:^|[\s(/])kpictl\s+([^|;&)>\n]*)")
@@ -59,7 +61,7 @@ def kpictl_args(command: str) -> list[str]:
 
 def unit_commands() -> list[list[str]]:
     commands = []
-    for job in JOBS:
+    for job in UNIT_JOBS:
         for line in exec_starts(UNITS / f"kpictl-{job}.service"):
             assert line.startswith(f"{KPICTL_BIN} "), line
             commands.append(kpictl_args(line))
@@ -72,11 +74,11 @@ def cron_commands() -> list[list[str]]:
 
 def test_every_job_has_a_service_and_a_timer():
     names = sorted(path.name for path in UNITS.iterdir())
-    expected = [f"kpictl-{job}.{kind}" for job in JOBS for kind in ("service", "timer")]
+    expected = [f"kpictl-{job}.{kind}" for job in UNIT_JOBS for kind in ("service", "timer")]
     assert names == sorted([*expected, "kpictl-alert@.service"])
 
 
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", UNIT_JOBS)
 def test_service_settings(job):
     unit = read_unit(UNITS / f"kpictl-{job}.service")
     service = unit["Service"]
@@ -171,12 +173,14 @@ def test_crontab_schedule_matches_the_timers():
     schedules = {}
     for schedule, command in cron_entries():
         args = kpictl_args(command)
-        schedules[" ".join(args[:2]) if args[0] == "history" else args[0]] = (schedule, command)
+        name = " ".join(args[:2]) if args[0] == "history" else args[0]
+        schedules["prometheus" if "prometheus" in args else name] = (schedule, command)
     assert {name: schedule for name, (schedule, _) in schedules.items()} == {
         "aggregate": "*/5 * * * *",
         "history fill": "0 4 * * *",
         "retention": "30 3 * * *",
         "freshness": "2-59/5 * * * *",
+        "prometheus": "* * * * *",
     }
     for name in ("aggregate", "history fill", "retention"):
         lock = name.replace(" ", "-")
@@ -204,3 +208,149 @@ def test_command_line_options_exist(args):
     result = run_cli([*args, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.stdout
+
+
+def test_freshness_waits_after_boot_without_failing():
+    """No alert on boot before the first aggregate could run: the check is skipped (a failed
+    ExecCondition= skips, it does not fail the unit) during the first 10 minutes of uptime."""
+    service = read_unit(UNITS / "kpictl-freshness.service")
+    condition = service["Service"]["ExecCondition"]
+    assert "/proc/uptime" in condition and "600" in condition
+    script = condition.split(" -c ", 1)[1].strip("'")
+    for uptime, code in (("59.2 100.0", 1), ("600.0 1.0", 0), ("86400.55 2.0", 0)):
+        fake = subprocess.run(
+            ["/bin/sh", "-c", script.replace("/proc/uptime", "/dev/stdin")],
+            input=uptime + "\n",
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert fake.returncode == code, (uptime, fake.stderr)
+
+
+def test_prometheus_textfile_unit():
+    service = read_unit(UNITS / "kpictl-prometheus.service")["Service"]
+    (command,) = exec_starts(UNITS / "kpictl-prometheus.service")
+    assert kpictl_args(command) == [
+        "freshness",
+        "--format",
+        "prometheus",
+        "--output",
+        TEXTFILE,
+        "-q",
+    ]
+    # stale or missing KPIs are the metrics' news, not the unit's failure; 3 (could not check)
+    # still fails it
+    assert service["SuccessExitStatus"].split() == ["1", "2"]
+    assert service["ReadWritePaths"] == str(Path(TEXTFILE).parent)
+    assert service["UMask"] == "0022"  # node_exporter, another user, reads the file
+    timer = read_unit(UNITS / "kpictl-prometheus.timer")["Timer"]
+    assert timer["OnCalendar"] == "*:*:00" and timer["Persistent"] == "false"
+
+
+def kubernetes_cronjob() -> dict:
+    import yaml
+
+    return yaml.safe_load((DEPLOY / "kubernetes" / "cronjob.yaml").read_text(encoding="utf-8"))
+
+
+def test_kubernetes_cronjob_never_overlaps_and_reads_the_url_from_a_secret():
+    cronjob = kubernetes_cronjob()
+    assert (cronjob["apiVersion"], cronjob["kind"]) == ("batch/v1", "CronJob")
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["schedule"] == "*/5 * * * *"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["terminationGracePeriodSeconds"] >= 90  # kpictl's 60 s stop grace, plus margin
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["KPICTL_DATABASE_URL_FILE"].startswith(container["volumeMounts"][0]["mountPath"])
+    assert not any(
+        name == "DATABASE_URL" or "postgresql://" in value for name, value in env.items()
+    )
+    assert pod["volumes"][0]["secret"]["secretName"] == "kpictl-database-url"
+    assert kpictl_args(container["args"][0]) == ["aggregate", "--period-hours", "24", "-q"]
+
+
+@pytest.mark.parametrize(("exit_code", "reported"), [(0, 0), (75, 0), (1, 1), (69, 69), (2, 2)])
+def test_kubernetes_cronjob_counts_a_busy_lock_as_success(tmp_path, exit_code, reported):
+    """The container's shell line, run with a stand-in kpictl that exits with `exit_code`."""
+    container = kubernetes_cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["command"] == ["/bin/sh", "-c"]
+    fake = tmp_path / "kpictl"
+    fake.write_text(f"#!/bin/sh\nexit {exit_code}\n")
+    fake.chmod(0o755)
+    result = subprocess.run(
+        ["/bin/sh", "-c", container["args"][0]],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        timeout=10,
+    )
+    assert result.returncode == reported
+
+
+CONTAINERFILE = DEPLOY / "container" / "Containerfile"
+
+
+def test_containerfile_installs_the_wheel_and_runs_as_a_numeric_non_root_user():
+    lines = [
+        line.strip()
+        for line in CONTAINERFILE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert lines[0].startswith("FROM python:3.")
+    assert "COPY kpictl-*.whl /tmp/" in lines
+    assert any("pip install" in line and "/tmp/kpictl-*.whl" in line for line in lines)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users == ["10001"]
+    assert 'ENTRYPOINT ["kpictl"]' in lines
+
+
+def docker_engine() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    info = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
+    return info.returncode == 0
+
+
+@pytest.mark.slow
+def test_the_container_image_builds_and_runs(tmp_path):
+    """Only where a container builder runs (CI on this image has the client, no engine)."""
+    if not docker_engine():
+        pytest.skip("no Docker engine here: the image is built where one exists")
+    root = DEPLOY.parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--wheel-dir",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    tag = "kpictl-test:latest"
+    subprocess.run(
+        ["docker", "build", "-f", str(CONTAINERFILE), "-t", tag, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=1200,
+    )
+    result = subprocess.run(
+        ["docker", "run", "--rm", tag, "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "kpictl" in result.stdout
+    # no URL, no terminal: a deployment mistake, exit 2, no embedded server
+    result = subprocess.run(
+        ["docker", "run", "--rm", tag, "kpis"], capture_output=True, timeout=120
+    )
+    assert result.returncode == 2

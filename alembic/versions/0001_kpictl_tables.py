@@ -38,7 +38,9 @@ def upgrade() -> None:
         sa.Column("period_end", TSTZ, nullable=False),
         sa.Column("job_id", UUID, nullable=True),
         sa.Column("created_at", TSTZ, server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("level IN ('run', 'product', 'factory')", name="ck_kpi_snapshots_level"),
+        sa.CheckConstraint(
+            "level IN ('run', 'product', 'factory')", name=op.f("ck_kpi_snapshots_level")
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_kpi_snapshots"),
         # period_end before scope_id: run-level probes follow completed_at (= period_end)
         sa.UniqueConstraint(
@@ -78,7 +80,7 @@ def upgrade() -> None:
         sa.Column("created_at", TSTZ, server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
             "status IN ('pending', 'running', 'completed', 'failed', 'cancelled', 'abandoned')",
-            name="ck_kpi_aggregation_jobs_status",
+            name=op.f("ck_kpi_aggregation_jobs_status"),
         ),
         sa.PrimaryKeyConstraint("id", name="pk_kpi_aggregation_jobs"),
     )

@@ -22,6 +22,8 @@ Examples:
 
     kpictl demo --reset
 
+    kpictl demo --stop                # stop the embedded server the demo left running
+
     KPICTL_DATABASE_URL=postgresql://localhost/scratch kpictl demo
 """
 
@@ -31,14 +33,21 @@ Next:
   kpictl freshness --format prometheus     monitoring output
   kpictl jobs                              what ran, how long, how many snapshots
   kpictl history export --tenant acme      a tenant's weekly KPI history (CSV)
-  docs/OPERATIONS.md, docs/deploy/         production setup and timers"""
+  docs/OPERATIONS.md, docs/deploy/         production setup and timers
+  kpictl demo --stop                       stop the embedded server (it keeps running)"""
 
 
 @kpictl_command(app, "demo", help=HELP)
 def demo(
     settings: Settings,
     reset: Annotated[bool, typer.Option("--reset", help="Remove the sample rows first.")] = False,
+    stop_server: Annotated[
+        bool,
+        typer.Option("--stop", help="Stop the embedded server and exit (its data is kept)."),
+    ] = False,
 ) -> int:
+    if stop_server:
+        return _stop_embedded(settings)
     from kpictl.cli import output
     from kpictl.cli.database import open_database
     from kpictl.cli.progress import progress_bar
@@ -93,4 +102,18 @@ def demo(
         render_freshness.TABLE_COLUMNS, render_freshness.table_rows(report), title="freshness"
     )
     output.echo(NEXT_STEPS)
+    return 0
+
+
+def _stop_embedded(settings: Settings) -> int:
+    from kpictl.cli import output
+    from kpictl.db.embedded import default_data_dir, stop_embedded
+
+    pgdata = (settings.data_dir or default_data_dir()) / "pgdata"
+    stopped = stop_embedded(settings.data_dir)
+    output.echo(
+        f"Stopped the embedded server (data kept in {pgdata})."
+        if stopped
+        else f"The embedded server is not running ({pgdata})."
+    )
     return 0

@@ -16,6 +16,7 @@ Examples:
     kpictl migrate --with-sources       # standalone/demo database: create source tables too
     kpictl migrate --status             # exit 1 when behind head
     kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
+    kpictl migrate --sql --from 0005    # ... for a database at 0005: the later revisions only
     kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
     kpictl migrate --downgrade base --yes  # ... even when they hold rows (back up first)
     kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
@@ -26,7 +27,20 @@ Examples:
 @kpictl_command(app, "migrate", help="Create or upgrade kpictl's tables (Alembic).\n\n" + EXAMPLES)
 def migrate(
     settings: Settings,
-    to: Annotated[str, typer.Option("--to", help="Target revision.", metavar="REV")] = "head",
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="Target revision; with --sql also FROM:TO (e.g. 0003:head).", metavar="REV"
+        ),
+    ] = "head",
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="--sql: the database is at REV; print only the later revisions' SQL.",
+            metavar="REV",
+        ),
+    ] = None,
     downgrade: Annotated[
         str | None, typer.Option("--downgrade", help="Downgrade to REV (e.g. base).", metavar="REV")
     ] = None,
@@ -72,9 +86,13 @@ def migrate(
             with_sources=with_sources,
             fmt=format,
         )
+    start, to = _revision_range(start, to, sql=sql, downgrade=downgrade)
     if sql:
         text = service.offline_sql(
-            downgrade or to, with_sources=with_sources, downgrade_from="head" if downgrade else None
+            downgrade or to,
+            with_sources=with_sources,
+            downgrade_from="head" if downgrade else None,
+            upgrade_from=start,
         )
         output.echo(text.rstrip())
         return 0
@@ -228,3 +246,22 @@ def _adopt(
             ", ".join(migration.history_sources_missing),
         )
     return 0
+
+
+def _revision_range(
+    start: str | None, to: str, *, sql: bool, downgrade: str | None
+) -> tuple[str | None, str]:
+    """`--from REV` or Alembic's `--to FROM:TO`: only with --sql, never with --downgrade."""
+    from kpictl.errors import UsageError
+
+    if ":" in to:
+        if start is not None:
+            raise UsageError("give the start once: --from REV or --to FROM:TO, not both")
+        start, _, to = to.partition(":")
+        start, to = start or "base", to or "head"
+    if start is not None and (not sql or downgrade):
+        raise UsageError(
+            "--from (or --to FROM:TO) prints the SQL from a revision: use it with --sql, "
+            "without --downgrade"
+        )
+    return start, to

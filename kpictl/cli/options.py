@@ -8,7 +8,7 @@ import functools
 import inspect
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Annotated, Any
 
@@ -64,7 +64,7 @@ DatabaseUrlOption = Annotated[
         "--database-url",
         help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
         "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
-        "else the embedded server.",
+        "the config file's database_url_file, else the embedded server (in a terminal only).",
         show_default=False,
         rich_help_panel="Common options",
     ),
@@ -91,8 +91,29 @@ LogFormatOption = Annotated[
     LogFormat,
     typer.Option(
         "--log-format",
-        help="Log lines on stderr as text or JSON lines.",
+        envvar="KPICTL_LOG_FORMAT",
+        help="Log lines on stderr: text, or JSON lines for log shippers (with the job ID).",
         case_sensitive=False,
+        rich_help_panel="Common options",
+    ),
+]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="Config file (TOML). Default: $KPICTL_CONFIG, else config.toml in the user "
+        "config directory when it exists.",
+        metavar="FILE",
+        show_default=False,
+        rich_help_panel="Common options",
+    ),
+]
+EmbeddedOption = Annotated[
+    bool,
+    typer.Option(
+        "--embedded",
+        help="Use the embedded server when no URL is set, even without a terminal "
+        "(cron, scripts; also KPICTL_EMBEDDED=1).",
         rich_help_panel="Common options",
     ),
 ]
@@ -113,6 +134,12 @@ COMMON_PARAMETERS = [
         default=LogFormat.text,
         annotation=LogFormatOption,
     ),
+    inspect.Parameter(
+        "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption
+    ),
+    inspect.Parameter(
+        "embedded", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=EmbeddedOption
+    ),
 ]
 
 
@@ -132,6 +159,8 @@ def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callab
             from kpictl.cli.runtime import run_command
 
             common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
+            # a Nagios plugin's usage errors are UNKNOWN (3), see runtime.run_command
+            common["nagios"] = getattr(kwargs.get("format"), "value", None) == "nagios"
             full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
             run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
 
@@ -207,3 +236,17 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def wants_nagios(args: Sequence[str]) -> bool:
+    """`kpictl freshness ... --format nagios`: run as a Nagios/Icinga plugin, whose usage errors
+    are UNKNOWN (exit 3) with a status line, not Click's exit 2 (which a plugin means CRITICAL)."""
+    args = list(args)
+    if "freshness" not in args:
+        return False
+    for index, arg in enumerate(args):
+        if arg == "--format" and index + 1 < len(args) and args[index + 1] == "nagios":
+            return True
+        if arg == "--format=nagios":
+            return True
+    return False

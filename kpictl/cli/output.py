@@ -31,10 +31,13 @@ def colour_enabled() -> bool:
     return "NO_COLOR" not in os.environ
 
 
+def json_text(document: Any) -> str:
+    """The JSON text every command prints (indented, UTF-8, kpictl's Decimal/datetime rules)."""
+    return json.dumps(document, default=json_default, indent=2, ensure_ascii=False) + "\n"
+
+
 def emit_json(document: Any, stream: TextIO | None = None) -> None:
-    out = stream or sys.stdout
-    out.write(json.dumps(document, default=json_default, indent=2, ensure_ascii=False))
-    out.write("\n")
+    (stream or sys.stdout).write(json_text(document))
 
 
 def cell(value: Any) -> str:

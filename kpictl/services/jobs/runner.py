@@ -50,6 +50,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 
 from kpictl.errors import Interrupted, as_kpictl_error, describe_error, server_gone
+from kpictl.log_context import job_logged_as
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.rows import finish_job, start_job
 from kpictl.services.jobs.stop import StopRequest
@@ -161,27 +162,35 @@ def run_job(
         )
         job = Job(job_id, spec.job_type, held.guard(engine), stop, held, started)
         try:
-            result = work.run(job)
-            row = work.row(result)
-            status = "failed" if row.failure is not None else "completed"
-            # on the guarded engine: a job that lost its lock is never recorded as completed
-            finish_job(
-                job.engine,
-                job_id,
-                status,
-                snapshots_created=row.snapshots_created,
-                error=row.failure,
-                metadata=row.metadata,
-            )
-            job._ended(status)
-            work.ended(result, job)
+            with job_logged_as(job_id):  # JSON log lines carry the job ID
+                result = _run_and_finish(job, work)
         except BaseException as exc:
-            _end_early(engine, job, work, exc)
+            with job_logged_as(job_id):
+                _end_early(engine, job, work, exc)
         # Asked to stop during the last step, which then finished: the job is complete, and the
         # exit code still says the process was stopped (130/143), as the operator asked.
         if stop.requested:
             raise stop.interrupted().with_partial(result)
         return result
+
+
+def _run_and_finish(job: Job, work: JobWork[R]) -> R:
+    """Run the work and end its row from the result (on the guarded engine)."""
+    result = work.run(job)
+    row = work.row(result)
+    status = "failed" if row.failure is not None else "completed"
+    # on the guarded engine: a job that lost its lock is never recorded as completed
+    finish_job(
+        job.engine,
+        job.id,
+        status,
+        snapshots_created=row.snapshots_created,
+        error=row.failure,
+        metadata=row.metadata,
+    )
+    job._ended(status)
+    work.ended(result, job)
+    return result
 
 
 def _end_early(engine: Engine, job: Job, work: JobWork[Any], exc: BaseException) -> None:

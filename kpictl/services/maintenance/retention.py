@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 
+from kpictl import _testing
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
 from kpictl.errors import UsageError
@@ -217,6 +218,7 @@ def apply_retention(
                 if stop is not None:
                     stop.watch(conn.connection.dbapi_connection)
                 try:
+                    _testing.pause(conn, "retention")  # KPICTL_DEBUG_STEP_SLEEP="retention:N"
                     rows = delete_batch(
                         conn, target.target, target.cutoff, policy.batch_size, own_job_id
                     )

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from kpictl import _testing, kpis
 from kpictl.errors import LockLost, describe_error, server_gone
+from kpictl.log_context import job_logged_as
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
 from kpictl.services.jobs.rows import last_completed_aggregate_scan
@@ -520,9 +521,13 @@ def aggregate(
         log.info("Materialized views refreshed")
 
     result = _run_job(engine, "aggregate", [period], metadata, options, stop, body)
-    log.info(
-        "Aggregation completed: %d snapshots in %dms", result.snapshots_created, result.duration_ms
-    )
+    with job_logged_as(result.job_id):
+        log.info(
+            "Aggregation completed: %d snapshots in %dms (job %s)",
+            result.snapshots_created,
+            result.duration_ms,
+            result.job_id,
+        )
     return result
 
 

@@ -37,7 +37,7 @@ from kpictl.db.schema import (
     kpi_snapshots,
     source_metadata,
 )
-from kpictl.errors import CommandFailed
+from kpictl.errors import CommandFailed, UsageError
 from kpictl.services.jobs import lock as locks
 from kpictl.services.schema.gate import refuse_unknown_revision
 
@@ -442,13 +442,40 @@ def adoption_sql(
 # --- end of adoption ---
 
 
+def revision_order() -> list[str]:
+    """kpictl's revisions, newest first."""
+    return [rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
+
+
 def offline_sql(
-    revision: str = "head", *, with_sources: bool = False, downgrade_from: str | None = None
+    revision: str = "head",
+    *,
+    with_sources: bool = False,
+    downgrade_from: str | None = None,
+    upgrade_from: str | None = None,
 ) -> str:
-    """The SQL a DBA would run, produced without any database."""
+    """The SQL a DBA would run, produced without any database: from an empty schema, or from
+    `upgrade_from` (a database at that revision: only the later revisions' SQL)."""
     known_revision(revision)
     buffer = io.StringIO()
     config = alembic_config(output=buffer)
+    if upgrade_from is not None:
+        known_revision(upgrade_from)
+        if with_sources:
+            raise UsageError(
+                "--with-sources creates source tables in an empty schema: not with --from"
+            )
+        order = ["base", *reversed(revision_order())]
+        position = {name: order.index(name) for name in order} | {"head": len(order) - 1}
+        if position[revision] < position[upgrade_from]:
+            raise UsageError(
+                f"--from {upgrade_from} is after {revision}: nothing to upgrade "
+                "(the SQL of a downgrade: `kpictl migrate --downgrade REV --sql`)"
+            )
+        if position[revision] == position[upgrade_from]:
+            return ""  # already there: no statement
+        command.upgrade(config, f"{upgrade_from}:{revision}", sql=True)
+        return buffer.getvalue()
     if downgrade_from is not None:
         known_revision(downgrade_from)
         command.downgrade(config, f"{downgrade_from}:{revision}", sql=True)
