@@ -1,6 +1,6 @@
 """`kpictl history grant` / `revoke` (revision 0006): tenant access decided by the connected
 role, which no `SET` can widen. Every claim is checked through real LOGIN roles that are
-neither the owner nor superusers (see test_history_security.py)."""
+neither the owner nor superusers (see tests/cli/test_history_security.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from kpictl.errors import UsageError
 from kpictl.services.history import grants
 from kpictl.services.history.tenants import Tenant, TenantArgument
 from tests import factories as f
+from tests.cli.test_history_security import W, login_role
 from tests.conftest import libpq, run_cli
-from tests.test_history_security import W, login_role
 
 
 @pytest.fixture

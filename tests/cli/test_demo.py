@@ -9,8 +9,8 @@ import sys
 
 from sqlalchemy import text
 
+from tests.cli.test_embedded import _stop_server
 from tests.conftest import ENV_KEYS, run_cli
-from tests.test_embedded import _stop_server
 
 TABLES = (
     "workflow_executions",

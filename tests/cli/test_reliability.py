@@ -21,11 +21,11 @@ from sqlalchemy import text
 from kpictl.db.engine import make_engine
 from kpictl.errors import LockLost
 from kpictl.services.jobs import lock as locks
+from tests.cli.test_pipeline_processes import scalar, some_runs, spawn, wait_for
 from tests.conftest import PgServer, test_settings
-from tests.test_pipeline_processes import scalar, some_runs, spawn, wait_for
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SLEEPING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "

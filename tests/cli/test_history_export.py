@@ -24,7 +24,7 @@ from kpictl.services.history.export import write_atomically
 from kpictl.services.history.tenants import Tenant
 from tests.conftest import ENV_KEYS, run_cli, run_process
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "golden"
 ACME_ID = "11111111-1111-4111-8111-111111111111"
 D = Decimal
 COLUMNS = ("as_of", "aiv_pct", "ati_pct", "crs_pct", "elasticity_usd_per_point",

@@ -274,7 +274,7 @@ def test_unreachable_exit_3_in_every_format():
 
 def test_query_failure_exit_3(db_url, engine):
     # A migrated database whose snapshot table the query cannot read. (An unmigrated one is
-    # stopped by the schema gate with exit 1, like every command: tests/test_schema_gate.py.)
+    # stopped by the schema gate with exit 1, like every command: tests/cli/test_schema_gate.py.)
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE kpi_snapshots RENAME COLUMN calculated_at TO renamed_at")
     result = run_cli(["freshness", "--format", "nagios"], db_url)
