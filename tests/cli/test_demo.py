@@ -9,8 +9,8 @@ import sys
 
 from sqlalchemy import text
 
-from tests.cli.test_embedded import _stop_server
 from tests.conftest import ENV_KEYS, run_cli
+from tests.helpers import stop_embedded_server
 
 TABLES = (
     "workflow_executions",
@@ -85,4 +85,4 @@ def test_demo_on_the_embedded_default_in_a_fresh_home(tmp_path):
         assert set(values) == {"mtti", "success_rate", "factory_throughput", "steering_accuracy"}
         assert all(value is not None for value in values.values())
     finally:
-        _stop_server(home / ".local" / "share" / "kpictl" / "pgdata")
+        stop_embedded_server(home / ".local" / "share" / "kpictl" / "pgdata")

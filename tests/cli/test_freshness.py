@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.dialects.postgresql import INTERVAL
 
 from kpictl import kpis as registry
@@ -32,17 +32,15 @@ def snapshot(
 ) -> None:
     """A snapshot calculated `age_seconds` before now(); `period_hours` keeps keys distinct."""
     period_end = factories.at(24 + period_hours)
-    conn.execute(
-        insert(kpi_snapshots).values(
-            kpi_name=kpi_name,
-            level=level,
-            scope_id=scope_id,
-            value=1,
-            unit=registry.BY_NAME[kpi_name].unit,
-            calculated_at=func.now() - literal(timedelta(seconds=age_seconds), INTERVAL),
-            period_start=period_end - timedelta(hours=24),
-            period_end=period_end,
-        )
+    factories.snapshot(
+        conn,
+        kpi_name,
+        1,
+        period_end - timedelta(hours=24),
+        period_end,
+        level=level,
+        scope_id=scope_id,
+        calculated_at=func.now() - literal(timedelta(seconds=age_seconds), INTERVAL),
     )
 
 
@@ -162,16 +160,8 @@ def test_boundaries_are_inclusive(engine):
     """Age exactly warn-after is fresh, exactly error-after is stale (as_of makes it exact)."""
     calculated = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     with engine.begin() as conn:
-        conn.execute(
-            insert(kpi_snapshots).values(
-                kpi_name="mtti",
-                level="factory",
-                value=1,
-                unit="ms",
-                calculated_at=calculated,
-                period_start=factories.at(0),
-                period_end=factories.at(24),
-            )
+        factories.snapshot(
+            conn, "mtti", 1, factories.at(0), factories.at(24), calculated_at=calculated
         )
     expected = {300: "fresh", 300.001: "stale", 900: "stale", 900.001: "expired"}
     kpis = [registry.BY_NAME["mtti"]]

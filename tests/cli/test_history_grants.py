@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import psycopg
 import pytest
@@ -17,8 +18,10 @@ from kpictl.errors import UsageError
 from kpictl.services.history import grants
 from kpictl.services.history.tenants import Tenant, TenantArgument
 from tests import factories as f
-from tests.cli.test_history_security import W, login_role
 from tests.conftest import libpq, run_cli
+from tests.helpers import login_role
+
+W = date(2026, 1, 5)
 
 
 @pytest.fixture

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
@@ -32,47 +28,10 @@ from kpictl.services.history.tenants import (
     set_tenant,
 )
 from tests import factories as f
-from tests.conftest import libpq, run_cli, test_settings
+from tests.conftest import run_cli, test_settings
+from tests.helpers import login_role
 
 W = date(2026, 1, 5)
-
-# What a dashboard or the fill needs; `kpi_history` privileges are added per test.
-READ_SOURCES = ("tenants", "avi_reports", "vdp_vli_audit")
-
-
-@contextmanager
-def login_role(db_url: str, history_privileges: str, *, jobs: bool = True) -> Iterator[str]:
-    """A fresh LOGIN role (not the owner, not a superuser) with `history_privileges` on
-    kpi_history; yields its URL and drops it afterwards."""
-    role = f"kpictl_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        for table in READ_SOURCES:
-            admin.execute(
-                sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.Identifier(table), sql.Identifier(role)
-                )
-            )
-        if history_privileges:
-            admin.execute(
-                sql.SQL("GRANT {} ON kpi_history TO {}").format(
-                    sql.SQL(history_privileges), sql.Identifier(role)
-                )
-            )
-        if jobs:
-            admin.execute(
-                sql.SQL("GRANT SELECT, INSERT, UPDATE ON kpi_aggregation_jobs TO {}").format(
-                    sql.Identifier(role)
-                )
-            )
-    try:
-        yield (
-            make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture

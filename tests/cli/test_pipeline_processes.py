@@ -2,67 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories as f
-from tests.conftest import ENV_KEYS, libpq, run_cli
-
-
-def spawn(args: list[str], url: str, **env: str) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    full_env.update(KPICTL_DATABASE_URL=url, **env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "kpictl", *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
-def scalar(engine, query: str, **parameters):
-    with engine.connect() as conn:
-        return conn.execute(text(query), parameters).scalar()
+from tests.conftest import libpq, run_cli
+from tests.helpers import scalar, spawn, wait_for
 
 
 def job_status(engine) -> str | None:
     return scalar(
         engine, "SELECT status FROM kpi_aggregation_jobs ORDER BY started_at DESC LIMIT 1"
     )
-
-
-def some_runs(engine, n: int = 3) -> None:
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        repo = f.repository(conn)
-        for i in range(n):
-            f.execution(
-                conn,
-                repo,
-                "completed",
-                now - timedelta(hours=2, minutes=i),
-                now - timedelta(hours=1),
-            )
 
 
 def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
@@ -94,7 +50,8 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
 
 
 def test_second_run_names_a_running_kpictl(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
     try:
         wait_for(lambda: job_status(engine) == "running")
@@ -109,7 +66,8 @@ def test_second_run_names_a_running_kpictl(db_url, engine):
 
 
 def test_four_processes_at_once_never_duplicate(db_url, engine):
-    some_runs(engine, 5)
+    with engine.begin() as conn:
+        f.completed_runs(conn, 5)
     processes = [spawn(["aggregate", "--wait", "60"], db_url) for _ in range(4)]
     for process in processes:
         _stdout, stderr = process.communicate(timeout=120)
@@ -130,7 +88,8 @@ def test_four_processes_at_once_never_duplicate(db_url, engine):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
     """The product step outlives the grace period: its query is cancelled server-side."""
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(
         ["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:60", KPICTL_STOP_GRACE_SECONDS="1"
     )
@@ -157,7 +116,8 @@ def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
 
 def test_sigterm_lets_the_current_step_finish(db_url, engine):
     """Within the grace period the running step completes and commits; no new step starts."""
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:3")
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
     time.sleep(0.5)
@@ -170,7 +130,8 @@ def test_sigterm_lets_the_current_step_finish(db_url, engine):
 
 
 def test_sigkill_leaves_running_job_that_next_run_abandons(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="factory:60")
     wait_for(
         lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'product'") == 3
@@ -220,7 +181,8 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
 
 
 def test_a_stop_during_the_last_step_completes_the_job_and_exits_143(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="views:3")
     wait_for(
         lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'factory'") == 4
@@ -232,17 +194,9 @@ def test_a_stop_during_the_last_step_completes_the_job_and_exits_143(db_url, eng
     assert job_status(engine) == "completed"
 
 
-def history_tenants(engine, count: int = 3) -> None:
-    from datetime import date
-
-    with engine.begin() as conn:
-        for index in range(count):
-            tenant = f.tenant(conn, f"tenant-{index}")
-            f.avi_report(conn, tenant, date(2026, 3, 2), aiv_pct=index)
-
-
 def test_sigterm_during_history_fill_ends_its_job(db_url, engine):
-    history_tenants(engine)
+    with engine.begin() as conn:
+        f.reporting_tenants(conn)
     blocker = psycopg.connect(libpq(db_url))
     blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
     try:
@@ -260,7 +214,8 @@ def test_sigterm_during_history_fill_ends_its_job(db_url, engine):
 
 
 def test_a_killed_history_fill_is_abandoned_by_the_next(db_url, engine):
-    history_tenants(engine)
+    with engine.begin() as conn:
+        f.reporting_tenants(conn)
     blocker = psycopg.connect(libpq(db_url))
     blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
     try:

@@ -24,8 +24,8 @@ from kpictl.db.engine import make_engine
 from kpictl.db.revisions import head_from_files
 from kpictl.services.schema.gate import check_schema
 from tests import afu9
-from tests.cli.test_startup import imported_modules
 from tests.conftest import run_cli, test_settings
+from tests.helpers import imported_modules
 
 # Every gated command with its minimal arguments.
 GATED = [

@@ -7,61 +7,30 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event, insert, select, text
 
 from kpictl.db import schema
 from kpictl.services.jobs.rows import get_job
 from kpictl.services.maintenance import retention as service
 from tests import factories
 from tests.conftest import run_cli
+from tests.helpers import db_now, jobs_of_type, snapshot_counts
 
 
 def snapshot(conn, level: str, calculated_at: datetime, kpi_name: str = "mtti") -> uuid.UUID:
     """A snapshot row with a unique key of its own (period derived from a fresh uuid)."""
     start = datetime(2020, 1, 1) + timedelta(minutes=uuid.uuid4().int % 10_000_000)
-    return conn.execute(
-        insert(schema.kpi_snapshots)
-        .values(
-            kpi_name=kpi_name,
-            level=level,
-            scope_id=None if level == "factory" else uuid.uuid4(),
-            value=1,
-            unit="ms",
-            calculated_at=calculated_at,
-            period_start=start,
-            period_end=start + timedelta(hours=1),
-        )
-        .returning(schema.kpi_snapshots.c.id)
-    ).scalar_one()
-
-
-def job_row(conn, status: str, created_at: datetime, job_type: str = "aggregate") -> uuid.UUID:
-    return conn.execute(
-        insert(schema.kpi_aggregation_jobs)
-        .values(job_type=job_type, status=status, created_at=created_at, started_at=created_at)
-        .returning(schema.kpi_aggregation_jobs.c.id)
-    ).scalar_one()
-
-
-def db_now(engine) -> datetime:
-    with engine.connect() as conn:
-        return conn.execute(select(func.now())).scalar_one()
-
-
-def count_snapshots(engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT level, count(*) FROM kpi_snapshots GROUP BY level")).all()
-    return {level: n for level, n in rows}
-
-
-def jobs_by_type(engine, job_type: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(schema.kpi_aggregation_jobs).where(
-                schema.kpi_aggregation_jobs.c.job_type == job_type
-            )
-        ).mappings()
-        return [dict(row) for row in rows]
+    return factories.snapshot(
+        conn,
+        kpi_name,
+        1,
+        start,
+        start + timedelta(hours=1),
+        level=level,
+        scope_id=None if level == "factory" else uuid.uuid4(),
+        unit="ms",
+        calculated_at=calculated_at,
+    )
 
 
 @pytest.fixture
@@ -76,13 +45,23 @@ def aged(engine):
         for age in (729, 730, 731):
             ids[("factory", age)] = snapshot(conn, "factory", now - timedelta(days=age))
         for age in (89, 90, 91):
-            ids[("completed", age)] = job_row(conn, "completed", now - timedelta(days=age))
-        ids[("failed", 91)] = job_row(conn, "failed", now - timedelta(days=91))
-        ids[("abandoned", 91)] = job_row(conn, "abandoned", now - timedelta(days=91))
-        ids[("cancelled", 91)] = job_row(conn, "cancelled", now - timedelta(days=91))
+            ids[("completed", age)] = factories.job(
+                conn, "aggregate", "completed", now - timedelta(days=age)
+            )
+        ids[("failed", 91)] = factories.job(conn, "aggregate", "failed", now - timedelta(days=91))
+        ids[("abandoned", 91)] = factories.job(
+            conn, "aggregate", "abandoned", now - timedelta(days=91)
+        )
+        ids[("cancelled", 91)] = factories.job(
+            conn, "aggregate", "cancelled", now - timedelta(days=91)
+        )
         # Never deleted, however old: still running (or pending).
-        ids[("running", 400)] = job_row(conn, "running", now - timedelta(days=400))
-        ids[("pending", 400)] = job_row(conn, "pending", now - timedelta(days=400))
+        ids[("running", 400)] = factories.job(
+            conn, "aggregate", "running", now - timedelta(days=400)
+        )
+        ids[("pending", 400)] = factories.job(
+            conn, "aggregate", "pending", now - timedelta(days=400)
+        )
     return now, ids
 
 
@@ -139,7 +118,7 @@ def test_job_row_records_the_counts(engine, aged):
 
 def test_dry_run_deletes_nothing_and_writes_no_job(engine, aged):
     now, _ = aged
-    before = count_snapshots(engine)
+    before = snapshot_counts(engine)
     result, job_id = service.run_retention(engine, service.make_policy(), now=now, dry_run=True)
     assert job_id is None
     assert {t.target: t.deleted for t in result.targets} == {
@@ -148,8 +127,8 @@ def test_dry_run_deletes_nothing_and_writes_no_job(engine, aged):
         "factory": 1,
         "jobs": 4,
     }
-    assert count_snapshots(engine) == before == {"run": 3, "product": 3, "factory": 3}
-    assert jobs_by_type(engine, "retention") == []
+    assert snapshot_counts(engine) == before == {"run": 3, "product": 3, "factory": 3}
+    assert jobs_of_type(engine, "retention") == []
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM kpi_aggregation_jobs")).scalar() == 8
 
@@ -180,7 +159,7 @@ def test_batches_are_bounded(engine):
     }
     assert len(deletes) == 5
     assert all("LIMIT" in statement for statement in deletes)
-    assert count_snapshots(engine) == {"run": 1}
+    assert snapshot_counts(engine) == {"run": 1}
     assert get_job(engine, job_id)["metadata"]["batches"]["run"] == 3
 
 
@@ -227,7 +206,7 @@ def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
         snapshot(conn, "run", now - timedelta(days=95))
         snapshot(conn, "product", now - timedelta(days=91))
         snapshot(conn, "factory", now - timedelta(days=91))
-        job_row(conn, "completed", now - timedelta(days=91))
+        factories.job(conn, "aggregate", "completed", now - timedelta(days=91))
     result = run_cli(["retention", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -241,8 +220,8 @@ def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
     again = run_cli(["retention", "--format", "json"], db_url)
     assert again.exit_code == 0, again.output
     assert [row["deleted"] for row in json.loads(again.stdout)] == [0, 0, 0, 0]
-    assert count_snapshots(engine) == {"run": 1, "factory": 1}
-    retention_jobs = jobs_by_type(engine, "retention")
+    assert snapshot_counts(engine) == {"run": 1, "factory": 1}
+    retention_jobs = jobs_of_type(engine, "retention")
     assert len(retention_jobs) == 2
     assert all(job["status"] == "completed" for job in retention_jobs)
 
@@ -261,8 +240,8 @@ def test_cli_dry_run_table(db_url, engine):
         ["factory", "0"],
         ["jobs", "0"],
     ]
-    assert count_snapshots(engine) == {"run": 1}
-    assert jobs_by_type(engine, "retention") == []
+    assert snapshot_counts(engine) == {"run": 1}
+    assert jobs_of_type(engine, "retention") == []
 
 
 @pytest.mark.parametrize(
@@ -283,8 +262,8 @@ def test_bad_values_are_usage_errors(db_url, engine, args, named):
     assert result.exit_code == 2, result.output
     assert named in result.stderr
     assert "Traceback" not in result.output
-    assert count_snapshots(engine) == {"run": 1}
-    assert jobs_by_type(engine, "retention") == []
+    assert snapshot_counts(engine) == {"run": 1}
+    assert jobs_of_type(engine, "retention") == []
 
 
 def test_stop_request_between_batches_cancels_the_job(engine):
@@ -313,8 +292,8 @@ def test_stop_request_between_batches_cancels_the_job(engine):
     finally:
         stop.close()
     assert raised.value.exit_code == ExitCode.SIGTERM
-    assert count_snapshots(engine) == {"run": 3}
-    [job] = jobs_by_type(engine, "retention")
+    assert snapshot_counts(engine) == {"run": 3}
+    [job] = jobs_of_type(engine, "retention")
     assert job["status"] == "cancelled" and "SIGTERM" in job["error"]
     assert job["metadata"]["deleted"] == {"run": 2}
 
@@ -327,21 +306,21 @@ def test_one_retention_at_a_time(db_url, engine):
         result = run_cli(["retention"], db_url)
         assert result.exit_code == 75, result.output
         assert "another retention run holds the lock" in result.stderr
-        assert count_snapshots(engine) == {"run": 1}
-        assert jobs_by_type(engine, "retention") == []
+        assert snapshot_counts(engine) == {"run": 1}
+        assert jobs_of_type(engine, "retention") == []
         # a dry run only reads: it does not need the lock
         assert run_cli(["retention", "--dry-run"], db_url).exit_code == 0
         holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": service.RETENTION_LOCK_KEY})
         holder.commit()
     assert run_cli(["retention"], db_url).exit_code == 0
-    assert count_snapshots(engine) == {}
+    assert snapshot_counts(engine) == {}
 
 
 def test_a_dead_retention_run_is_marked_abandoned(engine):
     now = db_now(engine)
     with engine.begin() as conn:
-        dead = job_row(conn, "running", now - timedelta(hours=3), job_type="retention")
-        other = job_row(conn, "running", now - timedelta(hours=3), job_type="aggregate")
+        dead = factories.job(conn, "retention", "running", now - timedelta(hours=3))
+        other = factories.job(conn, "aggregate", "running", now - timedelta(hours=3))
     _, job_id = service.run_retention(engine, service.make_policy(), now=now)
     assert get_job(engine, dead)["status"] == "abandoned"
     assert "abandoned" in get_job(engine, dead)["error"]
