@@ -164,6 +164,26 @@ def snapshot(
     return _insert(conn, schema.kpi_snapshots, **values)
 
 
+def snapshot_at(
+    conn: Connection, level: str, calculated_at: datetime, kpi_name: str = "mtti"
+) -> uuid.UUID:
+    """A snapshot of `level` calculated at `calculated_at`, with a key of its own: a period of
+    an hour somewhere after 2020-01-01 and, below factory level, a scope of its own (both drawn
+    from a fresh uuid)."""
+    start = datetime(2020, 1, 1) + timedelta(minutes=uuid.uuid4().int % 10_000_000)
+    return snapshot(
+        conn,
+        kpi_name,
+        1,
+        start,
+        start + timedelta(hours=1),
+        level=level,
+        scope_id=None if level == "factory" else uuid.uuid4(),
+        unit="ms",
+        calculated_at=calculated_at,
+    )
+
+
 def job(
     conn: Connection, job_type: str, status: str, started_at: datetime | None, **values: Any
 ) -> uuid.UUID:

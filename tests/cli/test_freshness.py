@@ -1,19 +1,18 @@
-"""`kpictl freshness`: statuses, exit codes 0/1/2/3, JSON, Nagios and Prometheus output."""
+"""`kpictl freshness`: statuses, exit codes 0/1/2/3, JSON, Nagios and Prometheus output. The
+service's thresholds (inclusive boundaries, parsing): tests/services/reports/test_freshness.py."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, literal, select
 from sqlalchemy.dialects.postgresql import INTERVAL
 
-from kpictl import kpis as registry
 from kpictl.db.schema import kpi_snapshots
-from kpictl.services.reports import freshness as service
 from tests import factories
 from tests.conftest import run_cli, run_process
 
@@ -156,29 +155,6 @@ def test_custom_thresholds(engine, db_url):
     assert freshness(db_url, "--error-after", "11m").exit_code == 2
 
 
-def test_boundaries_are_inclusive(engine):
-    """Age exactly warn-after is fresh, exactly error-after is stale (as_of makes it exact)."""
-    calculated = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    with engine.begin() as conn:
-        factories.snapshot(
-            conn, "mtti", 1, factories.at(0), factories.at(24), calculated_at=calculated
-        )
-    expected = {300: "fresh", 300.001: "stale", 900: "stale", 900.001: "expired"}
-    kpis = [registry.BY_NAME["mtti"]]
-    with engine.connect() as conn:
-        for age, status in expected.items():
-            report = service.check_freshness(
-                conn,
-                kpis,
-                level="factory",
-                warn_after_seconds=300,
-                error_after_seconds=900,
-                as_of=calculated + timedelta(seconds=age),
-            )
-            assert report.kpis[0].age_seconds == pytest.approx(age, abs=1e-6)
-            assert report.kpis[0].status == status, age
-
-
 def test_kpi_filter_and_level_from_kpi(engine, db_url):
     repo = uuid.uuid4()
     with engine.begin() as conn:
@@ -309,10 +285,3 @@ def test_rerun_is_read_only(engine, db_url):
     ]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(kpi_snapshots)).scalar() == 4
-
-
-def test_classify_and_thresholds():
-    assert service.classify(None, 300, 900) == "missing"
-    assert service.classify(-5, 300, 900) == "fresh"  # a clock ahead of the database's
-    assert service.parse_threshold_seconds("2h", "--warn-after") == 7200
-    assert service.parse_threshold_seconds("1.5m", "--warn-after") == 90

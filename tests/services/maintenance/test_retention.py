@@ -1,10 +1,10 @@
-"""`kpictl retention`: exact rows per level at the age boundaries, batches, job row, bad input."""
+"""The retention service (`services/maintenance/retention.py`): exact rows per level at the age
+boundaries, batches, the job row, a stop request, an abandoned predecessor. The command itself:
+tests/cli/test_retention.py."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import event, insert, select, text
@@ -13,24 +13,7 @@ from kpictl.db import schema
 from kpictl.services.jobs.rows import get_job
 from kpictl.services.maintenance import retention as service
 from tests import factories
-from tests.conftest import run_cli
 from tests.helpers import db_now, jobs_of_type, snapshot_counts
-
-
-def snapshot(conn, level: str, calculated_at: datetime, kpi_name: str = "mtti") -> uuid.UUID:
-    """A snapshot row with a unique key of its own (period derived from a fresh uuid)."""
-    start = datetime(2020, 1, 1) + timedelta(minutes=uuid.uuid4().int % 10_000_000)
-    return factories.snapshot(
-        conn,
-        kpi_name,
-        1,
-        start,
-        start + timedelta(hours=1),
-        level=level,
-        scope_id=None if level == "factory" else uuid.uuid4(),
-        unit="ms",
-        calculated_at=calculated_at,
-    )
 
 
 @pytest.fixture
@@ -41,9 +24,11 @@ def aged(engine):
     with engine.begin() as conn:
         for level in ("run", "product"):
             for age in (89, 90, 91):
-                ids[(level, age)] = snapshot(conn, level, now - timedelta(days=age))
+                ids[(level, age)] = factories.snapshot_at(conn, level, now - timedelta(days=age))
         for age in (729, 730, 731):
-            ids[("factory", age)] = snapshot(conn, "factory", now - timedelta(days=age))
+            ids[("factory", age)] = factories.snapshot_at(
+                conn, "factory", now - timedelta(days=age)
+            )
         for age in (89, 90, 91):
             ids[("completed", age)] = factories.job(
                 conn, "aggregate", "completed", now - timedelta(days=age)
@@ -137,8 +122,8 @@ def test_batches_are_bounded(engine):
     now = db_now(engine)
     with engine.begin() as conn:
         for day in range(5):
-            snapshot(conn, "run", now - timedelta(days=100 + day))
-        snapshot(conn, "run", now - timedelta(days=10))
+            factories.snapshot_at(conn, "run", now - timedelta(days=100 + day))
+        factories.snapshot_at(conn, "run", now - timedelta(days=10))
     deletes: list[str] = []
 
     def count_deletes(conn, cursor, statement, parameters, context, executemany):
@@ -175,7 +160,7 @@ def test_history_and_sources_untouched(engine):
         )
         factories.execution(conn, None, "completed", old, old + timedelta(minutes=5))
         conn.execute(text("UPDATE workflow_executions SET created_at = :old"), {"old": old})
-        snapshot(conn, "factory", old)
+        factories.snapshot_at(conn, "factory", old)
     service.run_retention(engine, service.make_policy(run_days=1, factory_days=1), now=now)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM kpi_history")).scalar() == 1
@@ -198,74 +183,6 @@ def test_vacuum_runs_outside_a_transaction(engine, aged):
         assert sorted(vacuumed) == ["kpi_aggregation_jobs", "kpi_snapshots"]
 
 
-def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
-    now = db_now(engine)
-    with engine.begin() as conn:
-        snapshot(conn, "run", now - timedelta(days=89))
-        snapshot(conn, "run", now - timedelta(days=91))
-        snapshot(conn, "run", now - timedelta(days=95))
-        snapshot(conn, "product", now - timedelta(days=91))
-        snapshot(conn, "factory", now - timedelta(days=91))
-        factories.job(conn, "aggregate", "completed", now - timedelta(days=91))
-    result = run_cli(["retention", "--format", "json"], db_url)
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
-    assert [(row["target"], row["older_than_days"], row["deleted"]) for row in document] == [
-        ("run", 90, 2),
-        ("product", 90, 1),
-        ("factory", 730, 0),
-        ("jobs", 90, 1),
-    ]
-    assert "Retention deleted: run 2, product 1, factory 0, jobs 1" in result.stderr
-    again = run_cli(["retention", "--format", "json"], db_url)
-    assert again.exit_code == 0, again.output
-    assert [row["deleted"] for row in json.loads(again.stdout)] == [0, 0, 0, 0]
-    assert snapshot_counts(engine) == {"run": 1, "factory": 1}
-    retention_jobs = jobs_of_type(engine, "retention")
-    assert len(retention_jobs) == 2
-    assert all(job["status"] == "completed" for job in retention_jobs)
-
-
-def test_cli_dry_run_table(db_url, engine):
-    now = db_now(engine)
-    with engine.begin() as conn:
-        snapshot(conn, "run", now - timedelta(days=91))
-    result = run_cli(["retention", "--dry-run", "--format", "csv"], db_url)
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0] == "target,table,older_than_days,cutoff,would_delete"
-    assert [line.split(",")[0::4] for line in lines[1:]] == [
-        ["run", "1"],
-        ["product", "0"],
-        ["factory", "0"],
-        ["jobs", "0"],
-    ]
-    assert snapshot_counts(engine) == {"run": 1}
-    assert jobs_of_type(engine, "retention") == []
-
-
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [
-        (["--run-days", "0"], "--run-days: 0"),
-        (["--product-days", "-1"], "--product-days: -1"),
-        (["--factory-days", "abc"], "--factory-days: 'abc'"),
-        (["--jobs-days", "1.5"], "--jobs-days: '1.5'"),
-        (["--batch-size", "0"], "--batch-size: 0"),
-        (["--batch-size", "1000001"], "--batch-size: 1000001"),
-    ],
-)
-def test_bad_values_are_usage_errors(db_url, engine, args, named):
-    with engine.begin() as conn:
-        snapshot(conn, "run", db_now(engine) - timedelta(days=1000))
-    result = run_cli(["retention", *args], db_url)
-    assert result.exit_code == 2, result.output
-    assert named in result.stderr
-    assert "Traceback" not in result.output
-    assert snapshot_counts(engine) == {"run": 1}
-    assert jobs_of_type(engine, "retention") == []
-
-
 def test_stop_request_between_batches_cancels_the_job(engine):
     """SIGTERM's stop request: finished batches stay deleted, the job ends `cancelled`."""
     from kpictl.errors import ExitCode, Interrupted
@@ -274,7 +191,7 @@ def test_stop_request_between_batches_cancels_the_job(engine):
     now = db_now(engine)
     with engine.begin() as conn:
         for day in range(5):
-            snapshot(conn, "run", now - timedelta(days=100 + day))
+            factories.snapshot_at(conn, "run", now - timedelta(days=100 + day))
     stop = StopRequest()
 
     def stop_after_first_batch(target: str, rows: int, planned: int) -> None:
@@ -296,24 +213,6 @@ def test_stop_request_between_batches_cancels_the_job(engine):
     [job] = jobs_of_type(engine, "retention")
     assert job["status"] == "cancelled" and "SIGTERM" in job["error"]
     assert job["metadata"]["deleted"] == {"run": 2}
-
-
-def test_one_retention_at_a_time(db_url, engine):
-    with engine.begin() as conn:
-        snapshot(conn, "run", db_now(engine) - timedelta(days=100))
-    with engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": service.RETENTION_LOCK_KEY})
-        result = run_cli(["retention"], db_url)
-        assert result.exit_code == 75, result.output
-        assert "another retention run holds the lock" in result.stderr
-        assert snapshot_counts(engine) == {"run": 1}
-        assert jobs_of_type(engine, "retention") == []
-        # a dry run only reads: it does not need the lock
-        assert run_cli(["retention", "--dry-run"], db_url).exit_code == 0
-        holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": service.RETENTION_LOCK_KEY})
-        holder.commit()
-    assert run_cli(["retention"], db_url).exit_code == 0
-    assert snapshot_counts(engine) == {}
 
 
 def test_a_dead_retention_run_is_marked_abandoned(engine):
