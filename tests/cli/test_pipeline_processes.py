@@ -12,7 +12,25 @@ import pytest
 from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories as f
 from tests.conftest import libpq, run_cli
-from tests.helpers import scalar, spawn, wait_for
+from tests.helpers import SLEEPING, scalar, spawn, wait_for
+
+
+def lock_sessions(engine) -> int:
+    """The pipeline lock sessions of this database: a run holding or polling for the lock."""
+    return scalar(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'kpictl pipeline lock %'",
+    )
+
+
+def lock_waiters(engine) -> int:
+    """The backends of this database waiting for a heavyweight lock (a table lock, say)."""
+    return scalar(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'",
+    )
 
 
 def job_status(engine) -> str | None:
@@ -32,7 +50,7 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
         assert scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs") == 0
 
         waiting = spawn(["aggregate", "--wait", "20"], db_url)
-        time.sleep(1.5)
+        wait_for(lambda: lock_sessions(engine) == 1, what="the waiting run's lock session")
         assert waiting.poll() is None  # still waiting for the lock
     finally:
         holder.close()
@@ -94,7 +112,7 @@ def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
         ["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:60", KPICTL_STOP_GRACE_SECONDS="1"
     )
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
-    time.sleep(0.5)  # inside the product step's pg_sleep
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the product step's pg_sleep")
     started = time.monotonic()
     process.send_signal(sig)
     _stdout, stderr = process.communicate(timeout=30)
@@ -107,11 +125,7 @@ def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level <> 'run'") == 0
     # the slow query was cancelled server-side: no backend of this database still sleeps
-    sleeping = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()"
-    )
-    wait_for(lambda: scalar(engine, sleeping) == 0, timeout=10)
+    wait_for(lambda: scalar(engine, SLEEPING) == 0, timeout=10)
 
 
 def test_sigterm_lets_the_current_step_finish(db_url, engine):
@@ -120,7 +134,7 @@ def test_sigterm_lets_the_current_step_finish(db_url, engine):
         f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:3")
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
-    time.sleep(0.5)
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the product step's pg_sleep")
     process.send_signal(signal.SIGTERM)
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
@@ -162,16 +176,7 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
     try:
         waiting = spawn(["aggregate", "--wait"], db_url)
         # polling for the lock (its signal handlers are installed by then)
-        wait_for(
-            lambda: (
-                scalar(
-                    engine,
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'kpictl pipeline lock %'",
-                )
-                == 1
-            )
-        )
+        wait_for(lambda: lock_sessions(engine) == 1, what="the waiting run's lock session")
         waiting.send_signal(signal.SIGTERM)
         _stdout, stderr = waiting.communicate(timeout=30)
     finally:
@@ -187,7 +192,7 @@ def test_a_stop_during_the_last_step_completes_the_job_and_exits_143(db_url, eng
     wait_for(
         lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'factory'") == 4
     )
-    time.sleep(0.5)
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the views step's pg_sleep")
     process.send_signal(signal.SIGTERM)
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
@@ -202,9 +207,11 @@ def test_sigterm_during_history_fill_ends_its_job(db_url, engine):
     try:
         process = spawn(["history", "fill"], db_url, KPICTL_LOCK_TIMEOUT="60s")
         wait_for(lambda: job_status(engine) == "running")
-        time.sleep(0.5)
+        # one chunk per tenant (3 tenants, concurrency 4), each blocked writing kpi_history
+        wait_for(lambda: lock_waiters(engine) == 3, what="three chunks waiting for the table")
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # no wait for the handler: the signal is pending from here on, and the process handles
+        # it before it runs another line of Python, so before any chunk returns
     finally:
         blocker.rollback()  # the running chunk proceeds and commits; no new one starts
         blocker.close()

@@ -16,6 +16,7 @@ from kpictl.services.jobs.rows import get_job, start_job
 from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
 from tests.conftest import libpq
+from tests.helpers import SLEEPING, scalar, wait_for
 
 TEST_LOCK = JobLock("runner test", 0x6B7069_72746E, ("runner_test",))  # "kpirtn"
 
@@ -128,8 +129,12 @@ def test_a_database_error_becomes_the_operators_error(steps_table):
 def test_cancelled_on_a_stop_request(steps_table):
     stop = StopRequest(grace_seconds=0.2)
 
+    def stop_once_it_sleeps() -> None:
+        wait_for(lambda: scalar(steps_table, SLEEPING) == 1, what="the long step's pg_sleep")
+        stop.request(ExitCode.SIGTERM, "SIGTERM")
+
     def long_step(job: Job) -> None:
-        threading.Timer(0.3, stop.request, (ExitCode.SIGTERM, "SIGTERM")).start()
+        threading.Thread(target=stop_once_it_sleeps, daemon=True).start()
         with job.connect() as connection:  # watched: cancelled server-side after the grace
             connection.execute(text("SELECT pg_sleep(30)"))
 
