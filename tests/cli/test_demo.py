@@ -35,7 +35,8 @@ def test_demo_twice_and_reset(db_url, engine):
     assert first.exit_code == 0, first.output
     assert "factory KPIs (latest)" in first.stdout and "freshness" in first.stdout
     counts = row_counts(engine)
-    assert counts["workflow_executions"] > 0 and counts["tenants"] == 5
+    # the sample's 14 days x 40 runs a day; 5 tenants
+    assert counts["workflow_executions"] == 560 and counts["tenants"] == 5
     second = run_cli(["demo"], db_url)
     assert second.exit_code == 0, second.output
     assert "already loaded" in second.stdout
@@ -50,7 +51,7 @@ def test_demo_twice_and_reset(db_url, engine):
         jobs = (
             conn.execute(text("SELECT DISTINCT status FROM kpi_aggregation_jobs")).scalars().all()
         )
-    assert history > 0
+    assert history == 48  # 12 report weeks of each of the 4 tenants with reports (not the 5th)
     assert jobs == ["completed"]
 
 

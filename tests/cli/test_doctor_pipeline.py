@@ -78,22 +78,22 @@ def test_no_job_yet_warns(db_url):
 def test_last_job_completed_is_ok(db_url, engine):
     with engine.begin() as conn:
         factories.job(conn, "backfill", "failed", factories.at(1), error="old failure")
-        factories.job(
+        job_id = factories.job(
             conn, "aggregate", "completed", factories.at(2), snapshots_created=42, duration_ms=3250
         )
     code, found = checks(db_url)
     assert code == 0
     last = found["last job"]
     assert last["status"] == "ok"
-    assert "aggregate" in last["detail"] and "completed" in last["detail"]
-    assert "42 snapshots in 3250 ms" in last["detail"]
-    assert "2026-01-05T02:00:00+00:00" in last["detail"]
+    assert last["detail"] == (
+        f"aggregate {job_id} completed, started 2026-01-05T02:00:00+00:00, 42 snapshots in 3250 ms"
+    )
 
 
 def test_last_job_failed_or_abandoned_warns(db_url, engine):
     with engine.begin() as conn:
         factories.job(conn, "aggregate", "completed", factories.at(1))
-        factories.job(
+        failed = factories.job(
             conn,
             "aggregate",
             "failed",
@@ -103,14 +103,21 @@ def test_last_job_failed_or_abandoned_warns(db_url, engine):
     code, found = checks(db_url)
     assert code == 0  # a warning, not unhealthy
     assert found["last job"]["status"] == "warn"
-    assert "failed" in found["last job"]["detail"]
-    assert found["last job"]["detail"].endswith(": database error: deadlock detected")
+    # the error's first line only
+    assert found["last job"]["detail"] == (
+        f"aggregate {failed} failed, started 2026-01-05T02:00:00+00:00: "
+        "database error: deadlock detected"
+    )
     with engine.begin() as conn:
-        factories.job(
+        abandoned = factories.job(
             conn, "backfill", "abandoned", factories.at(3), error="abandoned: its process ended"
         )
     _, found = checks(db_url)
-    assert found["last job"]["status"] == "warn" and "abandoned" in found["last job"]["detail"]
+    assert found["last job"]["status"] == "warn"
+    assert found["last job"]["detail"] == (
+        f"backfill {abandoned} abandoned, started 2026-01-05T03:00:00+00:00: "
+        "abandoned: its process ended"
+    )
 
 
 def test_unmigrated_database_reports_both(empty_db_url):

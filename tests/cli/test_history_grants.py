@@ -236,7 +236,8 @@ def test_service_role_keeps_app_tenant(db_url, three_tenants):
             assert seen(conn) == set()
             assert seen(conn, spoofs(three_tenants["c"])[0]) == {three_tenants["c"]}
         result = run_cli(["history", "export", "--tenant", "tenant-b"], writer_url)
-        assert result.exit_code == 0 and "22.00" in result.stdout
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1:] == ["2026-01-05,22.00,,,,100.00,"]
 
 
 def test_service_functions(engine, reader_url, three_tenants):

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from kpictl.errors import CommandFailed, ExitCode, Interrupted, LockHeld
+from kpictl.errors import CommandFailed, ExitCode, Interrupted, LockHeld, LockLost
 from kpictl.services.jobs.lock import JobLock
 from kpictl.services.jobs.rows import get_job, start_job
 from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
@@ -197,9 +197,8 @@ def test_lock_lost_before_a_commit_fails_the_job(steps_table, db_url):
         with job.engine.begin() as connection:
             connection.execute(text("INSERT INTO runner_steps VALUES (99)"))
 
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(LockLost, match=r"^lock lost"):
         run_job(steps_table, spec(), Steps(1, then=lose_the_lock))
-    assert "lock lost" in str(raised.value)
     job = only_job(steps_table)
     assert job["status"] == "failed" and job["error"].startswith("lock lost")
     assert written(steps_table) == [1]  # the step after the loss rolled back
