@@ -1,7 +1,7 @@
 """A reproducible soak under faults: several hosts fire every locking job while chaos strikes.
 
     python -m benchmarks.soak --seconds 600 --hosts 3 --seed 7      # the full run (docs/RELIABILITY.md)
-    python -m benchmarks.soak --seconds 60                          # what CI runs (tests/test_soak.py)
+    python -m benchmarks.soak --seconds 60                          # what CI runs (tests/repo/test_soak.py)
 
 What it does, on a private PostgreSQL 15 cluster (Debian's binaries, `.ci/pg15`) that it may
 restart at will:

@@ -5,7 +5,8 @@
 
 The scripts are thin: on <TAB> the shell runs `kpictl` itself with `_KPICTL_COMPLETE` set, and the
 app answers with its current commands and options, so they stay right as commands change. They
-change only when Typer's protocol does (a Typer upgrade): `tests/test_completions.py` fails then.
+change only when Typer's protocol does (a Typer upgrade): `tests/repo/test_completions.py` fails
+then.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The shapes follow the platform's published migrations (`adaefler-art/codefactory
 `database/migrations/`: 001 initial schema, 004 verdict engine, 006 KPI aggregation, 007
 product registry, 012 pause support) and the addendum "Exact shapes of the platform's objects"
 of docs/spec/adoption.md, written here in our own words: every object kpictl meets has the
-platform's column order, types, result types, filters and units. `tests/test_afu9_standin.py`
+platform's column order, types, result types, filters and units. `tests/repo/test_afu9_standin.py`
 compares the catalog signatures with a list kept in that test, so that an edit here cannot
 drift from the platform silently.
 

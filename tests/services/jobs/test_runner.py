@@ -10,12 +10,13 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
-from kpictl.errors import CommandFailed, ExitCode, Interrupted, LockHeld
+from kpictl.errors import CommandFailed, ExitCode, Interrupted, LockHeld, LockLost
 from kpictl.services.jobs.lock import JobLock
 from kpictl.services.jobs.rows import get_job, start_job
 from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
 from tests.conftest import libpq
+from tests.helpers import SLEEPING, scalar, wait_for
 
 TEST_LOCK = JobLock("runner test", 0x6B7069_72746E, ("runner_test",))  # "kpirtn"
 
@@ -128,8 +129,12 @@ def test_a_database_error_becomes_the_operators_error(steps_table):
 def test_cancelled_on_a_stop_request(steps_table):
     stop = StopRequest(grace_seconds=0.2)
 
+    def stop_once_it_sleeps() -> None:
+        wait_for(lambda: scalar(steps_table, SLEEPING) == 1, what="the long step's pg_sleep")
+        stop.request(ExitCode.SIGTERM, "SIGTERM")
+
     def long_step(job: Job) -> None:
-        threading.Timer(0.3, stop.request, (ExitCode.SIGTERM, "SIGTERM")).start()
+        threading.Thread(target=stop_once_it_sleeps, daemon=True).start()
         with job.connect() as connection:  # watched: cancelled server-side after the grace
             connection.execute(text("SELECT pg_sleep(30)"))
 
@@ -192,9 +197,8 @@ def test_lock_lost_before_a_commit_fails_the_job(steps_table, db_url):
         with job.engine.begin() as connection:
             connection.execute(text("INSERT INTO runner_steps VALUES (99)"))
 
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(LockLost, match=r"^lock lost"):
         run_job(steps_table, spec(), Steps(1, then=lose_the_lock))
-    assert "lock lost" in str(raised.value)
     job = only_job(steps_table)
     assert job["status"] == "failed" and job["error"].startswith("lock lost")
     assert written(steps_table) == [1]  # the step after the loss rolled back

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-DEPLOY = Path(__file__).resolve().parent.parent / "docs" / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy"
 UNITS = DEPLOY / "systemd"
 CRONTAB = DEPLOY / "crontab"
 JOBS = ("aggregate", "history-fill", "retention", "freshness")

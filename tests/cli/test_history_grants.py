@@ -1,12 +1,13 @@
 """`kpictl history grant` / `revoke` (revision 0006): tenant access decided by the connected
 role, which no `SET` can widen. Every claim is checked through real LOGIN roles that are
-neither the owner nor superusers (see test_history_security.py)."""
+neither the owner nor superusers (see tests/cli/test_history_security.py)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import psycopg
 import pytest
@@ -18,7 +19,9 @@ from kpictl.services.history import grants
 from kpictl.services.history.tenants import Tenant, TenantArgument
 from tests import factories as f
 from tests.conftest import libpq, run_cli
-from tests.test_history_security import W, login_role
+from tests.helpers import login_role
+
+W = date(2026, 1, 5)
 
 
 @pytest.fixture
@@ -233,7 +236,8 @@ def test_service_role_keeps_app_tenant(db_url, three_tenants):
             assert seen(conn) == set()
             assert seen(conn, spoofs(three_tenants["c"])[0]) == {three_tenants["c"]}
         result = run_cli(["history", "export", "--tenant", "tenant-b"], writer_url)
-        assert result.exit_code == 0 and "22.00" in result.stdout
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1:] == ["2026-01-05,22.00,,,,100.00,"]
 
 
 def test_service_functions(engine, reader_url, three_tenants):

@@ -227,14 +227,16 @@ def test_reset_removes_snapshots_of_sample_runs_only(engine):
     pipeline.aggregate(
         engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
     )
+    before = scalar(engine, "SELECT count(*) FROM kpi_snapshots")
     with engine.begin() as conn:
         removed = sample.reset(conn)
         left = conn.execute(
             text("SELECT level, count(*) FROM kpi_snapshots GROUP BY level ORDER BY level")
         ).all()
-    assert removed["kpi_snapshots"] > 0
-    # what is left: the platform's own run (1 run row) and product (3 rows), the factory rows
+    # what is left: the platform's own run (1 run row) and product (3 rows), the factory rows;
+    # every other snapshot was the sample's, and reset says it removed exactly those
     assert [tuple(row) for row in left] == [("factory", 4), ("product", 3), ("run", 1)]
+    assert removed["kpi_snapshots"] == before - 8
 
 
 def test_a_taken_slug_skips_that_tenant_without_orphans(engine):

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ENV_KEYS
 
-COMPLETIONS = Path(__file__).resolve().parent.parent / "completions"
+COMPLETIONS = Path(__file__).resolve().parents[2] / "completions"
 KPICTL = Path(sys.executable).parent / "kpictl"  # the console script a user's shell runs
 generator = runpy.run_path(str(COMPLETIONS / "generate.py"))
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from kpictl.db.schema import kpi_snapshots
 from kpictl.services.reports import latest as service
@@ -32,32 +31,6 @@ JSON_KEYS = {
 }
 
 
-def snapshot(
-    conn,
-    kpi_name: str,
-    value,
-    start: datetime,
-    end: datetime,
-    *,
-    calculated: datetime,
-    level: str = "factory",
-    scope_id: uuid.UUID | None = None,
-    unit: str = "ms",
-) -> None:
-    conn.execute(
-        insert(kpi_snapshots).values(
-            kpi_name=kpi_name,
-            level=level,
-            scope_id=scope_id,
-            value=value,
-            unit=unit,
-            calculated_at=calculated,
-            period_start=start,
-            period_end=end,
-        )
-    )
-
-
 def calc(hour: float) -> datetime:
     return datetime(2026, 1, 10, tzinfo=UTC) + (factories.at(hour) - factories.at(0))
 
@@ -66,24 +39,28 @@ def calc(hour: float) -> datetime:
 def factory_data(engine):
     with engine.begin() as conn:
         # mtti: the newest period wins even though the older period was calculated later
-        snapshot(conn, "mtti", Decimal("1000"), DAY1, DAY2, calculated=calc(5))
-        snapshot(conn, "mtti", Decimal("2500.125"), DAY2, DAY3, calculated=calc(1))
+        factories.snapshot(conn, "mtti", Decimal("1000"), DAY1, DAY2, calculated_at=calc(5))
+        factories.snapshot(conn, "mtti", Decimal("2500.125"), DAY2, DAY3, calculated_at=calc(1))
         # success_rate: same period end, two periods: the newest calculated_at wins; NULL value
-        snapshot(
-            conn, "success_rate", Decimal("80"), DAY1, DAY3, calculated=calc(1), unit="percent"
+        factories.snapshot(
+            conn, "success_rate", Decimal("80"), DAY1, DAY3, calculated_at=calc(1), unit="percent"
         )
-        snapshot(conn, "success_rate", None, DAY2, DAY3, calculated=calc(2), unit="percent")
-        snapshot(
+        factories.snapshot(
+            conn, "success_rate", None, DAY2, DAY3, calculated_at=calc(2), unit="percent"
+        )
+        factories.snapshot(
             conn,
             "factory_throughput",
             Decimal("40"),
             DAY2,
             DAY3,
-            calculated=calc(2),
+            calculated_at=calc(2),
             unit="runs_per_day",
         )
         # not a registry KPI (the platform trigger's): ignored
-        snapshot(conn, "run_success", 1, DAY2, DAY3, calculated=calc(2), unit="boolean")
+        factories.snapshot(
+            conn, "run_success", 1, DAY2, DAY3, calculated_at=calc(2), unit="boolean"
+        )
 
 
 def test_factory_json(factory_data, db_url):
@@ -174,45 +151,45 @@ def product_data(engine):
         app = factories.repository(conn, "acme", "app")
         api = factories.repository(conn, "acme", "api")
         factories.repository(conn, "acme", "idle")  # no snapshots: not listed
-        snapshot(
+        factories.snapshot(
             conn,
             "product_success_rate",
             Decimal("50"),
             DAY1,
             DAY2,
-            calculated=calc(1),
+            calculated_at=calc(1),
             level="product",
             scope_id=app,
             unit="percent",
         )
-        snapshot(
+        factories.snapshot(
             conn,
             "product_success_rate",
             Decimal("75"),
             DAY2,
             DAY3,
-            calculated=calc(1),
+            calculated_at=calc(1),
             level="product",
             scope_id=app,
             unit="percent",
         )
-        snapshot(
+        factories.snapshot(
             conn,
             "product_avg_duration",
             Decimal("1200"),
             DAY2,
             DAY3,
-            calculated=calc(1),
+            calculated_at=calc(1),
             level="product",
             scope_id=app,
         )
-        snapshot(
+        factories.snapshot(
             conn,
             "product_success_rate",
             Decimal("100"),
             DAY1,
             DAY2,
-            calculated=calc(3),
+            calculated_at=calc(3),
             level="product",
             scope_id=api,
             unit="percent",
@@ -316,11 +293,21 @@ def test_a_period_not_yet_over_does_not_hide_the_last_cycle(engine, db_url):
 
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        snapshot(
-            conn, "mtti", 100, now - timedelta(hours=24), now - timedelta(minutes=3), calculated=now
+        factories.snapshot(
+            conn,
+            "mtti",
+            100,
+            now - timedelta(hours=24),
+            now - timedelta(minutes=3),
+            calculated_at=now,
         )
-        snapshot(
-            conn, "mtti", 999, now - timedelta(hours=1), now + timedelta(hours=23), calculated=now
+        factories.snapshot(
+            conn,
+            "mtti",
+            999,
+            now - timedelta(hours=1),
+            now + timedelta(hours=23),
+            calculated_at=now,
         )
     result = run_cli(["kpis", "--format", "json"], db_url)
     values = {item["kpiName"]: item["value"] for item in json.loads(result.stdout)["data"]}

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from sqlalchemy import insert
 
-from kpictl.db.schema import kpi_aggregation_jobs
 from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories
 from tests.conftest import libpq, run_cli
@@ -28,18 +26,6 @@ def lock_holder(url: str, application_name: str) -> Iterator[int]:
         conn.execute("SELECT pg_advisory_lock(%s)", (PIPELINE_LOCK_KEY,))
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         yield pid
-
-
-def add_job(conn, job_type: str, status: str, hour: float, **values) -> None:
-    conn.execute(
-        insert(kpi_aggregation_jobs).values(
-            job_type=job_type,
-            status=status,
-            started_at=factories.at(hour),
-            created_at=factories.at(hour),
-            **values,
-        )
-    )
 
 
 def test_lock_free(db_url):
@@ -71,11 +57,11 @@ def test_lock_in_another_database_is_not_ours(db_url, empty_db_url):
 def test_lock_holder_running_job_is_named(db_url, engine):
     with lock_holder(db_url, "kpictl lock web-1:77") as pid:
         with engine.begin() as conn:
-            add_job(
+            factories.job(
                 conn,
                 "aggregate",
                 "running",
-                1,
+                factories.at(1),
                 metadata={"host": "web-1", "pid": 77, "lock_backend_pid": pid},
             )
         _, found = checks(db_url)
@@ -91,30 +77,47 @@ def test_no_job_yet_warns(db_url):
 
 def test_last_job_completed_is_ok(db_url, engine):
     with engine.begin() as conn:
-        add_job(conn, "backfill", "failed", 1, error="old failure")
-        add_job(conn, "aggregate", "completed", 2, snapshots_created=42, duration_ms=3250)
+        factories.job(conn, "backfill", "failed", factories.at(1), error="old failure")
+        job_id = factories.job(
+            conn, "aggregate", "completed", factories.at(2), snapshots_created=42, duration_ms=3250
+        )
     code, found = checks(db_url)
     assert code == 0
     last = found["last job"]
     assert last["status"] == "ok"
-    assert "aggregate" in last["detail"] and "completed" in last["detail"]
-    assert "42 snapshots in 3250 ms" in last["detail"]
-    assert "2026-01-05T02:00:00+00:00" in last["detail"]
+    assert last["detail"] == (
+        f"aggregate {job_id} completed, started 2026-01-05T02:00:00+00:00, 42 snapshots in 3250 ms"
+    )
 
 
 def test_last_job_failed_or_abandoned_warns(db_url, engine):
     with engine.begin() as conn:
-        add_job(conn, "aggregate", "completed", 1)
-        add_job(conn, "aggregate", "failed", 2, error="database error: deadlock detected\nDETAIL")
+        factories.job(conn, "aggregate", "completed", factories.at(1))
+        failed = factories.job(
+            conn,
+            "aggregate",
+            "failed",
+            factories.at(2),
+            error="database error: deadlock detected\nDETAIL",
+        )
     code, found = checks(db_url)
     assert code == 0  # a warning, not unhealthy
     assert found["last job"]["status"] == "warn"
-    assert "failed" in found["last job"]["detail"]
-    assert found["last job"]["detail"].endswith(": database error: deadlock detected")
+    # the error's first line only
+    assert found["last job"]["detail"] == (
+        f"aggregate {failed} failed, started 2026-01-05T02:00:00+00:00: "
+        "database error: deadlock detected"
+    )
     with engine.begin() as conn:
-        add_job(conn, "backfill", "abandoned", 3, error="abandoned: its process ended")
+        abandoned = factories.job(
+            conn, "backfill", "abandoned", factories.at(3), error="abandoned: its process ended"
+        )
     _, found = checks(db_url)
-    assert found["last job"]["status"] == "warn" and "abandoned" in found["last job"]["detail"]
+    assert found["last job"]["status"] == "warn"
+    assert found["last job"]["detail"] == (
+        f"backfill {abandoned} abandoned, started 2026-01-05T03:00:00+00:00: "
+        "abandoned: its process ended"
+    )
 
 
 def test_unmigrated_database_reports_both(empty_db_url):

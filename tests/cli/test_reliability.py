@@ -1,6 +1,7 @@
 """Locks you can trust, outages reported as outages, stops within the grace period (issue 12):
 real processes against real server faults (idle-session timeouts, killed lock sessions, a
-restarted server, SIGTERM)."""
+restarted server, SIGTERM). The lock guard and the fence on their own, without a process:
+tests/services/jobs/test_lock.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,18 +19,13 @@ import pytest
 from sqlalchemy import text
 
 from kpictl.db.engine import make_engine
-from kpictl.errors import LockLost
 from kpictl.services.jobs import lock as locks
+from tests import factories as f
 from tests.conftest import PgServer, test_settings
-from tests.test_pipeline_processes import scalar, some_runs, spawn, wait_for
+from tests.helpers import SLEEPING, scalar, spawn, terminate, wait_for
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-REPO = Path(__file__).resolve().parents[1]
-
-SLEEPING = (
-    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND state = 'active' AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
-)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def lock_session_pid(engine, lock: locks.JobLock) -> int | None:
@@ -39,16 +34,6 @@ def lock_session_pid(engine, lock: locks.JobLock) -> int | None:
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
         "AND application_name LIKE :name",
         name=f"kpictl {lock.name} lock %",
-    )
-
-
-def terminate(engine, pid: int) -> None:
-    """End a backend and wait until it is gone (and its locks with it)."""
-    assert scalar(engine, "SELECT pg_terminate_backend(:pid)", pid=pid)
-    wait_for(
-        lambda: (
-            scalar(engine, "SELECT count(*) FROM pg_stat_activity WHERE pid = :pid", pid=pid) == 0
-        )
     )
 
 
@@ -97,7 +82,8 @@ def set_idle_session_timeout(engine, value: str) -> None:
 
 def test_idle_session_timeout_never_takes_the_lock_from_a_running_aggregate(db_url, engine):
     set_idle_session_timeout(engine, "2s")
-    some_runs(engine, 5)
+    with engine.begin() as conn:
+        f.completed_runs(conn, 5)
     # the lock session idles through both sleeps (3 s before the second starts, then 8 s more)
     first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="run:3,product:8")
     try:
@@ -118,7 +104,8 @@ def test_idle_session_timeout_never_takes_the_lock_from_a_running_aggregate(db_u
 
 
 def test_a_killed_lock_session_stops_the_holder_before_it_commits(db_url, engine):
-    some_runs(engine, 5)
+    with engine.begin() as conn:
+        f.completed_runs(conn, 5)
     first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
     try:
         wait_for(
@@ -148,7 +135,8 @@ def test_a_killed_lock_session_stops_the_holder_before_it_commits(db_url, engine
 
 
 def test_a_killed_lock_session_stops_a_history_fill_at_its_next_commit(db_url, engine):
-    many_tenants(engine, 2500, weeks=2)
+    with engine.begin() as conn:
+        f.many_tenants(conn, 2500, weeks=2)
     process = spawn(
         ["history", "fill", "--since", "2026-01-05", "--concurrency", "1"],
         db_url,
@@ -165,56 +153,6 @@ def test_a_killed_lock_session_stops_a_history_fill_at_its_next_commit(db_url, e
     assert job.status == "failed" and job.error.startswith("lock lost")
     assert job.snapshots_created == history_rows(engine) == 2000
     assert job.metadata["rows_written"] == 2000
-
-
-@pytest.mark.parametrize(
-    "lock", [locks.PIPELINE, locks.RETENTION, locks.HISTORY_FILL, locks.MIGRATE]
-)
-def test_every_lock_refuses_a_commit_once_its_session_is_gone(engine, lock):
-    """The guard every job uses: a commit after the lock session died rolls back, LockLost."""
-    with locks.hold(engine, lock) as held:
-        guarded = held.guard(engine)
-        with guarded.begin() as conn:  # held: commits
-            conn.execute(text("CREATE TABLE written_under_lock (id int)"))
-        terminate(engine, held.backend_pid)
-        with pytest.raises(LockLost, match=r"^lock lost"), guarded.begin() as conn:
-            conn.execute(text("INSERT INTO written_under_lock VALUES (1)"))
-    assert scalar(engine, "SELECT count(*) FROM written_under_lock") == 0
-
-
-def test_the_next_holder_waits_for_a_checked_commit_of_the_previous_one(engine):
-    """The fence: a commit that passed its lock check finishes before a new holder starts."""
-    with locks.hold(engine, locks.PIPELINE) as first:
-        work = first.guard(engine).connect()
-        work.begin()
-        first.verify(work)  # checked, about to commit
-        terminate(engine, first.backend_pid)
-        entered = threading.Event()
-
-        def second_run() -> None:
-            with locks.hold(engine, locks.PIPELINE, wait_seconds=30):
-                entered.set()
-
-        rival = threading.Thread(target=second_run)
-        rival.start()
-        # the rival takes the session lock, then waits at the fence
-        wait_for(lambda: locks_held(engine, locks.PIPELINE.key) == 1)
-        wait_for(lambda: locks_held(engine, locks.PIPELINE.fence_key) == 1)  # our shared one
-        assert not entered.is_set()
-        work.connection.dbapi_connection.commit()  # the checked commit ends (COMMIT itself)
-        rival.join(timeout=30)
-        work.close()
-    assert entered.is_set()
-
-
-def locks_held(engine, key: int) -> int:
-    return scalar(
-        engine,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1",
-        high=key >> 32,
-        low=key & 0xFFFFFFFF,
-    )
 
 
 # --- 2. outages are 69 ------------------------------------------------------------------------
@@ -276,7 +214,8 @@ def test_a_server_restart_mid_run_exits_69_with_the_summary(restartable_db):
     url, directory = restartable_db
     engine = make_engine(url, test_settings(url))
     try:
-        some_runs(engine, 5)
+        with engine.begin() as conn:
+            f.completed_runs(conn, 5)
         process = spawn(["aggregate"], url, KPICTL_DEBUG_STEP_SLEEP="product:60")
         wait_for(
             lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
@@ -303,7 +242,8 @@ def test_a_server_restart_mid_history_fill_stops_it_exit_69(restartable_db):
     url, directory = restartable_db
     engine = make_engine(url, test_settings(url))
     try:
-        many_tenants(engine, 2500, weeks=2)
+        with engine.begin() as conn:
+            f.many_tenants(conn, 2500, weeks=2)
         process = spawn(
             ["history", "fill", "--since", "2026-01-05", "--concurrency", "1"],
             url,
@@ -327,33 +267,14 @@ def test_a_server_restart_mid_history_fill_stops_it_exit_69(restartable_db):
 # --- 3. stops within the grace period ---------------------------------------------------------
 
 
-def many_tenants(engine, count: int, *, weeks: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO tenants (slug, name) "
-                "SELECT 'tenant-' || lpad(g::text, 5, '0'), 'Tenant ' || g "
-                "FROM generate_series(1, :count) g"
-            ),
-            {"count": count},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO avi_reports (tenant_id, as_of, aiv_pct, ati_pct, crs_pct) "
-                "SELECT t.id, DATE '2026-01-05' + 7 * w, 50, 60, 70 "
-                "FROM tenants t CROSS JOIN generate_series(0, :weeks - 1) w"
-            ),
-            {"weeks": weeks},
-        )
-
-
 def history_rows(engine) -> int:
     return scalar(engine, "SELECT count(*) FROM kpi_history")
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_sigterm_stops_a_large_history_fill_within_the_grace(db_url, engine, concurrency):
-    many_tenants(engine, 2500, weeks=8)  # 20,000 rows in chunks of 1,000 tenants
+    with engine.begin() as conn:
+        f.many_tenants(conn, 2500, weeks=8)  # 20,000 rows in chunks of 1,000 tenants
     process = spawn(
         ["history", "fill", "--since", "2026-01-05", "--concurrency", str(concurrency)],
         db_url,
@@ -377,7 +298,8 @@ def test_sigterm_stops_a_large_history_fill_within_the_grace(db_url, engine, con
 
 def test_a_stop_never_retries_a_cancelled_chunk_tenant_by_tenant(db_url, engine):
     """After the server-side cancel the chunk is not split and retried (which would write)."""
-    many_tenants(engine, 40, weeks=1)
+    with engine.begin() as conn:
+        f.many_tenants(conn, 40, weeks=1)
     process = spawn(
         ["history", "fill", "--concurrency", "1"],
         db_url,

@@ -10,7 +10,7 @@ import sys
 from sqlalchemy import text
 
 from tests.conftest import ENV_KEYS, run_cli
-from tests.test_embedded import _stop_server
+from tests.helpers import stop_embedded_server
 
 TABLES = (
     "workflow_executions",
@@ -35,7 +35,8 @@ def test_demo_twice_and_reset(db_url, engine):
     assert first.exit_code == 0, first.output
     assert "factory KPIs (latest)" in first.stdout and "freshness" in first.stdout
     counts = row_counts(engine)
-    assert counts["workflow_executions"] > 0 and counts["tenants"] == 5
+    # the sample's 14 days x 40 runs a day; 5 tenants
+    assert counts["workflow_executions"] == 560 and counts["tenants"] == 5
     second = run_cli(["demo"], db_url)
     assert second.exit_code == 0, second.output
     assert "already loaded" in second.stdout
@@ -50,7 +51,7 @@ def test_demo_twice_and_reset(db_url, engine):
         jobs = (
             conn.execute(text("SELECT DISTINCT status FROM kpi_aggregation_jobs")).scalars().all()
         )
-    assert history > 0
+    assert history == 48  # 12 report weeks of each of the 4 tenants with reports (not the 5th)
     assert jobs == ["completed"]
 
 
@@ -103,4 +104,4 @@ def test_demo_on_the_embedded_default_in_a_fresh_home(tmp_path):
         assert "started the embedded PostgreSQL server" in restarted.stderr
         assert json.loads(restarted.stdout) == json.loads(kpis.stdout)
     finally:
-        _stop_server(home / ".local" / "share" / "kpictl" / "pgdata")
+        stop_embedded_server(home / ".local" / "share" / "kpictl" / "pgdata")

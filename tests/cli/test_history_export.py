@@ -16,15 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from kpictl.cli.render.history import write_json
-from kpictl.db import schema
 from kpictl.services.history.export import write_atomically
 from kpictl.services.history.tenants import Tenant
+from tests import factories as f
 from tests.conftest import ENV_KEYS, run_cli, run_process
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "golden"
 ACME_ID = "11111111-1111-4111-8111-111111111111"
 D = Decimal
 COLUMNS = ("as_of", "aiv_pct", "ati_pct", "crs_pct", "elasticity_usd_per_point",
@@ -44,23 +44,20 @@ ACME_ROWS = [
 ]
 
 
-def add_rows(conn, tenant_id, rows) -> None:
-    conn.execute(
-        insert(schema.kpi_history),
-        [dict(zip(COLUMNS, row, strict=True), tenant_id=tenant_id) for row in rows],
-    )
-
-
 @pytest.fixture
 def acme(engine):
     """acme with five weeks of history, and another tenant with rows on the same weeks."""
     with engine.begin() as conn:
-        conn.execute(insert(schema.tenants).values(id=uuid.UUID(ACME_ID), slug="acme", name="A"))
-        other = conn.execute(
-            insert(schema.tenants).values(slug="other", name="O").returning(schema.tenants.c.id)
-        ).scalar_one()
-        add_rows(conn, uuid.UUID(ACME_ID), ACME_ROWS)
-        add_rows(conn, other, [(row[0], D("99.99"), *row[2:]) for row in ACME_ROWS])
+        f.tenant(conn, "acme", "A", id=uuid.UUID(ACME_ID))
+        other = f.tenant(conn, "other", "O")
+        f.history_rows(
+            conn, uuid.UUID(ACME_ID), [dict(zip(COLUMNS, row, strict=True)) for row in ACME_ROWS]
+        )
+        f.history_rows(
+            conn,
+            other,
+            [dict(zip(COLUMNS, (row[0], D("99.99"), *row[2:]), strict=True)) for row in ACME_ROWS],
+        )
     return ACME_ID
 
 
@@ -117,9 +114,7 @@ def test_by_uuid_equals_by_slug(db_url, acme):
 
 def test_default_limit_is_52_newest(engine, db_url, acme):
     with engine.begin() as conn:
-        tenant_id = conn.execute(
-            insert(schema.tenants).values(slug="long", name="L").returning(schema.tenants.c.id)
-        ).scalar_one()
+        tenant_id = f.tenant(conn, "long", "L")
         conn.execute(
             text(
                 "INSERT INTO kpi_history (tenant_id, as_of, aiv_pct) SELECT :t, "
@@ -138,7 +133,7 @@ def test_default_limit_is_52_newest(engine, db_url, acme):
 
 def test_empty_history(engine, db_url, acme):
     with engine.begin() as conn:
-        conn.execute(insert(schema.tenants).values(slug="fresh", name="F"))
+        f.tenant(conn, "fresh", "F")
     result = export(db_url, "--tenant", "fresh")
     assert (result.exit_code, result.stdout) == (0, golden("history_empty.csv"))
     result = export(db_url, "--tenant", "fresh", "--format", "json")
@@ -233,9 +228,7 @@ def test_failure_mid_export_keeps_the_previous_file(engine, db_url, acme, tmp_pa
 def test_streaming_a_million_rows_keeps_memory_flat(engine, db_url, tmp_path):
     # one row a day (a million weeks would pass Python's year 9999); as_of is just a date
     with engine.begin() as conn:
-        tenant_id = conn.execute(
-            insert(schema.tenants).values(slug="big", name="B").returning(schema.tenants.c.id)
-        ).scalar_one()
+        tenant_id = f.tenant(conn, "big", "B")
         conn.execute(
             text(
                 "INSERT INTO kpi_history (tenant_id, as_of, aiv_pct, ati_pct, crs_pct, "

@@ -28,7 +28,7 @@ from kpictl.db.engine import make_engine
 from kpictl.db.schema import metadata
 from tests import afu9
 from tests.conftest import libpq, run_cli, test_settings
-from tests.test_afu9_standin import VIEW_COLUMNS
+from tests.repo.test_afu9_standin import VIEW_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -793,7 +793,7 @@ def test_downgrade_to_the_adoption_revision_and_back_works(db):
 
 def _section_commands(title: str) -> list[str]:
     """The ```sh blocks of one `##` section of docs/OPERATIONS.md."""
-    document = (Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md").read_text()
+    document = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
     section = document.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
 

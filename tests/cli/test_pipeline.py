@@ -31,23 +31,9 @@ def rows(engine) -> list[tuple]:
         ).all()
 
 
-def recent_runs(engine, n: int = 5) -> None:
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        repo = f.repository(conn, "acme", "app")
-        for i in range(n):
-            run = f.execution(
-                conn,
-                repo,
-                "completed" if i % 2 else "failed",
-                now - timedelta(hours=3 + i),
-                now - timedelta(hours=2 + i),
-            )
-            f.agent_run(conn, run, total_tokens=10 * i)
-
-
 def test_aggregate_twice_in_one_slot_writes_the_same_keys(db_url, engine):
-    recent_runs(engine)
+    with engine.begin() as conn:
+        f.recent_runs(conn)
     first = run_cli(["aggregate", "--align", "1h", "--format", "json"], db_url)
     assert first.exit_code == 0, first.output
     document = json.loads(first.stdout)
@@ -60,7 +46,8 @@ def test_aggregate_twice_in_one_slot_writes_the_same_keys(db_url, engine):
 
 
 def test_aggregate_logs_the_steps(db_url, engine):
-    recent_runs(engine, 2)
+    with engine.begin() as conn:
+        f.recent_runs(conn, 2)
     result = run_cli(["aggregate"], db_url)
     for line in (
         "Starting aggregation pipeline",
@@ -84,7 +71,8 @@ def test_json_logs(db_url):
 
 
 def test_dry_run_writes_nothing(db_url, engine):
-    recent_runs(engine, 3)
+    with engine.begin() as conn:
+        f.recent_runs(conn, 3)
     result = run_cli(["aggregate", "--dry-run", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -93,7 +81,8 @@ def test_dry_run_writes_nothing(db_url, engine):
 
 
 def test_materialized_views_have_real_data(db_url, engine):
-    recent_runs(engine, 4)  # 2 completed, 2 failed, durations 1 h
+    with engine.begin() as conn:
+        f.recent_runs(conn, 4)  # 2 completed, 2 failed, durations 1 h
     assert run_cli(["aggregate"], db_url).exit_code == 0
     with engine.connect() as conn:
         factory = conn.execute(text("SELECT * FROM mv_factory_kpis_24h")).one()
@@ -343,7 +332,8 @@ def test_a_failed_bucket_is_reported_and_the_others_are_computed(db_url, engine)
 
 
 def test_a_database_error_fails_the_job_and_keeps_committed_levels(db_url, engine):
-    recent_runs(engine, 3)
+    with engine.begin() as conn:
+        f.recent_runs(conn, 3)
     with engine.connect() as conn:
         now = conn.execute(text("SELECT now()")).scalar_one()
     period_end = datetime.fromtimestamp(int(now.timestamp()) // 300 * 300, UTC)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 
 from kpictl.db.engine import make_engine
 from kpictl.errors import CommandFailed, UsageError
@@ -32,47 +30,10 @@ from kpictl.services.history.tenants import (
     set_tenant,
 )
 from tests import factories as f
-from tests.conftest import libpq, run_cli, test_settings
+from tests.conftest import run_cli, test_settings
+from tests.helpers import login_role
 
 W = date(2026, 1, 5)
-
-# What a dashboard or the fill needs; `kpi_history` privileges are added per test.
-READ_SOURCES = ("tenants", "avi_reports", "vdp_vli_audit")
-
-
-@contextmanager
-def login_role(db_url: str, history_privileges: str, *, jobs: bool = True) -> Iterator[str]:
-    """A fresh LOGIN role (not the owner, not a superuser) with `history_privileges` on
-    kpi_history; yields its URL and drops it afterwards."""
-    role = f"kpictl_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        for table in READ_SOURCES:
-            admin.execute(
-                sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.Identifier(table), sql.Identifier(role)
-                )
-            )
-        if history_privileges:
-            admin.execute(
-                sql.SQL("GRANT {} ON kpi_history TO {}").format(
-                    sql.SQL(history_privileges), sql.Identifier(role)
-                )
-            )
-        if jobs:
-            admin.execute(
-                sql.SQL("GRANT SELECT, INSERT, UPDATE ON kpi_aggregation_jobs TO {}").format(
-                    sql.Identifier(role)
-                )
-            )
-    try:
-        yield (
-            make_url(db_url).set(username=role, password=None).render_as_string(hide_password=False)
-        )
-    finally:
-        with psycopg.connect(libpq(db_url), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture
@@ -131,11 +92,15 @@ def test_tenant_a_never_sees_or_changes_b(writer_url, two_tenants, engine):
         deleted = conn.execute(text("DELETE FROM kpi_history WHERE tenant_id = :b"), {"b": b})
         assert deleted.rowcount == 0
     # inserting a row for B while scoped to A is refused by the policy's WITH CHECK
-    with pytest.raises(Exception, match="row-level security"), role_engine.begin() as conn:
+    with (
+        pytest.raises(ProgrammingError, match="row-level security") as refused,
+        role_engine.begin() as conn,
+    ):
         set_tenant(conn, a)
         conn.execute(
             text("INSERT INTO kpi_history (tenant_id, as_of) VALUES (:b, '2026-02-02')"), {"b": b}
         )
+    assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege)
     # the setting is transaction-local: the next transaction on a new session sees nothing
     with role_engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM kpi_history")).scalar() == 0
@@ -163,12 +128,16 @@ def test_read_only_dashboard_role(writer_url, db_url, two_tenants):
         assert granted.exit_code == 0, granted.output
         result = run_cli(["history", "export", "--tenant", "tenant-b"], reader_url)
         assert result.exit_code == 0, result.output
-        assert "22.00" in result.stdout and "11.00" not in result.stdout
+        assert result.stdout.splitlines()[1:] == ["2026-01-05,22.00,,,,100.00,"]  # b's row only
         engine = make_engine(reader_url, test_settings(reader_url))
-        with pytest.raises(Exception, match="permission denied"), engine.begin() as conn:
+        with (
+            pytest.raises(ProgrammingError, match="permission denied") as refused,
+            engine.begin() as conn,
+        ):
             set_tenant(conn, two_tenants["b"])
             conn.execute(text("UPDATE kpi_history SET aiv_pct = 0"))
         engine.dispose()
+        assert isinstance(refused.value.orig, psycopg.errors.InsufficientPrivilege)
 
 
 @pytest.mark.parametrize("concurrency", ["1", "4"])  # one set-based chunk / one per tenant
@@ -213,7 +182,11 @@ def test_forbidden_with_skips_still_exits_77(db_url, engine, two_tenants):
     with login_role(db_url, "SELECT") as url:
         result = run_cli(["history", "fill", "--format", "json"], url)
     document = json.loads(result.stdout)
-    assert document["skipped"] == 1 and len(document["errors"]) == 2
+    assert (document["ok"], document["skipped"], document["total"]) == (0, 1, 3)
+    assert [(e["slug"], e["code"]) for e in document["errors"]] == [
+        ("tenant-a", "FORBIDDEN"),
+        ("tenant-b", "FORBIDDEN"),
+    ]
     assert result.exit_code == 77
 
 

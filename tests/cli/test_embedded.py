@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ENV_KEYS
+from tests.helpers import stop_embedded_server
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -22,20 +21,12 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _stop_server(pgdata: Path) -> None:
-    pid_file = pgdata / "postmaster.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().splitlines()[0])
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-
-
 @pytest.fixture
 def fresh_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     yield home
-    _stop_server(home / ".local" / "share" / "kpictl" / "pgdata")
+    stop_embedded_server(home / ".local" / "share" / "kpictl" / "pgdata")
 
 
 def test_two_concurrent_first_runs_share_one_server(fresh_home):

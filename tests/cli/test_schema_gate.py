@@ -25,7 +25,7 @@ from kpictl.db.revisions import head_from_files
 from kpictl.services.schema.gate import check_schema
 from tests import afu9
 from tests.conftest import run_cli, test_settings
-from tests.test_startup import imported_modules
+from tests.helpers import imported_modules
 
 # Every gated command with its minimal arguments.
 GATED = [
@@ -42,7 +42,7 @@ GATED = [
     pytest.param(["history", "export", "--tenant", "x"], id="history-export"),
 ]
 
-CLI_DIR = Path(__file__).resolve().parents[1] / "kpictl" / "cli"
+CLI_DIR = Path(__file__).resolve().parents[2] / "kpictl" / "cli"
 
 
 def head() -> str:

@@ -1,19 +1,18 @@
-"""`kpictl freshness`: statuses, exit codes 0/1/2/3, JSON, Nagios and Prometheus output."""
+"""`kpictl freshness`: statuses, exit codes 0/1/2/3, JSON, Nagios and Prometheus output. The
+service's thresholds (inclusive boundaries, parsing): tests/services/reports/test_freshness.py."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.dialects.postgresql import INTERVAL
 
-from kpictl import kpis as registry
 from kpictl.db.schema import kpi_snapshots
-from kpictl.services.reports import freshness as service
 from tests import factories
 from tests.conftest import run_cli, run_process
 
@@ -32,17 +31,15 @@ def snapshot(
 ) -> None:
     """A snapshot calculated `age_seconds` before now(); `period_hours` keeps keys distinct."""
     period_end = factories.at(24 + period_hours)
-    conn.execute(
-        insert(kpi_snapshots).values(
-            kpi_name=kpi_name,
-            level=level,
-            scope_id=scope_id,
-            value=1,
-            unit=registry.BY_NAME[kpi_name].unit,
-            calculated_at=func.now() - literal(timedelta(seconds=age_seconds), INTERVAL),
-            period_start=period_end - timedelta(hours=24),
-            period_end=period_end,
-        )
+    factories.snapshot(
+        conn,
+        kpi_name,
+        1,
+        period_end - timedelta(hours=24),
+        period_end,
+        level=level,
+        scope_id=scope_id,
+        calculated_at=func.now() - literal(timedelta(seconds=age_seconds), INTERVAL),
     )
 
 
@@ -158,37 +155,6 @@ def test_custom_thresholds(engine, db_url):
     assert freshness(db_url, "--error-after", "11m").exit_code == 2
 
 
-def test_boundaries_are_inclusive(engine):
-    """Age exactly warn-after is fresh, exactly error-after is stale (as_of makes it exact)."""
-    calculated = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    with engine.begin() as conn:
-        conn.execute(
-            insert(kpi_snapshots).values(
-                kpi_name="mtti",
-                level="factory",
-                value=1,
-                unit="ms",
-                calculated_at=calculated,
-                period_start=factories.at(0),
-                period_end=factories.at(24),
-            )
-        )
-    expected = {300: "fresh", 300.001: "stale", 900: "stale", 900.001: "expired"}
-    kpis = [registry.BY_NAME["mtti"]]
-    with engine.connect() as conn:
-        for age, status in expected.items():
-            report = service.check_freshness(
-                conn,
-                kpis,
-                level="factory",
-                warn_after_seconds=300,
-                error_after_seconds=900,
-                as_of=calculated + timedelta(seconds=age),
-            )
-            assert report.kpis[0].age_seconds == pytest.approx(age, abs=1e-6)
-            assert report.kpis[0].status == status, age
-
-
 def test_kpi_filter_and_level_from_kpi(engine, db_url):
     repo = uuid.uuid4()
     with engine.begin() as conn:
@@ -274,7 +240,7 @@ def test_unreachable_exit_3_in_every_format():
 
 def test_query_failure_exit_3(db_url, engine):
     # A migrated database whose snapshot table the query cannot read. (An unmigrated one is
-    # stopped by the schema gate with exit 1, like every command: tests/test_schema_gate.py.)
+    # stopped by the schema gate with exit 1, like every command: tests/cli/test_schema_gate.py.)
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE kpi_snapshots RENAME COLUMN calculated_at TO renamed_at")
     result = run_cli(["freshness", "--format", "nagios"], db_url)
@@ -319,10 +285,3 @@ def test_rerun_is_read_only(engine, db_url):
     ]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(kpi_snapshots)).scalar() == 4
-
-
-def test_classify_and_thresholds():
-    assert service.classify(None, 300, 900) == "missing"
-    assert service.classify(-5, 300, 900) == "fresh"  # a clock ahead of the database's
-    assert service.parse_threshold_seconds("2h", "--warn-after") == 7200
-    assert service.parse_threshold_seconds("1.5m", "--warn-after") == 90

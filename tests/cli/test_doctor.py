@@ -13,12 +13,13 @@ from tests.conftest import run_cli, test_settings
 def test_healthy_database(db_url):
     result = run_cli(["doctor"], db_url)
     assert result.exit_code == 0, result.output
-    assert "healthy" in result.stdout
+    assert result.stdout.splitlines()[-1] == "healthy"  # the verdict line ("unhealthy" fails)
     assert "migrations" in result.stdout and "source workflow_executions" in result.stdout
 
 
 def test_json_shape(db_url):
     result = run_cli(["doctor", "--format", "json"], db_url)
+    assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["status"] == "healthy"
     assert set(document) == {"status", "timestamp", "checks"}

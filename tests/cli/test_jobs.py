@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from kpictl.db.schema import kpi_aggregation_jobs, kpi_snapshots
+from kpictl.db.schema import kpi_aggregation_jobs
 from tests import factories
 from tests.conftest import run_cli
 
@@ -27,55 +26,31 @@ LIST_KEYS = [
 ]
 
 
-def job(conn, job_type: str, status: str, started_hour: float | None, **values) -> uuid.UUID:
-    started = None if started_hour is None else factories.at(started_hour)
-    return conn.execute(
-        insert(kpi_aggregation_jobs)
-        .values(
-            job_type=job_type,
-            status=status,
-            started_at=started,
-            completed_at=values.pop("completed_at", None),
-            created_at=values.pop("created_at", started or factories.at(0)),
-            **values,
-        )
-        .returning(kpi_aggregation_jobs.c.id)
-    ).scalar_one()
-
-
 @pytest.fixture
 def jobs(engine):
     with engine.begin() as conn:
+        at = factories.at
         ids = {
-            "aggregate_old": job(
+            "aggregate_old": factories.job(
                 conn,
                 "aggregate",
                 "completed",
-                1,
-                completed_at=factories.at(1) + timedelta(seconds=3.25),
+                at(1),
+                completed_at=at(1) + timedelta(seconds=3.25),
                 duration_ms=3250,
                 snapshots_created=42,
                 metadata={"host": "web-1", "pid": 4242, "steps": {"run": 12}},
             ),
-            "backfill": job(conn, "backfill", "failed", 2, error="boom: division by zero"),
-            "aggregate_new": job(conn, "aggregate", "running", 3),
-            "retention": job(conn, "retention", "completed", 1.5, snapshots_created=0),
+            "backfill": factories.job(
+                conn, "backfill", "failed", at(2), error="boom: division by zero"
+            ),
+            "aggregate_new": factories.job(conn, "aggregate", "running", at(3)),
+            "retention": factories.job(
+                conn, "retention", "completed", at(1.5), snapshots_created=0
+            ),
         }
-        conn.execute(
-            insert(kpi_snapshots),
-            [
-                {
-                    "kpi_name": "mtti",
-                    "level": "factory",
-                    "value": 1,
-                    "unit": "ms",
-                    "period_start": factories.at(0),
-                    "period_end": factories.at(hour),
-                    "job_id": ids["aggregate_old"],
-                }
-                for hour in (1, 2)
-            ],
-        )
+        for hour in (1, 2):
+            factories.snapshot(conn, "mtti", 1, at(0), at(hour), job_id=ids["aggregate_old"])
     return ids
 
 
@@ -138,8 +113,8 @@ def test_table_and_csv(jobs, db_url):
 
 def test_started_at_null_orders_by_creation(engine, db_url):
     with engine.begin() as conn:
-        started = job(conn, "aggregate", "completed", 5)
-        pending = job(conn, "backfill", "pending", None, created_at=factories.at(6))
+        started = factories.job(conn, "aggregate", "completed", factories.at(5))
+        pending = factories.job(conn, "backfill", "pending", None, created_at=factories.at(6))
     assert [row["id"] for row in listed(db_url)] == [str(pending), str(started)]
 
 

@@ -2,67 +2,41 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from sqlalchemy import text
 
 from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories as f
-from tests.conftest import ENV_KEYS, libpq, run_cli
+from tests.conftest import libpq, run_cli
+from tests.helpers import SLEEPING, scalar, spawn, wait_for
 
 
-def spawn(args: list[str], url: str, **env: str) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS}
-    full_env.update(KPICTL_DATABASE_URL=url, **env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "kpictl", *args],
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def lock_sessions(engine) -> int:
+    """The pipeline lock sessions of this database: a run holding or polling for the lock."""
+    return scalar(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name LIKE 'kpictl pipeline lock %'",
     )
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
-def scalar(engine, query: str, **parameters):
-    with engine.connect() as conn:
-        return conn.execute(text(query), parameters).scalar()
+def lock_waiters(engine) -> int:
+    """The backends of this database waiting for a heavyweight lock (a table lock, say)."""
+    return scalar(
+        engine,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock'",
+    )
 
 
 def job_status(engine) -> str | None:
     return scalar(
         engine, "SELECT status FROM kpi_aggregation_jobs ORDER BY started_at DESC LIMIT 1"
     )
-
-
-def some_runs(engine, n: int = 3) -> None:
-    now = datetime.now(UTC)
-    with engine.begin() as conn:
-        repo = f.repository(conn)
-        for i in range(n):
-            f.execution(
-                conn,
-                repo,
-                "completed",
-                now - timedelta(hours=2, minutes=i),
-                now - timedelta(hours=1),
-            )
 
 
 def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
@@ -72,11 +46,15 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
     try:
         blocked = run_cli(["aggregate"], db_url)
         assert blocked.exit_code == 75, blocked.output
-        assert "test holder" in blocked.stderr and "backend pid" in blocked.stderr
+        first_line = blocked.stderr.splitlines()[0]
+        assert first_line.startswith(
+            "kpictl: error: another pipeline run holds the lock: 'test holder' (no job row yet, "
+        )
+        assert first_line.endswith(f", backend pid {holder.info.backend_pid})")
         assert scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs") == 0
 
         waiting = spawn(["aggregate", "--wait", "20"], db_url)
-        time.sleep(1.5)
+        wait_for(lambda: lock_sessions(engine) == 1, what="the waiting run's lock session")
         assert waiting.poll() is None  # still waiting for the lock
     finally:
         holder.close()
@@ -94,7 +72,8 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
 
 
 def test_second_run_names_a_running_kpictl(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
     try:
         wait_for(lambda: job_status(engine) == "running")
@@ -109,7 +88,8 @@ def test_second_run_names_a_running_kpictl(db_url, engine):
 
 
 def test_four_processes_at_once_never_duplicate(db_url, engine):
-    some_runs(engine, 5)
+    with engine.begin() as conn:
+        f.completed_runs(conn, 5)
     processes = [spawn(["aggregate", "--wait", "60"], db_url) for _ in range(4)]
     for process in processes:
         _stdout, stderr = process.communicate(timeout=120)
@@ -123,19 +103,32 @@ def test_four_processes_at_once_never_duplicate(db_url, engine):
         "scope_id, period_start, period_end HAVING count(*) > 1) d",
     )
     assert duplicates == 0
-    # 5 run_duration rows, 3 product KPIs, 4 factory KPIs per distinct period
+    # 5 run_duration rows, 3 product KPIs and 4 factory KPIs per distinct period (the four runs
+    # may or may not share a 5-minute slot)
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
+    periods = scalar(
+        engine,
+        "SELECT count(DISTINCT (period_start, period_end)) FROM kpi_snapshots "
+        "WHERE level = 'factory'",
+    )
+    assert 1 <= periods <= 4
+    levels = (
+        "SELECT count(*) FILTER (WHERE level = 'product') || ',' || "
+        "count(*) FILTER (WHERE level = 'factory') FROM kpi_snapshots"
+    )
+    assert scalar(engine, levels) == f"{3 * periods},{4 * periods}"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
     """The product step outlives the grace period: its query is cancelled server-side."""
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(
         ["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:60", KPICTL_STOP_GRACE_SECONDS="1"
     )
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
-    time.sleep(0.5)  # inside the product step's pg_sleep
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the product step's pg_sleep")
     started = time.monotonic()
     process.send_signal(sig)
     _stdout, stderr = process.communicate(timeout=30)
@@ -148,19 +141,16 @@ def test_signal_during_a_slow_step_cancels_it(db_url, engine, sig, code):
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level <> 'run'") == 0
     # the slow query was cancelled server-side: no backend of this database still sleeps
-    sleeping = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND query LIKE '%pg_sleep%' AND state = 'active' AND pid <> pg_backend_pid()"
-    )
-    wait_for(lambda: scalar(engine, sleeping) == 0, timeout=10)
+    wait_for(lambda: scalar(engine, SLEEPING) == 0, timeout=10)
 
 
 def test_sigterm_lets_the_current_step_finish(db_url, engine):
     """Within the grace period the running step completes and commits; no new step starts."""
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:3")
     wait_for(lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 3)
-    time.sleep(0.5)
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the product step's pg_sleep")
     process.send_signal(signal.SIGTERM)
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
@@ -170,7 +160,8 @@ def test_sigterm_lets_the_current_step_finish(db_url, engine):
 
 
 def test_sigkill_leaves_running_job_that_next_run_abandons(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="factory:60")
     wait_for(
         lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'product'") == 3
@@ -201,16 +192,7 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
     try:
         waiting = spawn(["aggregate", "--wait"], db_url)
         # polling for the lock (its signal handlers are installed by then)
-        wait_for(
-            lambda: (
-                scalar(
-                    engine,
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name LIKE 'kpictl pipeline lock %'",
-                )
-                == 1
-            )
-        )
+        wait_for(lambda: lock_sessions(engine) == 1, what="the waiting run's lock session")
         waiting.send_signal(signal.SIGTERM)
         _stdout, stderr = waiting.communicate(timeout=30)
     finally:
@@ -220,47 +202,45 @@ def test_a_stop_while_waiting_for_the_lock_exits_143(db_url, engine):
 
 
 def test_a_stop_during_the_last_step_completes_the_job_and_exits_143(db_url, engine):
-    some_runs(engine)
+    with engine.begin() as conn:
+        f.completed_runs(conn)
     process = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="views:3")
     wait_for(
         lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'factory'") == 4
     )
-    time.sleep(0.5)
+    wait_for(lambda: scalar(engine, SLEEPING) == 1, what="inside the views step's pg_sleep")
     process.send_signal(signal.SIGTERM)
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
     assert job_status(engine) == "completed"
 
 
-def history_tenants(engine, count: int = 3) -> None:
-    from datetime import date
-
-    with engine.begin() as conn:
-        for index in range(count):
-            tenant = f.tenant(conn, f"tenant-{index}")
-            f.avi_report(conn, tenant, date(2026, 3, 2), aiv_pct=index)
-
-
 def test_sigterm_during_history_fill_ends_its_job(db_url, engine):
-    history_tenants(engine)
+    with engine.begin() as conn:
+        f.reporting_tenants(conn)
     blocker = psycopg.connect(libpq(db_url))
     blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
     try:
         process = spawn(["history", "fill"], db_url, KPICTL_LOCK_TIMEOUT="60s")
         wait_for(lambda: job_status(engine) == "running")
-        time.sleep(0.5)
+        # one chunk per tenant (3 tenants, concurrency 4), each blocked writing kpi_history
+        wait_for(lambda: lock_waiters(engine) == 3, what="three chunks waiting for the table")
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # no wait for the handler: the signal is pending from here on, and the process handles
+        # it before it runs another line of Python, so before any chunk returns
     finally:
         blocker.rollback()  # the running chunk proceeds and commits; no new one starts
         blocker.close()
     _stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
-    assert job_status(engine) in ("completed", "cancelled")
+    # every chunk had started before the stop: each commits, none is left, the job completed
+    assert job_status(engine) == "completed"
+    assert scalar(engine, "SELECT count(*) FROM kpi_history") == 3
 
 
 def test_a_killed_history_fill_is_abandoned_by_the_next(db_url, engine):
-    history_tenants(engine)
+    with engine.begin() as conn:
+        f.reporting_tenants(conn)
     blocker = psycopg.connect(libpq(db_url))
     blocker.execute("LOCK TABLE kpi_history IN ACCESS EXCLUSIVE MODE")
     try:

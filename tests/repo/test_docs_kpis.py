@@ -10,7 +10,7 @@ import pytest
 
 from kpictl.kpis import KPIS, KpiDefinition
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "KPI_DEFINITIONS.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "KPI_DEFINITIONS.md"
 
 
 def sections() -> dict[str, str]:
