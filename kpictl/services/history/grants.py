@@ -14,8 +14,8 @@ from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from kpictl.db.schema import kpi_history_grants, tenants
-from kpictl.errors import UsageError
-from kpictl.services.history.tenants import Tenant, TenantArgument, shown
+from kpictl.errors import UsageError, shown
+from kpictl.services.history.tenants import Tenant, TenantArgument
 
 MAX_ROLE_LENGTH = 63  # NAMEDATALEN - 1
 SHOWN_SLUGS = 5

@@ -20,7 +20,7 @@ from datetime import date
 from sqlalchemy import Connection, select, text
 
 from kpictl.db.schema import TENANT_SETTING, tenants
-from kpictl.errors import CommandFailed, KpictlError, UsageError
+from kpictl.errors import CommandFailed, KpictlError, UsageError, shown
 
 # `tenants.slug` is free text: any existing slug must be usable. What cannot be a slug (empty,
 # blank-padded, control characters, absurdly long) is refused before any SQL.
@@ -42,12 +42,6 @@ class TenantArgument:
 
     id: uuid.UUID | None = None
     slug: str | None = None
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """A user-supplied value made safe for a one-line message: escaped, and cut when long."""
-    escaped = ascii(value)
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 def parse_tenant_argument(value: str, option: str = "--tenant") -> TenantArgument:
