@@ -4,7 +4,8 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import ERROR_AFTER_SECONDS, WARN_AFTER_SECONDS
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -72,8 +73,8 @@ def demo(
             connection,
             [kpi for kpi in KPIS if kpi.level == "factory"],
             level="factory",
-            warn_after_seconds=300,
-            error_after_seconds=900,
+            warn_after_seconds=WARN_AFTER_SECONDS,
+            error_after_seconds=ERROR_AFTER_SECONDS,
         )
     loaded = sum(result.sample_rows.values())
     output.echo(

@@ -1,10 +1,9 @@
 """`kpictl doctor`: connection, server, migrations and source schema, one verdict a line."""
 
-from typing import Annotated
-
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, TextFormat, TextFormatOption
 from kpictl.errors import ExitCode
 from kpictl.settings import Settings
 
@@ -19,9 +18,7 @@ app = typer.Typer()
 )
 def doctor(
     settings: Settings,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
@@ -29,7 +26,7 @@ def doctor(
 
     database = open_database(settings, schema_gate=False)
     report = run_checks(database.engine, source=database.source, shown_url=database.shown)
-    if format is TextFormat.json:
+    if format == Format.json:
         output.emit_json(report.as_dict())
     else:
         width = max(len(check.name) for check in report.checks)

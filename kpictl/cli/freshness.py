@@ -1,27 +1,32 @@
 """`kpictl freshness`: age of the newest snapshot of each KPI, as a monitoring check."""
 
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
 
-from kpictl.cli.options import kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import (
+    ERROR_AFTER_SECONDS,
+    WARN_AFTER_SECONDS,
+    ErrorAfterOption,
+    Format,
+    FreshnessLevelOption,
+    MonitoringFormat,
+    MonitoringFormatOption,
+    WarnAfterOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
 
-
-class FreshnessFormat(str, Enum):
-    table = "table"
-    json = "json"
-    prometheus = "prometheus"
-    nagios = "nagios"
-
-
-class FreshnessLevel(str, Enum):
-    factory = "factory"
-    product = "product"
-    run = "run"
+KpiNamesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kpi",
+        help="Only this KPI (repeatable). Default: all KPIs of the level.",
+        metavar="NAME",
+    ),
+]
 
 
 HELP = """Check how recently each KPI was calculated.
@@ -51,36 +56,17 @@ Examples:
 @kpictl_command(app, "freshness", help=HELP)
 def freshness(
     settings: Settings,
-    kpi: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--kpi",
-            help="Only this KPI (repeatable). Default: all KPIs of the level.",
-            metavar="NAME",
-        ),
-    ] = None,
-    level: Annotated[
-        FreshnessLevel | None,
-        typer.Option(
-            "--level",
-            help="Level of the snapshots to check. Default: factory, or the level of --kpi.",
-            show_default=False,
-        ),
-    ] = None,
-    warn_after: Annotated[
-        str, typer.Option("--warn-after", help="Stale above this age.", metavar="DUR")
-    ] = "300",
-    error_after: Annotated[
-        str, typer.Option("--error-after", help="Expired above this age.", metavar="DUR")
-    ] = "900",
-    format: Annotated[
-        FreshnessFormat, typer.Option("--format", help="Output format.")
-    ] = FreshnessFormat.table,
+    kpi: KpiNamesOption = None,
+    level: FreshnessLevelOption = None,
+    warn_after: WarnAfterOption = str(WARN_AFTER_SECONDS),
+    error_after: ErrorAfterOption = str(ERROR_AFTER_SECONDS),
+    format: MonitoringFormatOption = MonitoringFormat.table,
 ) -> int:
+    from kpictl.cli.options import duration_seconds
     from kpictl.services.reports import freshness as service
 
-    warn = service.parse_threshold_seconds(warn_after, "--warn-after")
-    error = service.parse_threshold_seconds(error_after, "--error-after")
+    warn = duration_seconds(warn_after, "--warn-after")
+    error = duration_seconds(error_after, "--error-after")
     service.check_thresholds(warn, error)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
     from kpictl.errors import SchemaNotReady
@@ -106,15 +92,15 @@ def freshness(
     return exit_code(report)
 
 
-def _render(report: Any, format: FreshnessFormat) -> None:
+def _render(report: Any, format: Format) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import freshness as render
 
-    if format is FreshnessFormat.json:
+    if format == Format.json:
         output.emit_json(render.report_document(report))
-    elif format is FreshnessFormat.nagios:
+    elif format == Format.nagios:
         output.echo(render.render_nagios(report))
-    elif format is FreshnessFormat.prometheus:
+    elif format == Format.prometheus:
         output.echo(render.render_prometheus(report).rstrip("\n"))
     else:
         output.emit_table(
@@ -125,7 +111,7 @@ def _render(report: Any, format: FreshnessFormat) -> None:
 def _could_not_check(
     settings: Settings,
     exc: Exception,
-    format: FreshnessFormat,
+    format: Format,
     level: str,
     warn: float,
     error: float,
@@ -147,10 +133,10 @@ def _could_not_check(
     if settings.verbose:
         log.debug(redact("".join(traceback.format_exception(exc)), secrets))
     log.error("could not check freshness: %s", message)
-    if format is FreshnessFormat.json:
+    if format == Format.json:
         output.emit_json(render.error_document(message, level, warn, error))
-    elif format is FreshnessFormat.nagios:
+    elif format == Format.nagios:
         output.echo(render.render_nagios_unknown(message))
-    elif format is FreshnessFormat.prometheus:
+    elif format == Format.prometheus:
         output.echo(render.render_prometheus(None).rstrip("\n"))
     return render.UNKNOWN_EXIT_CODE

@@ -1,12 +1,28 @@
 """`kpictl history fill` and `kpictl history export`: the per-tenant KPI history."""
 
-from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command, new_app
+from kpictl.cli.commands import kpictl_command, new_app
+from kpictl.cli.options import (
+    MAX_CONCURRENCY,
+    MAX_EXPORT_LIMIT,
+    ConcurrencyOption,
+    ExportFormat,
+    ExportFormatOption,
+    ExportLimitOption,
+    Format,
+    Grain,
+    OutputFileOption,
+    RequiredTenantOption,
+    SinceDateOption,
+    TenantOption,
+    TenantsOption,
+    TextFormat,
+    TextFormatOption,
+    UntilDateOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -19,34 +35,12 @@ history_app = new_app(
 )
 app.add_typer(history_app)
 
-
-class ExportFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-    table = "table"
-
-
-class Grain(str, Enum):
-    week = "week"
-    month = "month"
-    quarter = "quarter"
-
-
-TenantOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tenant",
-        help="A tenant's UUID or slug (lower-case letters, digits, '_' and '-').",
-        show_default=False,
-    ),
+AllRowsFlag = Annotated[
+    bool, typer.Option("--all", help="Every row in range, ignoring --limit (csv, json).")
 ]
-SinceOption = Annotated[
-    str | None,
-    typer.Option("--since", help="First date (YYYY-MM-DD, inclusive).", show_default=False),
-]
-UntilOption = Annotated[
-    str | None,
-    typer.Option("--until", help="Last date (YYYY-MM-DD, inclusive).", show_default=False),
+GrainOption = Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")]
+RoleOption = Annotated[
+    str, typer.Option("--role", help="An existing database role.", show_default=False)
 ]
 
 
@@ -64,28 +58,25 @@ UntilOption = Annotated[
 def fill(
     settings: Settings,
     tenant: TenantOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Tenants processed in parallel (1-64).")
-    ] = 4,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
+    since: SinceDateOption = None,
+    until: UntilDateOption = None,
+    concurrency: ConcurrencyOption = "4",
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
+    from kpictl.cli.options import date_range, whole_number
     from kpictl.errors import UsageError
     from kpictl.services.history.fill import FillOptions
-    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
+    from kpictl.services.history.tenants import parse_tenant_argument
 
-    check_range("--concurrency", concurrency, 1, 64)
+    workers = whole_number(concurrency, "--concurrency", within=(1, MAX_CONCURRENCY))
     argument = parse_tenant_argument(tenant) if tenant is not None else None
-    since_date, until_date = parse_date_range(since, until)
+    since_date, until_date = date_range(since, until)
     if until_date is not None and since_date is None:
         raise UsageError(f"invalid value for --until: {until} needs --since (a backfill range)")
     options = FillOptions(
         since=since_date,
         until=until_date,
-        concurrency=concurrency,
+        concurrency=workers,
     )
     from kpictl.cli.render.history import fill_exit_code
 
@@ -106,65 +97,36 @@ def fill(
 )
 def export(
     settings: Settings,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="The tenant's UUID or slug.", show_default=False)
-    ],
-    format: Annotated[
-        ExportFormat | None,
-        typer.Option(
-            "--format",
-            help="Output format. Default: table on a terminal, else csv.",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", help="Newest rows, after --grain (1-10000).")
-    ] = 52,
-    all_rows: Annotated[
-        bool, typer.Option("--all", help="Every row in range, ignoring --limit (csv, json).")
-    ] = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    grain: Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")] = (
-        Grain.week
-    ),
-    output_path: Annotated[
-        Path | None,
-        typer.Option("--output", help="Write to this file (atomically) instead of stdout."),
-    ] = None,
+    tenant: RequiredTenantOption,
+    format: ExportFormatOption = None,
+    limit: ExportLimitOption = "52",
+    all_rows: AllRowsFlag = False,
+    since: SinceDateOption = None,
+    until: UntilDateOption = None,
+    grain: GrainOption = Grain.week,
+    output_path: OutputFileOption = None,
 ) -> int:
+    from kpictl.cli.options import date_range, output_file, whole_number
     from kpictl.cli.output import stdout_is_terminal
     from kpictl.errors import UsageError
     from kpictl.services.history.export import ExportQuery
-    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
+    from kpictl.services.history.tenants import parse_tenant_argument
 
-    check_range("--limit", limit, 1, 10000)
+    count = whole_number(limit, "--limit", within=(1, MAX_EXPORT_LIMIT))
     argument = parse_tenant_argument(tenant)
-    since_date, until_date = parse_date_range(since, until)
+    since_date, until_date = date_range(since, until)
     if format is None:
         format = (
             ExportFormat.table if stdout_is_terminal() and output_path is None else ExportFormat.csv
         )
-    if all_rows and format is ExportFormat.table:
+    if all_rows and format == Format.table:
         raise UsageError("invalid value for --format: table cannot be combined with --all")
-    if output_path is not None:
-        _check_output(output_path)
+    output_file(output_path)
     query = ExportQuery(
-        limit=None if all_rows else limit, since=since_date, until=until_date, grain=grain.value
+        limit=None if all_rows else count, since=since_date, until=until_date, grain=grain.value
     )
     _export(settings, argument, query, format.value, output_path)
     return 0
-
-
-GrantTenantOption = Annotated[
-    list[str],
-    typer.Option(
-        "--tenant", help="A tenant's UUID or slug; repeat for several.", show_default=False
-    ),
-]
-RoleOption = Annotated[
-    str, typer.Option("--role", help="An existing database role.", show_default=False)
-]
 
 
 @kpictl_command(
@@ -177,7 +139,7 @@ RoleOption = Annotated[
     "    kpictl history grant --tenant acme --role kpi_dashboard\n\n"
     "    kpictl history grant --tenant acme --tenant globex --role grafana_acme",
 )
-def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
+def grant(settings: Settings, tenant: TenantsOption, role: RoleOption) -> int:
     import logging
 
     from kpictl.cli import output
@@ -215,7 +177,7 @@ def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> in
     "Examples:\n\n"
     "    kpictl history revoke --tenant acme --role kpi_dashboard",
 )
-def revoke(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
+def revoke(settings: Settings, tenant: TenantsOption, role: RoleOption) -> int:
     from kpictl.cli import output
     from kpictl.services.history import grants
 
@@ -298,19 +260,6 @@ def _render_fill(run, fmt: str, *, single: bool) -> None:
     if run.result["errors"]:
         output.echo()
         output.emit_table(render.FILL_ERROR_COLUMNS, render.fill_error_rows(run.result))
-
-
-def _check_output(path: Path) -> None:
-    """--output must name a file in an existing directory (checked before any SQL)."""
-    from kpictl.errors import UsageError
-
-    directory = path.parent
-    if path.is_dir():
-        raise UsageError(f"invalid value for --output: {path} is a directory")
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"invalid value for --output: {directory} is not a directory")
-    if not directory.is_dir():
-        raise UsageError(f"invalid value for --output: directory {directory} does not exist")
 
 
 def _check_access(conn, tenant) -> None:

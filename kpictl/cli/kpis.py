@@ -1,19 +1,19 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
-from enum import Enum
 from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, KpiLevelOption, TableFormat, TableFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
 
-
-class KpiLevel(str, Enum):
-    factory = "factory"
-    product = "product"
+ProductOption = Annotated[
+    str | None,
+    typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
+]
 
 
 HELP = """Latest value of each KPI, with period and unit.
@@ -40,21 +40,9 @@ Examples:
 @kpictl_command(app, "kpis", help=HELP)
 def kpis(
     settings: Settings,
-    level: Annotated[
-        KpiLevel | None,
-        typer.Option(
-            "--level",
-            help="factory or product. Default: factory, or product with --product.",
-            show_default=False,
-        ),
-    ] = None,
-    product: Annotated[
-        str | None,
-        typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
-    ] = None,
-    format: Annotated[
-        TableFormat, typer.Option("--format", help="Output format.")
-    ] = TableFormat.table,
+    level: KpiLevelOption = None,
+    product: ProductOption = None,
+    format: TableFormatOption = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
@@ -66,9 +54,9 @@ def kpis(
     with open_database(settings).engine.connect() as connection:
         scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
         values = service.latest_values(connection, level=chosen, scope_ids=scope_ids)
-    if format is TableFormat.json:
+    if format == Format.json:
         output.emit_json(render.as_document(values))
-    elif format is TableFormat.csv:
+    elif format == Format.csv:
         output.emit_csv(render.COLUMNS, render.csv_rows(values))
     else:
         columns, rows = render.table(values, chosen)

@@ -4,7 +4,8 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, TextFormat, TextFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -39,9 +40,7 @@ def migrate(
     with_sources: Annotated[
         bool, typer.Option("--with-sources", help="Also create the source tables when absent.")
     ] = False,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
+    format: TextFormatOption = TextFormat.text,
     adopt: Annotated[
         bool,
         typer.Option(
@@ -91,7 +90,7 @@ def migrate(
         }
         if adoption is not None:
             document["adoption"] = adoption
-        if format is TextFormat.json:
+        if format == Format.json:
             output.emit_json(document)
         else:
             verdict = "up to date" if state.up_to_date else f"behind ({len(state.pending)} pending)"
@@ -106,7 +105,7 @@ def migrate(
         result = service.downgrade(database.engine, downgrade, confirm=_confirmation(yes))
     else:
         result = service.upgrade(database.engine, to, with_sources=with_sources)
-    if format is TextFormat.json:
+    if format == Format.json:
         output.emit_json(result.__dict__)
     else:
         if result.sources_created:
@@ -170,7 +169,7 @@ def _adopt(
     status: bool,
     sql: bool,
     with_sources: bool,
-    fmt: TextFormat,
+    fmt: Format,
 ) -> int:
     """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
 
@@ -202,7 +201,7 @@ def _adopt(
         with_sources=with_sources,
     )
     adoption, migration = result.adoption, result.migration
-    if fmt is TextFormat.json:
+    if fmt == Format.json:
         output.emit_json({"adoption": adoption.__dict__, **migration.__dict__})
         return 0
     if adoption.adopted:

@@ -11,7 +11,7 @@ from typing import Any
 
 from kpictl.cli import output
 from kpictl.cli.database import open_database
-from kpictl.cli.options import parse_wait
+from kpictl.cli.options import time_zone, wait_seconds
 from kpictl.cli.progress import progress_bar
 from kpictl.cli.signals import graceful_stop
 from kpictl.errors import KpictlError
@@ -19,13 +19,13 @@ from kpictl.redact import secrets_of_url
 from kpictl.services.jobs.rows import job_metadata
 from kpictl.services.pipeline import periods
 from kpictl.services.pipeline import run as pipeline
-from kpictl.settings import Settings, parse_duration_ms
+from kpictl.settings import Settings
 
 
 def _options(settings: Settings, wait: str | None) -> pipeline.PipelineOptions:
     return pipeline.PipelineOptions(
         source_timezone=settings.source_timezone,
-        wait_seconds=parse_wait(wait),
+        wait_seconds=wait_seconds(wait),
     )
 
 
@@ -34,10 +34,13 @@ def _metadata(settings: Settings) -> dict[str, Any]:
 
 
 def run_aggregate(
-    settings: Settings, period_hours: int, align: str, dry_run: bool, wait: str | None, fmt: str
+    settings: Settings,
+    period_hours: int,
+    align_seconds: int,
+    dry_run: bool,
+    wait: str | None,
+    fmt: str,
 ) -> int:
-    align_seconds = parse_duration_ms(align, "--align") // 1000
-    periods.check_period_hours(period_hours)
     options = _options(settings, wait)
     database = open_database(settings)
     with database.engine.connect() as connection:
@@ -73,7 +76,7 @@ def run_backfill(
     wait: str | None,
     fmt: str,
 ) -> int:
-    tz = periods.zone(timezone)
+    tz = time_zone(timezone, "--timezone")
     since_at = periods.parse_instant(since, tz, "--since")
     until_at = periods.parse_instant(until, tz, "--until") if until else None
     options = _options(settings, wait)

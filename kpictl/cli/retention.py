@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import (
+    BatchSizeOption,
+    FactoryDaysOption,
+    JobsDaysOption,
+    ProductDaysOption,
+    RunDaysOption,
+    TableFormat,
+    TableFormatOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -33,36 +42,25 @@ Examples:
 """
 
 COLUMNS = ["target", "table", "older_than_days", "cutoff", "deleted"]
-
-
-def _days_option(name: str, what: str):
-    return typer.Option(
-        name, help=f"Delete {what} older than this many days (at least 1).", metavar="DAYS"
-    )
+DryRunFlag = Annotated[
+    bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+]
+VacuumFlag = Annotated[
+    bool, typer.Option("--vacuum", help="VACUUM ANALYZE the tables that lost rows.")
+]
 
 
 @kpictl_command(app, "retention", help=HELP)
 def retention(
     settings: Settings,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
-    ] = False,
-    run_days: Annotated[str, _days_option("--run-days", "run-level snapshots")] = "90",
-    product_days: Annotated[str, _days_option("--product-days", "product-level snapshots")] = "90",
-    factory_days: Annotated[str, _days_option("--factory-days", "factory-level snapshots")] = "730",
-    jobs_days: Annotated[str, _days_option("--jobs-days", "finished job rows")] = "90",
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            "--batch-size", help="Rows per DELETE batch (1 to 1,000,000).", metavar="ROWS"
-        ),
-    ] = "10000",
-    vacuum: Annotated[
-        bool, typer.Option("--vacuum", help="VACUUM ANALYZE the tables that lost rows.")
-    ] = False,
-    format: Annotated[
-        TableFormat, typer.Option("--format", help="Output format (default: table).")
-    ] = TableFormat.table,
+    dry_run: DryRunFlag = False,
+    run_days: RunDaysOption = "90",
+    product_days: ProductDaysOption = "90",
+    factory_days: FactoryDaysOption = "730",
+    jobs_days: JobsDaysOption = "90",
+    batch_size: BatchSizeOption = "10000",
+    vacuum: VacuumFlag = False,
+    format: TableFormatOption = TableFormat.table,
 ) -> int:
     from kpictl.cli.database import open_database
     from kpictl.cli.signals import graceful_stop
@@ -71,13 +69,7 @@ def retention(
     from kpictl.services.jobs.rows import job_metadata
     from kpictl.services.maintenance import retention as service
 
-    policy = service.make_policy(
-        run_days=run_days,
-        product_days=product_days,
-        factory_days=factory_days,
-        jobs_days=jobs_days,
-        batch_size=batch_size,
-    )
+    policy = _policy(run_days, product_days, factory_days, jobs_days, batch_size)
     database = open_database(settings)
     meta = job_metadata(settings.argv, secrets_of_url(database.url))
     try:
@@ -101,6 +93,22 @@ def retention(
     _emit(result, format.value)
     _log_summary(result, job_id)
     return 0
+
+
+def _policy(run_days: str, product_days: str, factory_days: str, jobs_days: str, batch_size: str):
+    from kpictl.cli.options import whole_number
+    from kpictl.services.maintenance.retention import MAX_BATCH_SIZE, MAX_DAYS, RetentionPolicy
+
+    def days(value: str, option: str) -> int:
+        return whole_number(value, option, within=(1, MAX_DAYS))
+
+    return RetentionPolicy(
+        run_days=days(run_days, "--run-days"),
+        product_days=days(product_days, "--product-days"),
+        factory_days=days(factory_days, "--factory-days"),
+        jobs_days=days(jobs_days, "--jobs-days"),
+        batch_size=whole_number(batch_size, "--batch-size", within=(1, MAX_BATCH_SIZE)),
+    )
 
 
 def _emit(result: Any, fmt: str) -> None:
