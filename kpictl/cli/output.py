@@ -104,6 +104,11 @@ def echo(line: str = "") -> None:
     sys.stdout.write(f"{line}\n")
 
 
+def echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        echo(line)
+
+
 def reader_gone() -> None:
     """The reader of stdout went away (`| head`): it has what it wanted, so this is not an
     error. Point stdout at /dev/null so that neither later writes nor Python's flush at exit
