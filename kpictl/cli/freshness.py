@@ -14,6 +14,7 @@ from kpictl.cli.options import (
     MonitoringFormat,
     MonitoringFormatOption,
     WarnAfterOption,
+    duration_seconds,
 )
 from kpictl.settings import Settings
 
@@ -62,37 +63,35 @@ def freshness(
     error_after: ErrorAfterOption = str(ERROR_AFTER_SECONDS),
     format: MonitoringFormatOption = MonitoringFormat.table,
 ) -> int:
-    from kpictl.cli.options import duration_seconds
+    from kpictl.cli.render.freshness import exit_code
+    from kpictl.errors import SchemaNotReady
     from kpictl.services.reports import freshness as service
 
     warn = duration_seconds(warn_after, "--warn-after")
     error = duration_seconds(error_after, "--error-after")
     service.check_thresholds(warn, error)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
-    from kpictl.errors import SchemaNotReady
-
     try:
-        from kpictl.cli.database import open_database
-
-        with open_database(settings).engine.connect() as connection:
-            report = service.check_freshness(
-                connection,
-                kpis,
-                level=chosen_level,
-                warn_after_seconds=warn,
-                error_after_seconds=error,
-            )
+        report = _check(settings, kpis, chosen_level, warn, error)
     except SchemaNotReady:  # not migrated, not adopted, ...: exit 1 like every command
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
-        return _could_not_check(settings, exc, format, chosen_level, warn, error)
-    from kpictl.cli.render.freshness import exit_code
-
-    _render(report, format)
+        return _could_not_check(settings, exc, format, (chosen_level, warn, error))
+    _show(report, format)
     return exit_code(report)
 
 
-def _render(report: Any, format: Format) -> None:
+def _check(settings: Settings, kpis: list, level: str, warn: float, error: float) -> Any:
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports.freshness import check_freshness
+
+    with open_database(settings).engine.connect() as connection:
+        return check_freshness(
+            connection, kpis, level=level, warn_after_seconds=warn, error_after_seconds=error
+        )
+
+
+def _show(report: Any, format: Format) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import freshness as render
 
@@ -109,34 +108,37 @@ def _render(report: Any, format: Format) -> None:
 
 
 def _could_not_check(
-    settings: Settings,
-    exc: Exception,
-    format: Format,
-    level: str,
-    warn: float,
-    error: float,
+    settings: Settings, exc: Exception, format: Format, asked: tuple[str, float, float]
 ) -> int:
-    """Report why the check could not run, on stderr and in the chosen format; exit 3."""
-    import logging
-    import traceback
-
+    """Say why the check could not run, on stderr and in the chosen format (the table has
+    nothing to show); exit 3. `asked`: the level and the two thresholds."""
     from kpictl.cli import output
     from kpictl.cli.render import freshness as render
-    from kpictl.errors import KpictlError, classify_database_error
-    from kpictl.redact import redact, secrets_of_url
 
-    classified = exc if isinstance(exc, KpictlError) else classify_database_error(exc)
-    message = classified.message if classified else f"internal error: {type(exc).__name__}: {exc}"
-    secrets = secrets_of_url(settings.target.url)
-    message = redact(message, secrets)
-    log = logging.getLogger(__name__)
-    if settings.verbose:
-        log.debug(redact("".join(traceback.format_exception(exc)), secrets))
-    log.error("could not check freshness: %s", message)
+    message = _reason(settings, exc)
     if format == Format.json:
-        output.emit_json(render.error_document(message, level, warn, error))
+        output.emit_json(render.error_document(message, *asked))
     elif format == Format.nagios:
         output.echo(render.render_nagios_unknown(message))
     elif format == Format.prometheus:
         output.echo(render.render_prometheus(None).rstrip("\n"))
     return render.UNKNOWN_EXIT_CODE
+
+
+def _reason(settings: Settings, exc: Exception) -> str:
+    """The error's message for an operator, password-free, logged on stderr (with the
+    traceback under -v)."""
+    import logging
+    import traceback
+
+    from kpictl.errors import as_kpictl_error
+    from kpictl.redact import redact, secrets_of_url
+
+    known = as_kpictl_error(exc)
+    message = known.message if known else f"internal error: {type(exc).__name__}: {exc}"
+    secrets = secrets_of_url(settings.target.url)
+    log = logging.getLogger(__name__)
+    if settings.verbose:
+        log.debug(redact("".join(traceback.format_exception(exc)), secrets))
+    log.error("could not check freshness: %s", redact(message, secrets))
+    return redact(message, secrets)
