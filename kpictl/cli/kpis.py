@@ -1,5 +1,6 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
+import logging
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ from kpictl.cli.options import Format, KpiLevelOption, TableFormat, TableFormatO
 from kpictl.settings import Settings
 
 app = typer.Typer()
+log = logging.getLogger(__name__)
 
 ProductOption = Annotated[
     str | None,
@@ -44,28 +46,38 @@ def kpis(
     product: ProductOption = None,
     format: TableFormatOption = TableFormat.table,
 ) -> None:
-    from kpictl.cli import output
-    from kpictl.cli.database import open_database
-    from kpictl.cli.render import kpis as render
     from kpictl.services.reports import latest as service
 
     chosen = service.resolve_level(level.value if level else None, product)
     owner_name = service.parse_product(product) if product is not None else None
+    values = _latest_values(settings, chosen, owner_name)
+    _show(values, chosen, format)
+    if not values:
+        log.warning(
+            "no %s-level snapshots%s yet; run `kpictl aggregate`",
+            chosen,
+            f" for {product}" if product else "",
+        )
+
+
+def _latest_values(settings: Settings, level: str, owner_name: tuple[str, str] | None) -> list:
+    """The latest value of each KPI at `level`, of one product (owner, name) when given."""
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports import latest as service
+
     with open_database(settings).engine.connect() as connection:
         scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
-        values = service.latest_values(connection, level=chosen, scope_ids=scope_ids)
+        return service.latest_values(connection, level=level, scope_ids=scope_ids)
+
+
+def _show(values: list, level: str, format: Format) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import kpis as render
+
     if format == Format.json:
         output.emit_json(render.as_document(values))
     elif format == Format.csv:
         output.emit_csv(render.COLUMNS, render.csv_rows(values))
     else:
-        columns, rows = render.table(values, chosen)
-        output.emit_table(columns, rows, title=f"{chosen} KPIs (latest)")
-    if not values:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "no %s-level snapshots%s yet; run `kpictl aggregate`",
-            chosen,
-            f" for {product}" if product else "",
-        )
+        columns, rows = render.table(values, level)
+        output.emit_table(columns, rows, title=f"{level} KPIs (latest)")
