@@ -48,12 +48,15 @@ def aggregate(
     format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import pipeline_run
-    from kpictl.cli.options import PERIOD_HOURS, duration_seconds, whole_number
+    from kpictl.cli.options import PERIOD_HOURS, duration_seconds, wait_seconds, whole_number
     from kpictl.services.pipeline.periods import MAX_PERIOD_HOURS
 
     align_seconds = int(duration_seconds(align, "--align"))
     hours = whole_number(period_hours, PERIOD_HOURS, within=(1, MAX_PERIOD_HOURS))
-    return pipeline_run.run_aggregate(settings, hours, align_seconds, dry_run, wait, format.value)
+    wait_for = wait_seconds(wait)
+    return pipeline_run.run_aggregate(
+        settings, hours, align_seconds, dry_run=dry_run, wait=wait_for, format=format
+    )
 
 
 @kpictl_command(
@@ -78,7 +81,8 @@ def backfill(
     format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import pipeline_run
+    from kpictl.cli.options import wait_seconds
 
-    return pipeline_run.run_backfill(
-        settings, since, until, bucket, timezone, force, wait, format.value
-    )
+    wanted = pipeline_run.backfill_range(since, until, bucket, timezone)
+    wait_for = wait_seconds(wait)
+    return pipeline_run.run_backfill(settings, wanted, force=force, wait=wait_for, format=format)
