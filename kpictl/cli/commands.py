@@ -77,12 +77,9 @@ def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable:
             if ctx.invoked_subcommand is None:
                 command(**options)
 
-        context = inspect.Parameter(
-            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-        )
-        default.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [context, *inspect.signature(command).parameters.values()]
-        )
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        parameters = [context, *inspect.signature(command).parameters.values()]
+        default.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         default.__annotations__ = {"ctx": typer.Context, **command.__annotations__}
         group.callback(invoke_without_command=True, no_args_is_help=False, help=help)(default)
         return func

@@ -35,17 +35,7 @@ def report_document(report: FreshnessReport) -> dict[str, Any]:
     code = exit_code(report)
     return {
         "status": "success",
-        "data": [
-            {
-                "kpiName": kpi.kpi_name,
-                "level": kpi.level,
-                "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
-                "lastCalculatedAt": kpi.last_calculated_at,
-                "isFresh": kpi.is_fresh,
-                "status": kpi.status,
-            }
-            for kpi in report.kpis
-        ],
+        "data": [_kpi_entry(kpi) for kpi in report.kpis],
         "overall": {
             "status": report.status,
             "isFresh": code == 0,
@@ -56,6 +46,17 @@ def report_document(report: FreshnessReport) -> dict[str, Any]:
             "checkedAt": report.checked_at,
             "counts": report.counts,
         },
+    }
+
+
+def _kpi_entry(kpi: KpiFreshness) -> dict[str, Any]:
+    return {
+        "kpiName": kpi.kpi_name,
+        "level": kpi.level,
+        "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
+        "lastCalculatedAt": kpi.last_calculated_at,
+        "isFresh": kpi.is_fresh,
+        "status": kpi.status,
     }
 
 
@@ -99,29 +100,38 @@ def table_rows(report: FreshnessReport) -> list[list[Any]]:
 
 def render_nagios(report: FreshnessReport) -> str:
     """One Nagios/Icinga plugin line: `KPI FRESHNESS <STATE> - <summary> | <perfdata>`."""
+    word = NAGIOS_WORDS[exit_code(report)]
+    summary = "; ".join(_nagios_summary(report))
+    return f"KPI FRESHNESS {word} - {summary} | {_nagios_perfdata(report)}"
+
+
+def _nagios_summary(report: FreshnessReport) -> list[str]:
+    """The KPIs not fresh, worst first (with their age when known), then the fresh count."""
     parts = []
     for status in (EXPIRED, MISSING, STALE):
         affected = [kpi for kpi in report.kpis if kpi.status == status]
         if affected:
-            shown = ", ".join(
-                kpi.kpi_name
-                if kpi.age_seconds is None
-                else f"{kpi.kpi_name} ({plain_number(kpi.age_seconds, 0)}s)"
-                for kpi in affected
-            )
-            parts.append(f"{status}: {shown}")
-    fresh = report.counts[FRESH]
-    parts.append(f"{fresh} of {len(report.kpis)} {report.level} KPIs fresh")
+            parts.append(f"{status}: {', '.join(_nagios_name(kpi) for kpi in affected)}")
+    parts.append(f"{report.counts[FRESH]} of {len(report.kpis)} {report.level} KPIs fresh")
+    return parts
+
+
+def _nagios_name(kpi: KpiFreshness) -> str:
+    if kpi.age_seconds is None:
+        return kpi.kpi_name
+    return f"{kpi.kpi_name} ({plain_number(kpi.age_seconds, 0)}s)"
+
+
+def _nagios_perfdata(report: FreshnessReport) -> str:
+    """`name=AGEs;warn;crit;0;` per KPI (`U` for a KPI never computed)."""
     warn = plain_number(report.warn_after_seconds)
     error = plain_number(report.error_after_seconds)
-    perfdata = " ".join(
+    return " ".join(
         f"{kpi.kpi_name}="
         + ("U" if kpi.age_seconds is None else f"{plain_number(kpi.age_seconds)}s")
         + f";{warn};{error};0;"
         for kpi in report.kpis
     )
-    word = NAGIOS_WORDS[exit_code(report)]
-    return f"KPI FRESHNESS {word} - {'; '.join(parts)} | {perfdata}"
 
 
 def render_nagios_unknown(message: str) -> str:
@@ -134,56 +144,70 @@ def render_prometheus(report: FreshnessReport | None) -> str:
     A KPI never computed has no timestamp or age sample but still its status samples; with
     `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written.
     """
-    lines: list[str] = []
-
-    def family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {PROMETHEUS_PREFIX}{name} {help_text}")
-        lines.append(f"# TYPE {PROMETHEUS_PREFIX}{name} gauge")
-        for labels, value in samples:
-            lines.append(f"{PROMETHEUS_PREFIX}{name}{_labels(labels)} {_sample(value)}")
-
-    family(
+    lines = _family(
         "freshness_check_success",
         "1 when kpictl freshness could read kpi_snapshots, 0 when it could not.",
         [({}, 0 if report is None else 1)],
     )
     if report is not None:
-        computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
-        family(
+        lines += _kpi_families(report) + _check_families(report)
+    return "\n".join(lines) + "\n"
+
+
+def _kpi_families(report: FreshnessReport) -> list[str]:
+    """Per KPI: when it was last calculated and its age (if ever), and its status."""
+    computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
+    statuses = [
+        ({**_kpi_labels(kpi), "status": status}, 1 if kpi.status == status else 0)
+        for kpi in report.kpis
+        for status in STATUSES
+    ]
+    return (
+        _family(
             "kpi_last_calculated_timestamp_seconds",
             "Unix time of the newest calculated_at of the KPI at this level.",
             [(_kpi_labels(kpi), kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
         )
-        family(
+        + _family(
             "kpi_age_seconds",
             "Seconds since the newest calculated_at of the KPI at this level.",
             [(_kpi_labels(kpi), kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
         )
-        family(
+        + _family(
             "kpi_freshness_status",
             "Freshness status of the KPI: 1 for its current status, 0 for the others.",
-            [
-                ({**_kpi_labels(kpi), "status": status}, 1 if kpi.status == status else 0)
-                for kpi in report.kpis
-                for status in STATUSES
-            ],
+            statuses,
         )
-        family(
+    )
+
+
+def _check_families(report: FreshnessReport) -> list[str]:
+    """The thresholds the check used, and when it ran."""
+    return (
+        _family(
             "freshness_warn_after_seconds",
             "Age above which a KPI is stale.",
             [({}, report.warn_after_seconds)],
         )
-        family(
+        + _family(
             "freshness_error_after_seconds",
             "Age above which a KPI is expired.",
             [({}, report.error_after_seconds)],
         )
-        family(
+        + _family(
             "freshness_check_timestamp_seconds",
             "Unix time of this check.",
             [({}, report.checked_at.timestamp())],
         )
-    return "\n".join(lines) + "\n"
+    )
+
+
+def _family(name: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> list[str]:
+    """One gauge family: its HELP and TYPE lines, then a line per sample."""
+    metric = f"{PROMETHEUS_PREFIX}{name}"
+    lines = [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+    lines.extend(f"{metric}{_labels(labels)} {_sample(value)}" for labels, value in samples)
+    return lines
 
 
 def _kpi_labels(kpi: KpiFreshness) -> dict[str, str]:
