@@ -101,5 +101,4 @@ def show(
     elif format == Format.csv:
         output.emit_csv(list(job), [render.show_csv_row(job)])
     else:
-        for line in render.job_lines(job):
-            output.echo(line)
+        output.echo_lines(render.job_lines(job))

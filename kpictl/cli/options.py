@@ -46,7 +46,7 @@ class Format(str, Enum):
 
 def choices(name: str, *values: str) -> type[Enum]:
     """A str Enum of `values`, in this order: what Typer offers (and `--help` lists)."""
-    return Enum(name, [(str(value), str(value)) for value in values], type=str)  # type: ignore[return-value]
+    return Enum(name, [(value, value) for value in values], type=str)  # type: ignore[return-value]
 
 
 def _formats(name: str, *formats: Format) -> type[Enum]:
