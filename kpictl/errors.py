@@ -21,6 +21,12 @@ class ExitCode(IntEnum):
     SIGTERM = 143
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A user-supplied value made safe for a one-line message: escaped, and cut when long."""
+    escaped = ascii(value)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
 class KpictlError(Exception):
     """Base class: a failure with a message meant for the operator."""
 

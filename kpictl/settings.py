@@ -13,13 +13,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kpictl.config import ConfigFile, choose, load_config
 from kpictl.errors import ConfigurationError, UsageError
 
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
 EMBEDDED = "embedded"
 DEFAULT_STATEMENT_TIMEOUT_MS = 10 * 60 * 1000
 DEFAULT_LOCK_TIMEOUT_MS = 30 * 1000
+# SIGTERM / SIGINT: how long the current step of a job may still run before its query is
+# cancelled server-side (KPICTL_STOP_GRACE_SECONDS overrides it, for tests).
+DEFAULT_STOP_GRACE_SECONDS = 60.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -62,7 +69,7 @@ class Settings:
     quiet: bool = False
     log_format: str = "text"
     argv: tuple[str, ...] = ()
-    stop_grace_seconds: float = 60.0  # SIGTERM: how long the current step may still run
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS  # SIGTERM: the current step's grace
     config: ConfigFile = field(default_factory=ConfigFile)  # what the config file set
     source_timezone_origin: str = "default"
     # Test hooks (KPICTL_DEBUG_*) are read by kpictl/_testing.py, not here.
@@ -257,6 +264,23 @@ def parse_duration_ms(value: str, name: str) -> int:
     return int(number * _DURATION_MS[unit])
 
 
+def duration_seconds(value: str, name: str) -> float:
+    """A duration as `parse_duration_ms` reads it, in seconds: '90s' -> 90.0, '10m' -> 600.0."""
+    return parse_duration_ms(value, name) / 1000
+
+
+def time_zone(name: str, source: str) -> ZoneInfo:
+    """The IANA time zone `name` (e.g. Europe/Berlin), or a UsageError naming `source`."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"invalid value for {source}: {name!r} is not an IANA time zone (e.g. Europe/Berlin)"
+        ) from None
+
+
 def settings_from_environment(
     *,
     flag_url: str | None,
@@ -310,12 +334,9 @@ def settings_from_environment(
             if lock_timeout
             else DEFAULT_LOCK_TIMEOUT_MS
         ),
-        source_timezone=_zone_name(zone.value, zone.origin),
+        source_timezone=_source_timezone(zone.value, zone.origin),
         source_timezone_origin=zone.origin,
-        stop_grace_seconds=parse_duration_ms(
-            env.get("KPICTL_STOP_GRACE_SECONDS") or "60", "KPICTL_STOP_GRACE_SECONDS"
-        )
-        / 1000,
+        stop_grace_seconds=_stop_grace_seconds(env.get("KPICTL_STOP_GRACE_SECONDS")),
         data_dir=Path(data_dir) if data_dir else None,
         verbose=verbose,
         quiet=quiet,
@@ -325,14 +346,18 @@ def settings_from_environment(
     )
 
 
-def _zone_name(name: str, origin: str = "KPICTL_SOURCE_TIMEZONE") -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+def _source_timezone(name: str, origin: str) -> str:
+    """The source time zone, checked with the rule of --timezone; its error names where it came
+    from (KPICTL_SOURCE_TIMEZONE or the config file)."""
+    source = origin if origin.startswith("KPICTL_") else f"source_timezone from {origin}"
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigurationError(
-            f"invalid source time zone from {origin}: {name!r} is not an IANA time zone "
-            "(e.g. Europe/Berlin)"
-        ) from None
+        time_zone(name, source)
+    except UsageError as exc:
+        raise ConfigurationError(exc.message) from None
     return name
+
+
+def _stop_grace_seconds(value: str | None) -> float:
+    if not value:
+        return DEFAULT_STOP_GRACE_SECONDS
+    return duration_seconds(value, "KPICTL_STOP_GRACE_SECONDS")

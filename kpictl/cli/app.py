@@ -16,7 +16,7 @@ from kpictl.cli import (
     pipeline,
     retention,
 )
-from kpictl.cli.options import new_app
+from kpictl.cli.commands import new_app
 
 app = new_app(
     help="KPIs for code factories, computed inside PostgreSQL.\n\n"

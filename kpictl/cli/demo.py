@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import kpictl_command
+from kpictl.cli.commands import kpictl_command
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -27,93 +27,66 @@ Examples:
     KPICTL_DATABASE_URL=postgresql://localhost/scratch kpictl demo
 """
 
-NEXT_STEPS = """
-Next:
-  kpictl kpis --level product              per-product KPIs
-  kpictl freshness --format prometheus     monitoring output
-  kpictl jobs                              what ran, how long, how many snapshots
-  kpictl history export --tenant acme      a tenant's weekly KPI history (CSV)
-  docs/OPERATIONS.md, docs/deploy/         production setup and timers
-  kpictl demo --stop                       stop the embedded server (it keeps running)"""
+ResetFlag = Annotated[bool, typer.Option("--reset", help="Remove the sample rows first.")]
+StopFlag = Annotated[
+    bool, typer.Option("--stop", help="Stop the embedded server and exit (its data is kept).")
+]
 
 
 @kpictl_command(app, "demo", help=HELP)
-def demo(
-    settings: Settings,
-    reset: Annotated[bool, typer.Option("--reset", help="Remove the sample rows first.")] = False,
-    stop_server: Annotated[
-        bool,
-        typer.Option("--stop", help="Stop the embedded server and exit (its data is kept)."),
-    ] = False,
-) -> int:
+def demo(settings: Settings, reset: ResetFlag = False, stop_server: StopFlag = False) -> int:
     if stop_server:
         return _stop_embedded(settings)
-    from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.cli.progress import progress_bar
-    from kpictl.cli.render import freshness as render_freshness
-    from kpictl.cli.render import kpis as render_kpis
-    from kpictl.cli.signals import graceful_stop
-    from kpictl.kpis import KPIS
-    from kpictl.redact import secrets_of_url
-    from kpictl.services.jobs.rows import job_metadata
-    from kpictl.services.maintenance import demo as service
-    from kpictl.services.reports import freshness
-    from kpictl.services.reports import latest as kpi_values
+    from kpictl.cli.options import ERROR_AFTER_SECONDS, WARN_AFTER_SECONDS
+    from kpictl.services.maintenance.demo import factory_overview
 
-    database = open_database(settings, schema_gate=False)
-    metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    with (
-        graceful_stop(settings.stop_grace_seconds) as stop,
-        progress_bar(settings.quiet) as progress,
-    ):
+    engine = open_database(settings, schema_gate=False).engine
+    result = _run_demo(settings, engine, reset=reset)
+    overview = factory_overview(
+        engine, warn_after_seconds=WARN_AFTER_SECONDS, error_after_seconds=ERROR_AFTER_SECONDS
+    )
+    _show(result, overview)
+    return 0
+
+
+def _run_demo(settings: Settings, engine, *, reset: bool):
+    """Every step of the demo, one tick of the progress bar each."""
+    from kpictl.cli import running
+    from kpictl.services.maintenance import demo as service
+
+    metadata = running.job_metadata(settings)
+    with running.long_job(settings) as (stop, progress):
         progress.start("demo", len(service.STEPS))
-        result = service.run_demo(
-            database.engine,
+        return service.run_demo(
+            engine,
             reset=reset,
             metadata=metadata,
             stop=stop,
             step_done=lambda _: progress.advance(1),
         )
-    with database.engine.connect() as connection:
-        values = kpi_values.latest_values(connection, level="factory")
-        report = freshness.check_freshness(
-            connection,
-            [kpi for kpi in KPIS if kpi.level == "factory"],
-            level="factory",
-            warn_after_seconds=300,
-            error_after_seconds=900,
-        )
-    loaded = sum(result.sample_rows.values())
-    output.echo(
-        f"Sample: {loaded} rows loaded"
-        if loaded
-        else "Sample: already loaded (use --reset to start over)"
-    )
-    output.echo(
-        f"Aggregated the last week ({result.aggregate_snapshots} snapshots); backfilled "
-        f"{result.backfill_buckets} daily buckets ({result.backfill_skipped} already done); "
-        f"filled {result.history_rows} weeks of KPI history for {result.history_filled} tenants.\n"
-    )
-    columns, rows = render_kpis.table(values, "factory")
+
+
+def _show(result, overview) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import demo as render
+    from kpictl.cli.render import freshness as render_freshness
+    from kpictl.cli.render import kpis as render_kpis
+
+    output.echo_lines(render.summary_lines(result))
+    columns, rows = render_kpis.table(overview.values, "factory")
     output.emit_table(columns, rows, title="factory KPIs (latest)")
     output.echo()
-    output.emit_table(
-        render_freshness.TABLE_COLUMNS, render_freshness.table_rows(report), title="freshness"
-    )
-    output.echo(NEXT_STEPS)
-    return 0
+    freshness_rows = render_freshness.table_rows(overview.freshness)
+    output.emit_table(render_freshness.TABLE_COLUMNS, freshness_rows, title="freshness")
+    output.echo(render.NEXT_STEPS)
 
 
 def _stop_embedded(settings: Settings) -> int:
     from kpictl.cli import output
+    from kpictl.cli.render import demo as render
     from kpictl.db.embedded import default_data_dir, stop_embedded
 
-    pgdata = (settings.data_dir or default_data_dir()) / "pgdata"
     stopped = stop_embedded(settings.data_dir)
-    output.echo(
-        f"Stopped the embedded server (data kept in {pgdata})."
-        if stopped
-        else f"The embedded server is not running ({pgdata})."
-    )
+    output.echo(render.stopped_line(stopped, (settings.data_dir or default_data_dir()) / "pgdata"))
     return 0

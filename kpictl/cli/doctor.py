@@ -1,11 +1,9 @@
 """`kpictl doctor`: connection, server, migrations and source schema, one verdict a line."""
 
-from typing import Annotated
-
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command
-from kpictl.errors import ExitCode
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, TextFormat, TextFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -19,23 +17,17 @@ app = typer.Typer()
 )
 def doctor(
     settings: Settings,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
+    from kpictl.cli.render import doctor as render
     from kpictl.services.maintenance.doctor import run_checks
 
     database = open_database(settings, schema_gate=False)
     report = run_checks(database.engine, source=database.source, shown_url=database.shown)
-    if format is TextFormat.json:
+    if format == Format.json:
         output.emit_json(report.as_dict())
     else:
-        width = max(len(check.name) for check in report.checks)
-        for check in report.checks:
-            output.echo(f"{check.status.upper():4}  {check.name:<{width}}  {check.detail}")
-        output.echo(f"\n{'healthy' if report.healthy else 'unhealthy'}")
-    if not report.reachable:
-        return ExitCode.UNAVAILABLE
-    return ExitCode.OK if report.healthy else ExitCode.FAILED
+        output.echo_lines(render.check_lines(report))
+    return render.exit_code(report)

@@ -1,28 +1,36 @@
 """`kpictl freshness`: age of the newest snapshot of each KPI, as a monitoring check."""
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from kpictl.cli.options import kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import (
+    ERROR_AFTER_SECONDS,
+    WARN_AFTER_SECONDS,
+    ErrorAfterOption,
+    Format,
+    FreshnessLevelOption,
+    MonitoringFormat,
+    MonitoringFormatOption,
+    OutputFileOption,
+    WarnAfterOption,
+    duration_seconds,
+    output_file,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
 
-
-class FreshnessFormat(str, Enum):
-    table = "table"
-    json = "json"
-    prometheus = "prometheus"
-    nagios = "nagios"
-
-
-class FreshnessLevel(str, Enum):
-    factory = "factory"
-    product = "product"
-    run = "run"
+KpiNamesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kpi",
+        help="Only this KPI (repeatable). Default: all KPIs of the level.",
+        metavar="NAME",
+    ),
+]
 
 
 HELP = """Check how recently each KPI was calculated.
@@ -57,135 +65,113 @@ same directory, then a rename): node_exporter's textfile collector never reads h
 @kpictl_command(app, "freshness", help=HELP)
 def freshness(
     settings: Settings,
-    kpi: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--kpi",
-            help="Only this KPI (repeatable). Default: all KPIs of the level.",
-            metavar="NAME",
-        ),
-    ] = None,
-    level: Annotated[
-        FreshnessLevel | None,
-        typer.Option(
-            "--level",
-            help="Level of the snapshots to check. Default: factory, or the level of --kpi.",
-            show_default=False,
-        ),
-    ] = None,
-    warn_after: Annotated[
-        str, typer.Option("--warn-after", "-w", help="Stale above this age.", metavar="DUR")
-    ] = "300",
-    error_after: Annotated[
-        str,
-        typer.Option("--error-after", "-c", help="Expired above this age.", metavar="DUR"),
-    ] = "900",
-    format: Annotated[
-        FreshnessFormat, typer.Option("--format", help="Output format.")
-    ] = FreshnessFormat.table,
-    output_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            help="Write the json, nagios or prometheus output to FILE atomically "
-            "(replaced by a rename), not to stdout.",
-            metavar="FILE",
-            dir_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    kpi: KpiNamesOption = None,
+    level: FreshnessLevelOption = None,
+    warn_after: WarnAfterOption = str(WARN_AFTER_SECONDS),
+    error_after: ErrorAfterOption = str(ERROR_AFTER_SECONDS),
+    format: MonitoringFormatOption = MonitoringFormat.table,
+    output_path: OutputFileOption = None,
 ) -> int:
+    from kpictl.cli.render.freshness import exit_code
+    from kpictl.errors import SchemaNotReady, UsageError
     from kpictl.services.reports import freshness as service
 
-    if output_file is not None and format is FreshnessFormat.table:
-        from kpictl.errors import UsageError
-
-        raise UsageError("--output writes json, nagios or prometheus: add --format")
-    warn = service.parse_threshold_seconds(warn_after, "--warn-after")
-    error = service.parse_threshold_seconds(error_after, "--error-after")
-    service.check_thresholds(warn, error)
+    target = _output_target(output_path, format)
+    warn, error = _thresholds(warn_after, error_after)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
-    from kpictl.errors import SchemaNotReady, UsageError
-
     try:
-        from kpictl.cli.database import open_database
-
-        with open_database(settings).engine.connect() as connection:
-            report = service.check_freshness(
-                connection,
-                kpis,
-                level=chosen_level,
-                warn_after_seconds=warn,
-                error_after_seconds=error,
-            )
+        report = _check(settings, kpis, chosen_level, warn, error)
     except (SchemaNotReady, UsageError):  # not migrated ...: 1; no database configured: 2
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
-        return _could_not_check(settings, exc, format, chosen_level, warn, error, output_file)
-    from kpictl.cli.render.freshness import exit_code
-
-    _render(report, format, output_file)
+        return _could_not_check(settings, exc, format, (chosen_level, warn, error), target)
+    _show(report, format, target)
     return exit_code(report)
 
 
-def _emit(text: str, output_file: Path | None) -> None:
-    """`text` (one or more lines) to stdout, or atomically to `output_file`."""
+def _thresholds(warn_after: str, error_after: str) -> tuple[float, float]:
+    from kpictl.services.reports.freshness import check_thresholds
+
+    warn = duration_seconds(warn_after, "--warn-after")
+    error = duration_seconds(error_after, "--error-after")
+    check_thresholds(warn, error)
+    return warn, error
+
+
+def _output_target(path: Path | None, format: Format) -> Path | None:
+    """--output, checked: only for the json, nagios and prometheus text."""
+    from kpictl.errors import UsageError
+
+    if path is not None and format == Format.table:
+        raise UsageError("--output writes json, nagios or prometheus: add --format")
+    return output_file(path)
+
+
+def _check(settings: Settings, kpis: list[str], level: str, warn: float, error: float) -> Any:
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports.freshness import check_freshness
+
+    with open_database(settings).engine.connect() as connection:
+        return check_freshness(
+            connection, kpis, level=level, warn_after_seconds=warn, error_after_seconds=error
+        )
+
+
+def _emit(text: str, target: Path | None) -> None:
+    """`text` to stdout, or atomically to `target` (a temporary file, then a rename)."""
     from kpictl.cli import output
 
-    if output_file is None:
+    if target is None:
         output.echo(text.rstrip("\n"))
         return
     from kpictl.services.history.export import write_atomically
 
-    write_atomically(output_file, lambda out: out.write(text.rstrip("\n") + "\n"))
+    write_atomically(target, lambda out: out.write(text))
 
 
-def _render(report: Any, format: FreshnessFormat, output_file: Path | None = None) -> None:
+def _show(report: Any, format: Format, target: Path | None) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import freshness as render
 
-    if format is FreshnessFormat.json:
-        _emit(output.json_text(render.report_document(report)), output_file)
-    elif format is FreshnessFormat.nagios:
-        _emit(render.render_nagios(report), output_file)
-    elif format is FreshnessFormat.prometheus:
-        _emit(render.render_prometheus(report), output_file)
-    else:
-        output.emit_table(
-            render.TABLE_COLUMNS, render.table_rows(report), title=render.table_title(report)
-        )
+    if format != Format.table:
+        _emit(render.monitoring_text(report, format.value), target)
+        return
+    output.emit_table(
+        render.TABLE_COLUMNS, render.table_rows(report), title=render.table_title(report)
+    )
 
 
 def _could_not_check(
     settings: Settings,
     exc: Exception,
-    format: FreshnessFormat,
-    level: str,
-    warn: float,
-    error: float,
-    output_file: Path | None = None,
+    format: Format,
+    asked: tuple[str, float, float],
+    target: Path | None,
 ) -> int:
-    """Report why the check could not run, on stderr and in the chosen format; exit 3."""
+    """Say why the check could not run, on stderr and in the chosen format (the table has
+    nothing to show); exit 3. `asked`: the level and the two thresholds."""
+    from kpictl.cli.render import freshness as render
+
+    text = render.unknown_text(_reason(settings, exc), format.value, asked)
+    if text:
+        _emit(text, target)
+    return render.UNKNOWN_EXIT_CODE
+
+
+def _reason(settings: Settings, exc: Exception) -> str:
+    """The error's message for an operator, password-free, logged on stderr (with the
+    traceback under -v)."""
     import logging
     import traceback
 
-    from kpictl.cli import output
-    from kpictl.cli.render import freshness as render
-    from kpictl.errors import KpictlError, classify_database_error
+    from kpictl.errors import as_kpictl_error
     from kpictl.redact import redact, secrets_of_url
 
-    classified = exc if isinstance(exc, KpictlError) else classify_database_error(exc)
-    message = classified.message if classified else f"internal error: {type(exc).__name__}: {exc}"
+    known = as_kpictl_error(exc)
+    message = known.message if known else f"internal error: {type(exc).__name__}: {exc}"
     secrets = secrets_of_url(settings.target.url)
-    message = redact(message, secrets)
     log = logging.getLogger(__name__)
     if settings.verbose:
         log.debug(redact("".join(traceback.format_exception(exc)), secrets))
-    log.error("could not check freshness: %s", message)
-    if format is FreshnessFormat.json:
-        _emit(output.json_text(render.error_document(message, level, warn, error)), output_file)
-    elif format is FreshnessFormat.nagios:
-        _emit(render.render_nagios_unknown(message), output_file)
-    elif format is FreshnessFormat.prometheus:
-        _emit(render.render_prometheus(None), output_file)
-    return render.UNKNOWN_EXIT_CODE
+    log.error("could not check freshness: %s", redact(message, secrets))
+    return redact(message, secrets)

@@ -1,12 +1,31 @@
 """`kpictl history fill` and `kpictl history export`: the per-tenant KPI history."""
 
-from enum import Enum
+import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command, new_app
+from kpictl.cli.commands import kpictl_command, new_app
+from kpictl.cli.options import (
+    MAX_CONCURRENCY,
+    MAX_EXPORT_LIMIT,
+    ConcurrencyOption,
+    ExportFormatOption,
+    ExportLimitOption,
+    Format,
+    Grain,
+    OutputFileOption,
+    RequiredTenantOption,
+    SinceDateOption,
+    TenantOption,
+    TenantsOption,
+    TextFormat,
+    TextFormatOption,
+    UntilDateOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -18,35 +37,14 @@ history_app = new_app(
     "    kpictl history export --tenant acme --format csv",
 )
 app.add_typer(history_app)
+log = logging.getLogger(__name__)
 
-
-class ExportFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-    table = "table"
-
-
-class Grain(str, Enum):
-    week = "week"
-    month = "month"
-    quarter = "quarter"
-
-
-TenantOption = Annotated[
-    str | None,
-    typer.Option(
-        "--tenant",
-        help="A tenant's UUID or slug (lower-case letters, digits, '_' and '-').",
-        show_default=False,
-    ),
+AllRowsFlag = Annotated[
+    bool, typer.Option("--all", help="Every row in range, ignoring --limit (csv, json).")
 ]
-SinceOption = Annotated[
-    str | None,
-    typer.Option("--since", help="First date (YYYY-MM-DD, inclusive).", show_default=False),
-]
-UntilOption = Annotated[
-    str | None,
-    typer.Option("--until", help="Last date (YYYY-MM-DD, inclusive).", show_default=False),
+GrainOption = Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")]
+RoleOption = Annotated[
+    str, typer.Option("--role", help="An existing database role.", show_default=False)
 ]
 
 
@@ -64,33 +62,22 @@ UntilOption = Annotated[
 def fill(
     settings: Settings,
     tenant: TenantOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Tenants processed in parallel (1-64).")
-    ] = 4,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
+    since: SinceDateOption = None,
+    until: UntilDateOption = None,
+    concurrency: ConcurrencyOption = "4",
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
-    from kpictl.errors import UsageError
-    from kpictl.services.history.fill import FillOptions
-    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
-
-    check_range("--concurrency", concurrency, 1, 64)
-    argument = parse_tenant_argument(tenant) if tenant is not None else None
-    since_date, until_date = parse_date_range(since, until)
-    if until_date is not None and since_date is None:
-        raise UsageError(f"invalid value for --until: {until} needs --since (a backfill range)")
-    options = FillOptions(
-        since=since_date,
-        until=until_date,
-        concurrency=concurrency,
-    )
+    from kpictl.cli.options import whole_number
     from kpictl.cli.render.history import fill_exit_code
+    from kpictl.services.history.fill import FillOptions
+    from kpictl.services.history.tenants import parse_tenant_argument
 
-    run = _fill_with_job(settings, options, argument, format.value)
-    _render_fill(run, format.value, single=argument is not None)
+    workers = whole_number(concurrency, "--concurrency", within=(1, MAX_CONCURRENCY))
+    argument = parse_tenant_argument(tenant) if tenant is not None else None
+    since_date, until_date = _fill_range(since, until)
+    options = FillOptions(since=since_date, until=until_date, concurrency=workers)
+    run = _fill_with_job(settings, options, argument, format)
+    _show_fill(run, format, single=argument is not None)
     return fill_exit_code(run)
 
 
@@ -106,65 +93,28 @@ def fill(
 )
 def export(
     settings: Settings,
-    tenant: Annotated[
-        str, typer.Option("--tenant", help="The tenant's UUID or slug.", show_default=False)
-    ],
-    format: Annotated[
-        ExportFormat | None,
-        typer.Option(
-            "--format",
-            help="Output format. Default: table on a terminal, else csv.",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", help="Newest rows, after --grain (1-10000).")
-    ] = 52,
-    all_rows: Annotated[
-        bool, typer.Option("--all", help="Every row in range, ignoring --limit (csv, json).")
-    ] = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    grain: Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")] = (
-        Grain.week
-    ),
-    output_path: Annotated[
-        Path | None,
-        typer.Option("--output", help="Write to this file (atomically) instead of stdout."),
-    ] = None,
+    tenant: RequiredTenantOption,
+    format: ExportFormatOption = None,
+    limit: ExportLimitOption = "52",
+    all_rows: AllRowsFlag = False,
+    since: SinceDateOption = None,
+    until: UntilDateOption = None,
+    grain: GrainOption = Grain.week,
+    output_path: OutputFileOption = None,
 ) -> int:
-    from kpictl.cli.output import stdout_is_terminal
-    from kpictl.errors import UsageError
+    from kpictl.cli.options import date_range, output_file, whole_number
     from kpictl.services.history.export import ExportQuery
-    from kpictl.services.history.tenants import check_range, parse_date_range, parse_tenant_argument
+    from kpictl.services.history.tenants import parse_tenant_argument
 
-    check_range("--limit", limit, 1, 10000)
+    count = whole_number(limit, "--limit", within=(1, MAX_EXPORT_LIMIT))
     argument = parse_tenant_argument(tenant)
-    since_date, until_date = parse_date_range(since, until)
-    if format is None:
-        format = (
-            ExportFormat.table if stdout_is_terminal() and output_path is None else ExportFormat.csv
-        )
-    if all_rows and format is ExportFormat.table:
-        raise UsageError("invalid value for --format: table cannot be combined with --all")
-    if output_path is not None:
-        _check_output(output_path)
+    since_date, until_date = date_range(since, until)
+    chosen = _export_format(format, all_rows=all_rows, to_stdout=output_path is None)
     query = ExportQuery(
-        limit=None if all_rows else limit, since=since_date, until=until_date, grain=grain.value
+        limit=None if all_rows else count, since=since_date, until=until_date, grain=grain.value
     )
-    _export(settings, argument, query, format.value, output_path)
+    _export(settings, argument, query, chosen, output_file(output_path))
     return 0
-
-
-GrantTenantOption = Annotated[
-    list[str],
-    typer.Option(
-        "--tenant", help="A tenant's UUID or slug; repeat for several.", show_default=False
-    ),
-]
-RoleOption = Annotated[
-    str, typer.Option("--role", help="An existing database role.", show_default=False)
-]
 
 
 @kpictl_command(
@@ -177,33 +127,16 @@ RoleOption = Annotated[
     "    kpictl history grant --tenant acme --role kpi_dashboard\n\n"
     "    kpictl history grant --tenant acme --tenant globex --role grafana_acme",
 )
-def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
-    import logging
-
+def grant(settings: Settings, tenant: TenantsOption, role: RoleOption) -> int:
     from kpictl.cli import output
+    from kpictl.cli.render import history as render
     from kpictl.services.history import grants
 
     arguments, role_name = _grant_arguments(tenant, role)
     with _open(settings).begin() as conn:
         granted_role, changes = grants.grant(conn, arguments, role_name)
-    for change in changes:
-        verb = "granted" if change.changed else "already granted"
-        output.echo(f"{verb}: role {role_name} reads tenant {_shown_tenant(change.tenant)}")
-    log = logging.getLogger(__name__)
-    if granted_role.bypasses_rls:
-        log.warning("role %s is a superuser or has BYPASSRLS: it reads every tenant", role_name)
-    elif granted_role.service:
-        log.warning(
-            "role %s holds INSERT on kpi_history: as a service role it reads any tenant "
-            "through app.tenant anyway",
-            role_name,
-        )
-    if not granted_role.can_select:
-        log.warning(
-            "role %s cannot read the tables yet: GRANT SELECT ON tenants, kpi_history TO %s",
-            role_name,
-            role_name,
-        )
+    output.echo_lines(render.grant_lines(changes, role_name))
+    _warn_about_role(granted_role, role_name)
     return 0
 
 
@@ -215,26 +148,135 @@ def grant(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> in
     "Examples:\n\n"
     "    kpictl history revoke --tenant acme --role kpi_dashboard",
 )
-def revoke(settings: Settings, tenant: GrantTenantOption, role: RoleOption) -> int:
+def revoke(settings: Settings, tenant: TenantsOption, role: RoleOption) -> int:
     from kpictl.cli import output
+    from kpictl.cli.render import history as render
     from kpictl.services.history import grants
 
     arguments, role_name = _grant_arguments(tenant, role)
     with _open(settings).begin() as conn:
         changes = grants.revoke(conn, arguments, role_name)
-    for change in changes:
-        shown_tenant = _shown_tenant(change.tenant)
-        if change.changed:
-            output.echo(f"revoked: role {role_name} no longer reads tenant {shown_tenant}")
-        else:
-            output.echo(f"not granted: role {role_name} had no grant of tenant {shown_tenant}")
+    output.echo_lines(render.revoke_lines(changes, role_name))
     return 0
 
 
-# --- helpers of the commands (heavy imports inside) ----------------------------------------
+# --- history fill --------------------------------------------------------------------------
 
 
-def _grant_arguments(tenant_values: list[str], role: str):
+def _fill_range(since: str | None, until: str | None) -> tuple[Any, Any]:
+    """--since / --until as dates; --until alone is refused (it bounds a backfill range)."""
+    from kpictl.cli.options import date_range
+    from kpictl.errors import UsageError
+
+    since_date, until_date = date_range(since, until)
+    if until_date is not None and since_date is None:
+        raise UsageError(f"invalid value for --until: {until} needs --since (a backfill range)")
+    return since_date, until_date
+
+
+def _fill_with_job(settings: Settings, options: Any, argument: Any, format: Format) -> Any:
+    """Run the fill as one `history_fill` job row, with a progress bar on a terminal. A fill
+    that fails, loses its lock or is stopped still prints what it committed."""
+    from kpictl.cli import running
+    from kpictl.errors import UsageError
+    from kpictl.services.history.fill import FillRun, fill_with_job
+    from kpictl.services.history.tenants import resolve_tenant
+
+    def show_partial(partial: Any) -> None:
+        if isinstance(partial, FillRun) and partial.outcomes:
+            _show_fill(partial, format, single=tenant is not None)
+
+    engine = _open(settings)
+    with engine.connect() as conn:
+        tenant = resolve_tenant(conn, argument, unknown=UsageError) if argument else None
+    metadata = running.job_metadata(settings)
+    with running.long_job(settings, show_partial) as (stop, progress):
+        return fill_with_job(
+            engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
+        )
+
+
+def _show_fill(run: Any, format: Format, *, single: bool) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import history as render
+
+    if format == Format.json:
+        output.emit_json(run.result)
+    elif single:
+        output.emit_table(render.FILL_SINGLE_COLUMNS, render.fill_single_rows(run.outcomes[0]))
+    else:
+        output.emit_table(render.FILL_SUMMARY_COLUMNS, render.fill_summary_rows(run.result))
+        if run.result["errors"]:
+            output.echo()
+            output.emit_table(render.FILL_ERROR_COLUMNS, render.fill_error_rows(run.result))
+
+
+# --- history export ------------------------------------------------------------------------
+
+
+def _export_format(format: Format | None, *, all_rows: bool, to_stdout: bool) -> Format:
+    """The format asked for, else table on a terminal and csv otherwise; never table with
+    --all (a table is held in memory)."""
+    from kpictl.cli.output import stdout_is_terminal
+    from kpictl.errors import UsageError
+
+    if format is None:
+        format = Format.table if stdout_is_terminal() and to_stdout else Format.csv
+    if all_rows and format == Format.table:
+        raise UsageError("invalid value for --format: table cannot be combined with --all")
+    return format
+
+
+def _export(
+    settings: Settings, argument: Any, query: Any, format: Format, output_path: Path | None
+) -> None:
+    """Resolve the tenant, then stream its rows to stdout or atomically to `output_path`."""
+    from kpictl.cli import output
+    from kpictl.services.history import export, grants
+    from kpictl.services.history.tenants import resolve_tenant
+
+    with _open(settings).begin() as conn:
+        tenant = resolve_tenant(conn, argument)
+        grants.check_can_read(conn, tenant)
+        write = _writer(conn, tenant, query, format, to_stdout=output_path is None)
+        if output_path is not None:
+            export.write_atomically(output_path, write)
+            return
+        # caught here, inside the transaction, so that it still ends normally
+        with output.tolerate_closed_pipe():
+            write(sys.stdout)
+
+
+def _writer(
+    conn: Any, tenant: Any, query: Any, format: Format, *, to_stdout: bool
+) -> Callable[[TextIO], int]:
+    """What writes the rows in `format` to a stream: PostgreSQL's COPY for csv; the JSON
+    writer; a table (with the tenant as title, rich on a terminal, when it is stdout)."""
+    from kpictl.cli import output
+    from kpictl.cli.render import history as render
+    from kpictl.services.history import export
+
+    if format == Format.csv:
+        return lambda out: export.copy_csv(conn, tenant, query, out)
+    rows = export.stream_history(conn, tenant, query)
+    if format == Format.json:
+        return lambda out: render.write_json(tenant, rows, out)
+
+    def write_table(out: TextIO) -> int:
+        table_rows = render.table_rows(rows)
+        if to_stdout:
+            output.emit_table(list(export.COLUMNS), table_rows, title=tenant.slug)
+        else:
+            output.emit_table(list(export.COLUMNS), table_rows, stream=out)
+        return len(table_rows)
+
+    return write_table
+
+
+# --- history grant / revoke ----------------------------------------------------------------
+
+
+def _grant_arguments(tenant_values: list[str], role: str) -> tuple[list[Any], str]:
     from kpictl.errors import UsageError
     from kpictl.services.history.grants import parse_role_argument
     from kpictl.services.history.tenants import parse_tenant_argument
@@ -244,125 +286,25 @@ def _grant_arguments(tenant_values: list[str], role: str):
     return [parse_tenant_argument(value) for value in tenant_values], parse_role_argument(role)
 
 
+def _warn_about_role(role: Any, name: str) -> None:
+    """A role that reads more than its grants, or nothing yet: say so (stderr)."""
+    if role.bypasses_rls:
+        log.warning("role %s is a superuser or has BYPASSRLS: it reads every tenant", name)
+    elif role.service:
+        log.warning(
+            "role %s holds INSERT on kpi_history: as a service role it reads any tenant "
+            "through app.tenant anyway",
+            name,
+        )
+    if not role.can_select:
+        log.warning(
+            "role %s cannot read the tables yet: GRANT SELECT ON tenants, kpi_history TO %s",
+            name,
+            name,
+        )
+
+
 def _open(settings: Settings):
     from kpictl.cli.database import open_database
 
     return open_database(settings).engine
-
-
-def _shown_tenant(tenant) -> str:
-    return f"{tenant.slug} ({tenant.id})"
-
-
-def _fill_with_job(settings: Settings, options, argument, fmt: str):
-    """Run the fill as one `history_fill` job row, with a progress bar on a terminal. A fill
-    that fails, loses its lock or is stopped still prints what it committed."""
-    from kpictl.cli.database import open_database
-    from kpictl.cli.progress import progress_bar
-    from kpictl.cli.signals import graceful_stop
-    from kpictl.errors import KpictlError, UsageError
-    from kpictl.redact import secrets_of_url
-    from kpictl.services.history.fill import FillRun, fill_with_job
-    from kpictl.services.history.tenants import resolve_tenant
-    from kpictl.services.jobs import rows as jobs
-
-    engine = open_database(settings).engine
-    with engine.connect() as conn:
-        tenant = resolve_tenant(conn, argument, unknown=UsageError) if argument else None
-    metadata = jobs.job_metadata(settings.argv, secrets_of_url(settings.target.url))
-    try:
-        with (
-            graceful_stop(settings.stop_grace_seconds) as stop,
-            progress_bar(settings.quiet) as progress,
-        ):
-            return fill_with_job(
-                engine, options, metadata=metadata, tenant=tenant, progress=progress, stop=stop
-            )
-    except KpictlError as exc:
-        if isinstance(exc.partial, FillRun) and exc.partial.outcomes:
-            _render_fill(exc.partial, fmt, single=tenant is not None)
-        raise
-
-
-def _render_fill(run, fmt: str, *, single: bool) -> None:
-    from kpictl.cli import output
-    from kpictl.cli.render import history as render
-
-    if fmt == "json":
-        output.emit_json(run.result)
-        return
-    if single:
-        output.emit_table(render.FILL_SINGLE_COLUMNS, render.fill_single_rows(run.outcomes[0]))
-        return
-    output.emit_table(render.FILL_SUMMARY_COLUMNS, render.fill_summary_rows(run.result))
-    if run.result["errors"]:
-        output.echo()
-        output.emit_table(render.FILL_ERROR_COLUMNS, render.fill_error_rows(run.result))
-
-
-def _check_output(path: Path) -> None:
-    """--output must name a file in an existing directory (checked before any SQL)."""
-    from kpictl.errors import UsageError
-
-    directory = path.parent
-    if path.is_dir():
-        raise UsageError(f"invalid value for --output: {path} is a directory")
-    if directory.exists() and not directory.is_dir():
-        raise UsageError(f"invalid value for --output: {directory} is not a directory")
-    if not directory.is_dir():
-        raise UsageError(f"invalid value for --output: directory {directory} does not exist")
-
-
-def _check_access(conn, tenant) -> None:
-    """A role that may not read the tenant would get an empty history: say so instead (77)."""
-    from kpictl.errors import PermissionDenied
-    from kpictl.services.history.grants import can_read
-
-    if not can_read(conn, tenant):
-        role = conn.exec_driver_sql("SELECT current_user").scalar()
-        raise PermissionDenied(
-            f"role {role} may not read tenant {tenant.slug}'s history: it has no grant of it "
-            "and is not a kpictl service role",
-            hint=f"as the owner of kpictl's tables: kpictl history grant --tenant {tenant.slug} "
-            f"--role {role}",
-        )
-
-
-def _export(settings: Settings, argument, query, fmt: str, output_path) -> None:
-    """Resolve the tenant, then stream its rows to stdout or atomically to `output_path`."""
-    import sys
-
-    from kpictl.cli import output
-    from kpictl.cli.database import open_database
-    from kpictl.cli.render import history as render
-    from kpictl.services.history import export
-    from kpictl.services.history.tenants import resolve_tenant
-
-    engine = open_database(settings).engine
-    with engine.begin() as conn:
-        tenant = resolve_tenant(conn, argument)
-        _check_access(conn, tenant)
-        rows = export.stream_history(conn, tenant, query)
-        if fmt == "table" and output_path is None:
-            output.emit_table(list(export.COLUMNS), render.table_rows(rows), title=tenant.slug)
-            return
-        if fmt == "csv":
-
-            def write(out):
-                return export.copy_csv(conn, tenant, query, out)
-        elif fmt == "json":
-
-            def write(out):
-                return render.write_json(tenant, rows, out)
-        else:
-
-            def write(out):
-                output.emit_table(list(export.COLUMNS), render.table_rows(rows), stream=out)
-                return 0
-
-        if output_path is None:
-            # caught here, inside the transaction, so that it still ends normally
-            with output.tolerate_closed_pipe():
-                write(sys.stdout)
-        else:
-            export.write_atomically(output_path, write)

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command, kpictl_group_default, new_app
+from kpictl.cli.commands import kpictl_command, kpictl_group_default, new_app
+from kpictl.cli.options import Format, JobsLimitOption, TableFormat, TableFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -42,38 +43,39 @@ Examples:
 jobs_app = new_app("jobs", help=LIST_HELP)
 app.add_typer(jobs_app)
 
-FormatOption = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+StatusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--status",
+        help="Only jobs with this status: running, completed, failed, cancelled, abandoned "
+        "(or pending).",
+        metavar="STATUS",
+    ),
+]
+TypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--type", help="Only jobs of this type (aggregate, backfill, ...).", metavar="TYPE"
+    ),
+]
+JobIdArgument = Annotated[str, typer.Argument(help="The job's id (a UUID).", metavar="ID")]
 
 
 @kpictl_group_default(jobs_app, help=LIST_HELP)
 def list_jobs(
     settings: Settings,
-    limit: Annotated[
-        str, typer.Option("--limit", help="At most this many jobs (1-1000).", metavar="N")
-    ] = "10",
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status",
-            help="Only jobs with this status: running, completed, failed, cancelled, abandoned "
-            "(or pending).",
-            metavar="STATUS",
-        ),
-    ] = None,
-    job_type: Annotated[
-        str | None,
-        typer.Option(
-            "--type", help="Only jobs of this type (aggregate, backfill, ...).", metavar="TYPE"
-        ),
-    ] = None,
-    format: FormatOption = TableFormat.table,
+    limit: JobsLimitOption = "10",
+    status: StatusOption = None,
+    job_type: TypeOption = None,
+    format: TableFormatOption = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
+    from kpictl.cli.options import whole_number
     from kpictl.cli.render import jobs as render
     from kpictl.services.jobs import listing as service
 
-    count = service.parse_limit(limit)
+    count = whole_number(limit, "--limit")  # its range is the service's (check_filters)
     service.check_filters(count, status, job_type)
     with open_database(settings).engine.connect() as connection:
         jobs = service.list_jobs(connection, limit=count, status=status, job_type=job_type)
@@ -83,8 +85,8 @@ def list_jobs(
 @kpictl_command(jobs_app, "show", help=SHOW_HELP)
 def show(
     settings: Settings,
-    job_id: Annotated[str, typer.Argument(help="The job's id (a UUID).", metavar="ID")],
-    format: FormatOption = TableFormat.table,
+    job_id: JobIdArgument,
+    format: TableFormatOption = TableFormat.table,
 ) -> None:
     from kpictl.cli import output
     from kpictl.cli.database import open_database
@@ -94,10 +96,9 @@ def show(
     parsed = service.parse_job_id(job_id)
     with open_database(settings).engine.connect() as connection:
         job = service.show_job(connection, parsed)
-    if format is TableFormat.json:
+    if format == Format.json:
         output.emit_json(job)
-    elif format is TableFormat.csv:
+    elif format == Format.csv:
         output.emit_csv(list(job), [render.show_csv_row(job)])
     else:
-        for line in render.job_lines(job):
-            output.echo(line)
+        output.echo_lines(render.job_lines(job))

@@ -1,19 +1,21 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
-from enum import Enum
+import logging
 from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, KpiLevelOption, TableFormat, TableFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
+log = logging.getLogger(__name__)
 
-
-class KpiLevel(str, Enum):
-    factory = "factory"
-    product = "product"
+ProductOption = Annotated[
+    str | None,
+    typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
+]
 
 
 HELP = """Latest value of each KPI, with period and unit.
@@ -40,44 +42,42 @@ Examples:
 @kpictl_command(app, "kpis", help=HELP)
 def kpis(
     settings: Settings,
-    level: Annotated[
-        KpiLevel | None,
-        typer.Option(
-            "--level",
-            help="factory or product. Default: factory, or product with --product.",
-            show_default=False,
-        ),
-    ] = None,
-    product: Annotated[
-        str | None,
-        typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
-    ] = None,
-    format: Annotated[
-        TableFormat, typer.Option("--format", help="Output format.")
-    ] = TableFormat.table,
+    level: KpiLevelOption = None,
+    product: ProductOption = None,
+    format: TableFormatOption = TableFormat.table,
 ) -> None:
-    from kpictl.cli import output
-    from kpictl.cli.database import open_database
-    from kpictl.cli.render import kpis as render
     from kpictl.services.reports import latest as service
 
     chosen = service.resolve_level(level.value if level else None, product)
     owner_name = service.parse_product(product) if product is not None else None
-    with open_database(settings).engine.connect() as connection:
-        scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
-        values = service.latest_values(connection, level=chosen, scope_ids=scope_ids)
-    if format is TableFormat.json:
-        output.emit_json(render.as_document(values))
-    elif format is TableFormat.csv:
-        output.emit_csv(render.COLUMNS, render.csv_rows(values))
-    else:
-        columns, rows = render.table(values, chosen)
-        output.emit_table(columns, rows, title=f"{chosen} KPIs (latest)")
+    values = _latest_values(settings, chosen, owner_name)
+    _show(values, chosen, format)
     if not values:
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "no %s-level snapshots%s yet; run `kpictl aggregate`",
             chosen,
             f" for {product}" if product else "",
         )
+
+
+def _latest_values(settings: Settings, level: str, owner_name: tuple[str, str] | None) -> list:
+    """The latest value of each KPI at `level`, of one product (owner, name) when given."""
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports import latest as service
+
+    with open_database(settings).engine.connect() as connection:
+        scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
+        return service.latest_values(connection, level=level, scope_ids=scope_ids)
+
+
+def _show(values: list, level: str, format: Format) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import kpis as render
+
+    if format == Format.json:
+        output.emit_json(render.as_document(values))
+    elif format == Format.csv:
+        output.emit_csv(render.COLUMNS, render.csv_rows(values))
+    else:
+        columns, rows = render.table(values, level)
+        output.emit_table(columns, rows, title=f"{level} KPIs (latest)")

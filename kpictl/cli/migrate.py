@@ -1,13 +1,16 @@
 """`kpictl migrate`: kpictl's schema to head, to a revision, down, status, or offline SQL."""
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import Format, TextFormat, TextFormatOption
 from kpictl.settings import Settings
 
 app = typer.Typer()
+log = logging.getLogger(__name__)
 
 EXAMPLES = """
 Examples:
@@ -17,128 +20,152 @@ Examples:
     kpictl migrate --status             # exit 1 when behind head
     kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
     kpictl migrate --sql --from 0005    # ... for a database at 0005: the later revisions only
+    kpictl migrate --sql --from 0005    # ... for a database at 0005: the later revisions only
     kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
     kpictl migrate --downgrade base --yes  # ... even when they hold rows (back up first)
     kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
     kpictl migrate --adopt              # adopt it in place (back up first), then upgrade
 """
 
+ToOption = Annotated[
+    str,
+    typer.Option(
+        "--to", help="Target revision; with --sql also FROM:TO (e.g. 0003:head).", metavar="REV"
+    ),
+]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="--sql: the database is at REV; print only the later revisions' SQL.",
+        metavar="REV",
+    ),
+]
+DowngradeOption = Annotated[
+    str | None, typer.Option("--downgrade", help="Downgrade to REV (e.g. base).", metavar="REV")
+]
+StatusFlag = Annotated[
+    bool, typer.Option("--status", help="Show current vs head; exit 1 when behind.")
+]
+SqlFlag = Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")]
+WithSourcesFlag = Annotated[
+    bool, typer.Option("--with-sources", help="Also create the source tables when absent.")
+]
+AdoptFlag = Annotated[
+    bool,
+    typer.Option(
+        "--adopt",
+        help="Take over an AFU-9 database in place (one transaction; docs/OPERATIONS.md).",
+    ),
+]
+YesFlag = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="--downgrade: drop tables that hold rows without asking (back up first).",
+    ),
+]
+
 
 @kpictl_command(app, "migrate", help="Create or upgrade kpictl's tables (Alembic).\n\n" + EXAMPLES)
 def migrate(
     settings: Settings,
-    to: Annotated[
-        str,
-        typer.Option(
-            "--to", help="Target revision; with --sql also FROM:TO (e.g. 0003:head).", metavar="REV"
-        ),
-    ] = "head",
-    start: Annotated[
-        str | None,
-        typer.Option(
-            "--from",
-            help="--sql: the database is at REV; print only the later revisions' SQL.",
-            metavar="REV",
-        ),
-    ] = None,
-    downgrade: Annotated[
-        str | None, typer.Option("--downgrade", help="Downgrade to REV (e.g. base).", metavar="REV")
-    ] = None,
-    status: Annotated[
-        bool, typer.Option("--status", help="Show current vs head; exit 1 when behind.")
-    ] = False,
-    sql: Annotated[
-        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
-    ] = False,
-    with_sources: Annotated[
-        bool, typer.Option("--with-sources", help="Also create the source tables when absent.")
-    ] = False,
-    format: Annotated[
-        TextFormat, typer.Option("--format", help="Output format.")
-    ] = TextFormat.text,
-    adopt: Annotated[
-        bool,
-        typer.Option(
-            "--adopt",
-            help="Take over an AFU-9 database in place (one transaction; docs/OPERATIONS.md).",
-        ),
-    ] = False,
-    yes: Annotated[
-        bool,
-        typer.Option(
-            "--yes",
-            "-y",
-            help="--downgrade: drop tables that hold rows without asking (back up first).",
-        ),
-    ] = False,
+    to: ToOption = "head",
+    start: FromOption = None,
+    downgrade: DowngradeOption = None,
+    status: StatusFlag = False,
+    sql: SqlFlag = False,
+    with_sources: WithSourcesFlag = False,
+    format: TextFormatOption = TextFormat.text,
+    adopt: AdoptFlag = False,
+    yes: YesFlag = False,
 ) -> int:
+    if adopt:
+        _refuse_with_adopt(to=to, start=start, downgrade=downgrade, status=status)
+        return _adopt(settings, sql=sql, with_sources=with_sources, format=format)
+    start, to = _revision_range(start, to, sql=sql, downgrade=downgrade)
+    if sql:
+        return _print_offline_sql(to, downgrade, start, with_sources=with_sources)
+    if status:
+        return _status(settings, format)
+    return _migrate(settings, to, downgrade, with_sources=with_sources, yes=yes, format=format)
+
+
+def _print_offline_sql(
+    to: str, downgrade: str | None, start: str | None, *, with_sources: bool
+) -> int:
+    """The SQL of an upgrade to `to` (from `start`, else from nothing) or of a downgrade from
+    head, for a DBA; no database."""
     from kpictl.cli import output
+    from kpictl.services.schema.migrate import offline_sql
+
+    text = offline_sql(
+        downgrade or to,
+        with_sources=with_sources,
+        downgrade_from="head" if downgrade else None,
+        upgrade_from=start,
+    )
+    output.echo(text.rstrip())
+    return 0
+
+
+def _status(settings: Settings, format: Format) -> int:
+    """Current revision vs head, and what an adoption would do on an AFU-9 database."""
+    from kpictl.cli import output
+    from kpictl.cli.database import open_database
+    from kpictl.cli.render import migrate as render
+    from kpictl.services.adoption.detect import pending_adoption
+    from kpictl.services.schema.migrate import status
+
+    with open_database(settings, schema_gate=False).engine.connect() as connection:
+        state = status(connection)
+        adoption = pending_adoption(connection, settings.source_timezone)
+    if format == Format.json:
+        output.emit_json(render.status_document(state, adoption))
+    else:
+        output.echo_lines(render.status_lines(state, adoption))
+    return render.status_exit_code(state)
+
+
+def _migrate(
+    settings: Settings,
+    to: str,
+    downgrade: str | None,
+    *,
+    with_sources: bool,
+    yes: bool,
+    format: Format,
+) -> int:
     from kpictl.cli.database import open_database
     from kpictl.services.schema import migrate as service
 
-    if adopt:
-        return _adopt(
-            settings,
-            to=to,
-            downgrade=downgrade,
-            status=status,
-            sql=sql,
-            with_sources=with_sources,
-            fmt=format,
-        )
-    start, to = _revision_range(start, to, sql=sql, downgrade=downgrade)
-    if sql:
-        text = service.offline_sql(
-            downgrade or to,
-            with_sources=with_sources,
-            downgrade_from="head" if downgrade else None,
-            upgrade_from=start,
-        )
-        output.echo(text.rstrip())
-        return 0
-    database = open_database(settings, schema_gate=False)
-    if status:
-        with database.engine.connect() as connection:
-            state = service.status(connection)
-            adoption = _pending_adoption(connection, settings)  # AFU-9 database not adopted
-        document = {
-            "current": state.current,
-            "head": state.head,
-            "upToDate": state.up_to_date,
-            "pending": state.pending,
-        }
-        if adoption is not None:
-            document["adoption"] = adoption
-        if format is TextFormat.json:
-            output.emit_json(document)
-        else:
-            verdict = "up to date" if state.up_to_date else f"behind ({len(state.pending)} pending)"
-            output.echo(
-                f"current: {state.current or 'none'}\nhead:    {state.head}\nstatus:  {verdict}"
-            )
-            if adoption is not None:
-                output.echo("AFU-9 tables found, not adopted; `kpictl migrate --adopt` would:")
-                output.echo("\n".join(f"  - {line}" for line in adoption))
-        return 0 if state.up_to_date else 1
+    engine = open_database(settings, schema_gate=False).engine
     if downgrade:
-        result = service.downgrade(database.engine, downgrade, confirm=_confirmation(yes))
+        result = service.downgrade(engine, downgrade, confirm=_confirmation(yes))
     else:
-        result = service.upgrade(database.engine, to, with_sources=with_sources)
-    if format is TextFormat.json:
+        result = service.upgrade(engine, to, with_sources=with_sources)
+    _show_migration(result, format)
+    return 0
+
+
+def _show_migration(result: Any, format: Format) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import migrate as render
+
+    if format == Format.json:
         output.emit_json(result.__dict__)
     else:
-        if result.sources_created:
-            output.echo(f"created source tables: {', '.join(result.sources_created)}")
-        _echo_repairs(result)
-        output.echo(f"migrated: {result.before or 'base'} -> {result.after or 'base'}")
-    if result.history_sources_missing:
-        import logging
+        output.echo_lines(render.migration_lines(result))
+    _warn_history_sources_missing(result)
 
-        logging.getLogger(__name__).warning(
+
+def _warn_history_sources_missing(result: Any) -> None:
+    if result.history_sources_missing:
+        log.warning(
             "history source tables missing (%s): `kpictl history fill` needs them",
             ", ".join(result.history_sources_missing),
         )
-    return 0
 
 
 def _confirmation(yes: bool):
@@ -146,12 +173,9 @@ def _confirmation(yes: bool):
     then --yes, a "y" on a terminal, or no (never a prompt nobody can answer)."""
 
     def confirm(plan) -> bool:
-        import logging
         import sys
 
-        logging.getLogger(__name__).warning(
-            "migrate --downgrade %s drops %s", plan.target, plan.describe()
-        )
+        log.warning("migrate --downgrade %s drops %s", plan.target, plan.describe())
         if yes:
             return True
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -161,91 +185,62 @@ def _confirmation(yes: bool):
     return confirm
 
 
-def _echo_repairs(result) -> None:
-    """What `migrate` found broken at head and put back (see `kpictl doctor`)."""
-    from kpictl.cli import output
-
-    for line in result.repaired:
-        output.echo(f"repaired: {line}")
-    for line in result.indexes_rebuilt:
-        output.echo(f"rebuilt index concurrently: {line}")
-
-
 # --- adoption of an AFU-9 database (docs/spec/adoption.md) ---
 
 
-def _pending_adoption(connection, settings: Settings) -> list[str] | None:
-    from kpictl.services.adoption import detect
-
-    return detect.pending_adoption(connection, settings.source_timezone)
-
-
-def _adopt(
-    settings: Settings,
-    *,
-    to: str,
-    downgrade: str | None,
-    status: bool,
-    sql: bool,
-    with_sources: bool,
-    fmt: TextFormat,
-) -> int:
-    """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
-
-    from kpictl.cli import output
-    from kpictl.cli.database import open_database
+def _refuse_with_adopt(*, to: str, start: str | None, downgrade: str | None, status: bool) -> None:
+    """--adopt brings the database to head: no other target, no status."""
     from kpictl.errors import UsageError
-    from kpictl.redact import secrets_of_url
-    from kpictl.services.jobs.rows import job_metadata
-    from kpictl.services.schema import migrate as service
 
-    for given, name in ((downgrade, "--downgrade"), (status, "--status"), (to != "head", "--to")):
+    refused = {"--downgrade": downgrade, "--status": status, "--to": to != "head", "--from": start}
+    for name, given in refused.items():
         if given:
             raise UsageError(
                 f"--adopt cannot be combined with {name}: it brings the database to head"
             )
-    database = open_database(settings, schema_gate=False)
-    metadata = job_metadata(settings.argv, secrets_of_url(settings.target.url))
+
+
+def _adopt(settings: Settings, *, sql: bool, with_sources: bool, format: Format) -> int:
+    """`migrate --adopt [--sql]`: adopt in one transaction, then upgrade to head."""
+    from kpictl.cli import output, running
+    from kpictl.cli.database import open_database
+    from kpictl.cli.render import migrate as render
+    from kpictl.services.schema import migrate as service
+
+    engine = open_database(settings, schema_gate=False).engine
+    zone, metadata = settings.source_timezone, running.job_metadata(settings)
     if sql:
-        output.echo(
-            service.adoption_sql(
-                database.engine, source_timezone=settings.source_timezone, metadata=metadata
-            ).rstrip()
-        )
+        output.echo(service.adoption_sql(engine, source_timezone=zone, metadata=metadata).rstrip())
         return 0
     result = service.adopt(
-        database.engine,
-        source_timezone=settings.source_timezone,
-        metadata=metadata,
-        with_sources=with_sources,
+        engine, source_timezone=zone, metadata=metadata, with_sources=with_sources
     )
-    adoption, migration = result.adoption, result.migration
-    if fmt is TextFormat.json:
-        output.emit_json({"adoption": adoption.__dict__, **migration.__dict__})
+    if format == Format.json:
+        output.emit_json({"adoption": result.adoption.__dict__, **result.migration.__dict__})
         return 0
-    if adoption.adopted:
-        output.echo("adopted the AFU-9 database:")
-        output.echo("\n".join(f"  - {line}" for line in adoption.summary))
-        output.echo(
-            f"removed {adoption.duplicates_removed} duplicate snapshots; "
-            f"kept {adoption.snapshots_kept}"
-        )
-        output.echo(f"abandoned {adoption.jobs_abandoned} jobs of the old scheduler")
-        output.echo(f"adopt job: {adoption.job_id}")
-    else:
-        output.echo(f"nothing to adopt ({adoption.reason})")
-    if migration.sources_created:
-        output.echo(f"created source tables: {', '.join(migration.sources_created)}")
-    _echo_repairs(migration)
-    output.echo(f"migrated: {migration.before or 'base'} -> {migration.after or 'base'}")
-    if migration.history_sources_missing:
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "history source tables missing (%s): `kpictl history fill` needs them",
-            ", ".join(migration.history_sources_missing),
-        )
+    output.echo_lines(render.adoption_lines(result.adoption))
+    output.echo_lines(render.migration_lines(result.migration))
+    _warn_history_sources_missing(result.migration)
     return 0
+
+
+def _revision_range(
+    start: str | None, to: str, *, sql: bool, downgrade: str | None
+) -> tuple[str | None, str]:
+    """`--from REV` or Alembic's `--to FROM:TO`: only with --sql, never with --downgrade."""
+    from kpictl.errors import UsageError
+
+    if ":" in to:
+        if start is not None:
+            raise UsageError("give the start once: --from REV or --to FROM:TO, not both")
+        start, _, to = to.partition(":")
+        start, to = start or "base", to or "head"
+    if start is not None and (not sql or downgrade):
+        raise UsageError(
+            "--from (or --to FROM:TO) prints the SQL from a revision: use it with --sql, "
+            "without --downgrade"
+        )
+    return start, to
 
 
 def _revision_range(

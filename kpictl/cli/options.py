@@ -1,43 +1,126 @@
-"""Options declared once, as `Annotated` aliases, and the decorator that gives every command
-the common ones (`--database-url`, `-v`, `-q`, `--log-format`) and the central error handling.
+"""Options declared once, as `Annotated` aliases, with the one rule that checks each kind of
+value: the common options every command gets, `--format` and its subsets, `--tenant`, `--since`
+/ `--until`, `--limit` and the other whole numbers, durations, `--timezone`, `--wait`,
+`--output`. An option that only one command has and that needs no rule is declared next to its
+command.
+
+A bad value is a `UsageError` that names the option and the value (exit 2, one line on stderr,
+before any SQL). The option takes the text as typed (`str`); the command body turns it into a
+value with the rule below, inside the error handler of `cli/runtime.py`.
 
 No heavy imports here: this module is on the `--help` and completion path.
 """
 
-import functools
 import inspect
 import math
-import sys
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
+from datetime import date
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from kpictl.errors import UsageError, shown
 
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
+# The rules shared with environment settings (KPICTL_STOP_GRACE_SECONDS, KPICTL_SOURCE_TIMEZONE):
+from kpictl.settings import duration_seconds as duration_seconds
+from kpictl.settings import time_zone as time_zone
+
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# --- choices -------------------------------------------------------------------------------
 
 
-class TableFormat(str, Enum):
+class Format(str, Enum):
+    """Every output format of kpictl. Each command offers a subset of them (below); the members
+    of a subset are equal to these (`TableFormat.json == Format.json`)."""
+
     table = "table"
     json = "json"
     csv = "csv"
-
-
-class TextFormat(str, Enum):
     text = "text"
-    json = "json"
+    nagios = "nagios"
+    prometheus = "prometheus"
 
 
-def parse_wait(value: str | None) -> float | None:
-    """--wait (no value) -> for ever; --wait N -> N seconds; absent -> no waiting."""
-    from kpictl.errors import UsageError
+def choices(name: str, *values: str) -> type[Enum]:
+    """A str Enum of `values`, in this order: what Typer offers (and `--help` lists)."""
+    return Enum(name, [(value, value) for value in values], type=str)  # type: ignore[return-value]
 
+
+def _formats(name: str, *formats: Format) -> type[Enum]:
+    return choices(name, *(member.value for member in formats))
+
+
+TableFormat = _formats("TableFormat", Format.table, Format.json, Format.csv)
+TextFormat = _formats("TextFormat", Format.text, Format.json)
+MonitoringFormat = _formats(
+    "MonitoringFormat", Format.table, Format.json, Format.prometheus, Format.nagios
+)
+ExportFormat = _formats("ExportFormat", Format.csv, Format.json, Format.table)
+LogFormat = choices("LogFormat", "text", "json")
+KpiLevel = choices("KpiLevel", "factory", "product")
+FreshnessLevel = choices("FreshnessLevel", "factory", "product", "run")
+Grain = choices("Grain", "week", "month", "quarter")
+
+
+def _format_option(formats: type[Enum], help: str = "Output format.", **settings: Any) -> Any:
+    return Annotated[formats, typer.Option("--format", help=help, **settings)]
+
+
+TableFormatOption = _format_option(TableFormat)
+TextFormatOption = _format_option(TextFormat)
+MonitoringFormatOption = _format_option(MonitoringFormat)
+ExportFormatOption = _format_option(
+    ExportFormat | None,  # type: ignore[operator]
+    help="Output format. Default: table on a terminal, else csv.",
+    show_default=False,
+)
+
+# --- the rules -----------------------------------------------------------------------------
+
+
+def whole_number(value: str | int, option: str, within: tuple[int, int] | None = None) -> int:
+    """`value` as an int, within [low, high] when `within` is given."""
+    try:
+        number = value if isinstance(value, int) else int(value.strip())
+    except ValueError:
+        raise UsageError(
+            f"invalid value for {option}: {shown(str(value))} is not a whole number"
+        ) from None
+    if within is not None and not within[0] <= number <= within[1]:
+        raise UsageError(f"invalid value for {option}: {number} is not in {within[0]}-{within[1]}")
+    return number
+
+
+def calendar_date(value: str | None, option: str) -> date | None:
+    """A `YYYY-MM-DD` value (None stays None)."""
     if value is None:
         return None
-    if value == "forever":
+    if DATE_PATTERN.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise UsageError(f"invalid value for {option}: {shown(value)} is not a date (YYYY-MM-DD)")
+
+
+def date_range(since: str | None, until: str | None) -> tuple[date | None, date | None]:
+    """`--since` / `--until` as dates, with since <= until."""
+    since_date = calendar_date(since, "--since")
+    until_date = calendar_date(until, "--until")
+    if since_date and until_date and since_date > until_date:
+        raise UsageError(f"invalid value for --since: {since} is after --until {until}")
+    return since_date, until_date
+
+
+def wait_seconds(value: str | None) -> float | None:
+    """--wait (no value) -> for ever; --wait N -> N seconds; absent -> no waiting."""
+    if value is None:
+        return None
+    if value == OPTIONAL_VALUES["--wait"]:
         return math.inf
     try:
         seconds = float(value)
@@ -48,15 +131,131 @@ def parse_wait(value: str | None) -> float | None:
     return seconds
 
 
-def whole_number(value: str | int) -> int:
-    """Typer `parser=` for integer options: the error names the offending value."""
-    if isinstance(value, int):
-        return value
-    try:
-        return int(value.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a whole number") from None
+def output_file(path: Path | None) -> Path | None:
+    """--output names a file in an existing directory (checked before any SQL)."""
+    if path is None:
+        return None
+    directory = path.parent
+    if path.is_dir():
+        raise UsageError(f"invalid value for --output: {path} is a directory")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"invalid value for --output: {directory} is not a directory")
+    if not directory.is_dir():
+        raise UsageError(f"invalid value for --output: directory {directory} does not exist")
+    return path
 
+
+# --- values used as defaults and by more than one command ----------------------------------
+
+# `kpictl freshness` (and the demo's freshness table): stale after 5 min, expired after 15 min.
+WARN_AFTER_SECONDS = 300
+ERROR_AFTER_SECONDS = 900
+MAX_EXPORT_LIMIT = 10_000
+MAX_CONCURRENCY = 64
+
+# --- options with a value ------------------------------------------------------------------
+
+
+def _text_option(name: str, help: str, **settings: Any) -> Any:
+    """An option taken as typed; the command checks it with one of the rules above."""
+    return Annotated[str, typer.Option(name, help=help, **settings)]
+
+
+def _optional_text_option(name: str, help: str, **settings: Any) -> Any:
+    return Annotated[str | None, typer.Option(name, help=help, show_default=False, **settings)]
+
+
+JobsLimitOption = _text_option("--limit", "At most this many jobs (1-1000).", metavar="N")
+ExportLimitOption = _text_option(
+    "--limit", f"Newest rows, after --grain (1-{MAX_EXPORT_LIMIT}).", metavar="N"
+)
+ConcurrencyOption = _text_option(
+    "--concurrency", f"Tenants processed in parallel (1-{MAX_CONCURRENCY}).", metavar="N"
+)
+PERIOD_HOURS_ENVVAR = "KPI_AGGREGATION_PERIOD_HOURS"
+PERIOD_HOURS = f"--period-hours / {PERIOD_HOURS_ENVVAR}"  # what a bad value's message names
+PeriodHoursOption = _text_option(
+    "--period-hours",
+    "Length of the period ending now (1-8760).",
+    envvar=PERIOD_HOURS_ENVVAR,
+    metavar="HOURS",
+)
+BatchSizeOption = _text_option(
+    "--batch-size", "Rows per DELETE batch (1 to 1,000,000).", metavar="ROWS"
+)
+
+
+def _days_option(name: str, what: str) -> Any:
+    return _text_option(
+        name, f"Delete {what} older than this many days (at least 1).", metavar="DAYS"
+    )
+
+
+RunDaysOption = _days_option("--run-days", "run-level snapshots")
+ProductDaysOption = _days_option("--product-days", "product-level snapshots")
+FactoryDaysOption = _days_option("--factory-days", "factory-level snapshots")
+JobsDaysOption = _days_option("--jobs-days", "finished job rows")
+
+WarnAfterOption = Annotated[
+    str, typer.Option("--warn-after", "-w", help="Stale above this age.", metavar="DUR")
+]
+ErrorAfterOption = Annotated[
+    str, typer.Option("--error-after", "-c", help="Expired above this age.", metavar="DUR")
+]
+AlignOption = _text_option("--align", "Round the period end down to this (e.g. 5m, 1h, 300).")
+WaitOption = _optional_text_option(
+    "--wait",
+    "If another run holds the pipeline lock, wait for it (for ever, or SECONDS) instead of "
+    "exiting 75.",
+    metavar="[SECONDS]",
+)
+TimezoneOption = _text_option("--timezone", "IANA zone the buckets align to.")
+
+SinceDateOption = _optional_text_option("--since", "First date (YYYY-MM-DD, inclusive).")
+UntilDateOption = _optional_text_option("--until", "Last date (YYYY-MM-DD, inclusive).")
+SinceInstantOption = _text_option("--since", "Start: a date or ISO date-time (in --timezone).")
+UntilInstantOption = Annotated[
+    str | None,
+    typer.Option("--until", help="End, exclusive (default: the end of the current bucket)."),
+]
+
+KpiLevelOption = Annotated[
+    KpiLevel | None,  # type: ignore[operator]
+    typer.Option(
+        "--level",
+        help="factory or product. Default: factory, or product with --product.",
+        show_default=False,
+    ),
+]
+FreshnessLevelOption = Annotated[
+    FreshnessLevel | None,  # type: ignore[operator]
+    typer.Option(
+        "--level",
+        help="Level of the snapshots to check. Default: factory, or the level of --kpi.",
+        show_default=False,
+    ),
+]
+
+TENANT_HELP = "A tenant's UUID or slug"
+TenantOption = _optional_text_option("--tenant", f"{TENANT_HELP}. Default: every tenant.")
+RequiredTenantOption = Annotated[
+    str, typer.Option("--tenant", help=f"{TENANT_HELP}.", show_default=False)
+]
+TenantsOption = Annotated[
+    list[str],
+    typer.Option("--tenant", help=f"{TENANT_HELP}; repeat for several.", show_default=False),
+]
+OutputFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        help="Write to this file (atomically: a temporary file, then a rename) instead of stdout.",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+
+# --- the common options of every command (added by `cli/commands.py::kpictl_command`) ------
 
 DatabaseUrlOption = Annotated[
     str | None,
@@ -64,7 +263,7 @@ DatabaseUrlOption = Annotated[
         "--database-url",
         help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
         "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
-        "the config file's database_url_file, else the embedded server (in a terminal only).",
+        "else the embedded server.",
         show_default=False,
         rich_help_panel="Common options",
     ),
@@ -91,12 +290,13 @@ LogFormatOption = Annotated[
     LogFormat,
     typer.Option(
         "--log-format",
+        help="Log lines on stderr as text or JSON lines.",
         envvar="KPICTL_LOG_FORMAT",
-        help="Log lines on stderr: text, or JSON lines for log shippers (with the job ID).",
         case_sensitive=False,
         rich_help_panel="Common options",
     ),
 ]
+
 ConfigOption = Annotated[
     str | None,
     typer.Option(
@@ -118,108 +318,31 @@ EmbeddedOption = Annotated[
     ),
 ]
 
-COMMON_PARAMETERS = [
-    inspect.Parameter(
-        "database_url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=DatabaseUrlOption
-    ),
-    inspect.Parameter(
-        "verbose", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=VerboseOption
-    ),
-    inspect.Parameter(
-        "quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOption
-    ),
-    inspect.Parameter(
-        "log_format",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=LogFormat.text,
-        annotation=LogFormatOption,
-    ),
-    inspect.Parameter(
-        "config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOption
-    ),
-    inspect.Parameter(
-        "embedded", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=EmbeddedOption
-    ),
-]
 
-
-def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callable:
-    """Register `func(settings, **options) -> exit code | None` as command `name`.
-
-    The wrapper adds the common options, resolves `Settings` once, configures logging and runs
-    the body inside the single error handler of `kpictl.cli.runtime`.
-    """
-
-    def decorator(func: Callable[..., int | None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(func).parameters.values() if p.name != "settings"]
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-
-        @functools.wraps(func)
-        def wrapper(**kwargs: Any) -> None:
-            from kpictl.cli.runtime import run_command
-
-            common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
-            # a Nagios plugin's usage errors are UNKNOWN (3), see runtime.run_command
-            common["nagios"] = getattr(kwargs.get("format"), "value", None) == "nagios"
-            full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
-            run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
-
-        wrapper.__signature__ = inspect.Signature(own + COMMON_PARAMETERS)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in own + COMMON_PARAMETERS}
-        del wrapper.__wrapped__  # Typer must read __signature__, not the wrapped function
-        app.command(name, **command_kwargs)(wrapper)
-        return func
-
-    return decorator
-
-
-def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable:
-    """Register `func(settings, **options)` as what `kpictl <group>` does when no subcommand
-    follows (e.g. `kpictl jobs` lists, `kpictl jobs show ID` shows), with the common options and
-    error handling of `kpictl_command`."""
-
-    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
-        holder = typer.Typer()  # only to build the command wrapper; never mounted
-        kpictl_command(holder, group.info.name or "", help=help)(func)
-        command = holder.registered_commands[0].callback
-        assert command is not None
-
-        def default(ctx: typer.Context, **options: Any) -> None:
-            if ctx.invoked_subcommand is None:
-                command(**options)
-
-        context = inspect.Parameter(
-            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
-        )
-        default.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [context, *inspect.signature(command).parameters.values()]
-        )
-        default.__annotations__ = {"ctx": typer.Context, **command.__annotations__}
-        group.callback(invoke_without_command=True, no_args_is_help=False, help=help)(default)
-        return func
-
-    return decorator
-
-
-def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
-    """Every (sub-)app is built here, with the same settings."""
-    return typer.Typer(
-        name=name,
-        help=help,
-        no_args_is_help=True,
-        add_completion=name is None,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-        rich_markup_mode=None,
+def _common(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )
 
 
-# Options whose value is optional (`--wait` or `--wait 30`): Typer needs a value, so a bare
-# occurrence gets this one before parsing.
+COMMON_PARAMETERS = [
+    _common("database_url", None, DatabaseUrlOption),
+    _common("verbose", False, VerboseOption),
+    _common("quiet", False, QuietOption),
+    _common("log_format", LogFormat.text, LogFormatOption),  # type: ignore[attr-defined]
+    _common("config", None, ConfigOption),
+    _common("embedded", False, EmbeddedOption),
+]
+
+# --- options whose value is optional -------------------------------------------------------
+
+# `--wait` or `--wait 30`: Typer needs a value, so a bare occurrence gets this one before parsing.
 OPTIONAL_VALUES = {"--wait": "forever"}
 
 
 def normalize_argv(args: list[str]) -> list[str]:
+    """`args` with the value of a bare optional-value option filled in (`--wait` -> `--wait
+    forever`); a following number (`--wait -3`) is taken as its value."""
     normalized: list[str] = []
     for index, arg in enumerate(args):
         normalized.append(arg)

@@ -64,30 +64,34 @@ def emit_table(
     title: str | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    out = stream or sys.stdout
+    """A rich table on a terminal (stdout only); plain tabulate text otherwise."""
     if stream is None and stdout_is_terminal():
-        from rich.console import Console
-        from rich.table import Table
+        _rich_table(columns, rows, title)
+    else:
+        _plain_table(columns, rows, title, stream or sys.stdout)
 
-        table = Table(title=title, header_style="bold" if colour_enabled() else None)
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(cell(value) for value in row))
-        Console(no_color=not colour_enabled(), highlight=False).print(table)
-        return
+
+def _rich_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold" if colour_enabled() else None)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(cell(value) for value in row))
+    Console(no_color=not colour_enabled(), highlight=False).print(table)
+
+
+def _plain_table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None, out: TextIO
+) -> None:
     from tabulate import tabulate
 
     if title:
         out.write(f"{title}\n")
-    out.write(
-        tabulate(
-            [[cell(v) for v in row] for row in rows],
-            headers=list(columns),
-            tablefmt="simple",
-            disable_numparse=True,
-        )
-    )
+    cells = [[cell(value) for value in row] for row in rows]
+    out.write(tabulate(cells, headers=list(columns), tablefmt="simple", disable_numparse=True))
     out.write("\n")
 
 
@@ -105,6 +109,11 @@ def emit_rows(
 
 def echo(line: str = "") -> None:
     sys.stdout.write(f"{line}\n")
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        echo(line)
 
 
 def reader_gone() -> None:

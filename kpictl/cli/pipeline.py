@@ -4,22 +4,26 @@ from typing import Annotated
 
 import typer
 
-from kpictl.cli.options import TextFormat, kpictl_command, whole_number
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import (
+    AlignOption,
+    PeriodHoursOption,
+    SinceInstantOption,
+    TextFormat,
+    TextFormatOption,
+    TimezoneOption,
+    UntilInstantOption,
+    WaitOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
 
-WaitOption = Annotated[
-    str | None,
-    typer.Option(
-        "--wait",
-        metavar="[SECONDS]",
-        help="If another run holds the pipeline lock, wait for it (for ever, or SECONDS) "
-        "instead of exiting 75.",
-        show_default=False,
-    ),
+DryRunFlag = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would be computed; write nothing.")
 ]
-FormatOption = Annotated[TextFormat, typer.Option("--format", help="Output format.")]
+BucketOption = Annotated[str, typer.Option("--bucket", help="hour, day or week.")]
+ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets already computed.")]
 
 
 @kpictl_command(
@@ -37,29 +41,22 @@ FormatOption = Annotated[TextFormat, typer.Option("--format", help="Output forma
 )
 def aggregate(
     settings: Settings,
-    period_hours: Annotated[
-        int,
-        typer.Option(
-            "--period-hours",
-            envvar="KPI_AGGREGATION_PERIOD_HOURS",
-            parser=whole_number,
-            metavar="HOURS",
-            help="Length of the period ending now (1-8760).",
-        ),
-    ] = 24,
-    align: Annotated[
-        str,
-        typer.Option("--align", help="Round the period end down to this (e.g. 5m, 1h, 300)."),
-    ] = "5m",
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print what would be computed; write nothing.")
-    ] = False,
+    period_hours: PeriodHoursOption = "24",
+    align: AlignOption = "5m",
+    dry_run: DryRunFlag = False,
     wait: WaitOption = None,
-    format: FormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import pipeline_run
+    from kpictl.cli.options import PERIOD_HOURS, duration_seconds, wait_seconds, whole_number
+    from kpictl.services.pipeline.periods import MAX_PERIOD_HOURS
 
-    return pipeline_run.run_aggregate(settings, period_hours, align, dry_run, wait, format.value)
+    align_seconds = int(duration_seconds(align, "--align"))
+    hours = whole_number(period_hours, PERIOD_HOURS, within=(1, MAX_PERIOD_HOURS))
+    wait_for = wait_seconds(wait)
+    return pipeline_run.run_aggregate(
+        settings, hours, align_seconds, dry_run=dry_run, wait=wait_for, format=format
+    )
 
 
 @kpictl_command(
@@ -75,25 +72,17 @@ def aggregate(
 )
 def backfill(
     settings: Settings,
-    since: Annotated[
-        str, typer.Option("--since", help="Start: a date or ISO date-time (in --timezone).")
-    ],
-    until: Annotated[
-        str | None,
-        typer.Option("--until", help="End, exclusive (default: the end of the current bucket)."),
-    ] = None,
-    bucket: Annotated[str, typer.Option("--bucket", help="hour, day or week.")] = "day",
-    timezone: Annotated[
-        str, typer.Option("--timezone", help="IANA zone the buckets align to.")
-    ] = "UTC",
-    force: Annotated[
-        bool, typer.Option("--force", help="Recompute buckets already computed.")
-    ] = False,
+    since: SinceInstantOption,
+    until: UntilInstantOption = None,
+    bucket: BucketOption = "day",
+    timezone: TimezoneOption = "UTC",
+    force: ForceFlag = False,
     wait: WaitOption = None,
-    format: FormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import pipeline_run
+    from kpictl.cli.options import wait_seconds
 
-    return pipeline_run.run_backfill(
-        settings, since, until, bucket, timezone, force, wait, format.value
-    )
+    wanted = pipeline_run.backfill_range(since, until, bucket, timezone)
+    wait_for = wait_seconds(wait)
+    return pipeline_run.run_backfill(settings, wanted, force=force, wait=wait_for, format=format)

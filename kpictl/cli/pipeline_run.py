@@ -5,156 +5,130 @@ Kept apart from `cli/pipeline.py` so that `--help` never imports SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from kpictl.cli import output
+from sqlalchemy import Engine, func, select
+
+from kpictl.cli import output, running
 from kpictl.cli.database import open_database
-from kpictl.cli.options import parse_wait
-from kpictl.cli.progress import progress_bar
-from kpictl.cli.signals import graceful_stop
-from kpictl.errors import KpictlError
-from kpictl.redact import secrets_of_url
-from kpictl.services.jobs.rows import job_metadata
+from kpictl.cli.options import Format, time_zone
+from kpictl.cli.render import pipeline as render
 from kpictl.services.pipeline import periods
 from kpictl.services.pipeline import run as pipeline
-from kpictl.settings import Settings, parse_duration_ms
+from kpictl.settings import Settings
 
 
-def _options(settings: Settings, wait: str | None) -> pipeline.PipelineOptions:
-    return pipeline.PipelineOptions(
-        source_timezone=settings.source_timezone,
-        wait_seconds=parse_wait(wait),
-    )
+@dataclass(frozen=True)
+class BackfillRange:
+    """What a backfill was asked for: [since, until) in buckets aligned in `zone` (`until`
+    None: the end of the current bucket)."""
+
+    since: datetime
+    until: datetime | None
+    bucket: str
+    zone: ZoneInfo
 
 
-def _metadata(settings: Settings) -> dict[str, Any]:
-    return job_metadata(settings.argv, secrets_of_url(settings.target.url))
+def backfill_range(since: str, until: str | None, bucket: str, timezone: str) -> BackfillRange:
+    zone = time_zone(timezone, "--timezone")
+    since_at = periods.parse_instant(since, zone, "--since")
+    until_at = periods.parse_instant(until, zone, "--until") if until else None
+    return BackfillRange(since_at, until_at, bucket, zone)
 
 
 def run_aggregate(
-    settings: Settings, period_hours: int, align: str, dry_run: bool, wait: str | None, fmt: str
+    settings: Settings,
+    period_hours: int,
+    align_seconds: int,
+    *,
+    dry_run: bool,
+    wait: float | None,
+    format: Format,
 ) -> int:
-    align_seconds = parse_duration_ms(align, "--align") // 1000
-    periods.check_period_hours(period_hours)
     options = _options(settings, wait)
-    database = open_database(settings)
-    with database.engine.connect() as connection:
-        now = connection.execute(_now()).scalar_one()
-    period = periods.aligned_period(now, period_hours, align_seconds)
+    engine = open_database(settings).engine
+    period = periods.aligned_period(_database_now(engine), period_hours, align_seconds)
     if dry_run:
-        with database.engine.connect() as connection:
-            plan = pipeline.plan(connection, period, options)
-        return _render_plan(plan, fmt)
-    with (
-        _summary_on_failure(fmt),
-        graceful_stop(settings.stop_grace_seconds) as stop,
-        progress_bar(settings.quiet) as progress,
-    ):
+        return _show_plan(engine, period, options, format)
+    with running.long_job(settings, _show_partial(format)) as (stop, progress):
         result = pipeline.aggregate(
-            database.engine,
+            engine,
             period,
-            metadata=_metadata(settings),
+            metadata=running.job_metadata(settings),
             options=options,
             stop=stop,
             progress=progress,
         )
-    return _render_result(result, fmt)
+    return _show_result(result, format)
 
 
 def run_backfill(
-    settings: Settings,
-    since: str,
-    until: str | None,
-    bucket: str,
-    timezone: str,
-    force: bool,
-    wait: str | None,
-    fmt: str,
+    settings: Settings, wanted: BackfillRange, *, force: bool, wait: float | None, format: Format
 ) -> int:
-    tz = periods.zone(timezone)
-    since_at = periods.parse_instant(since, tz, "--since")
-    until_at = periods.parse_instant(until, tz, "--until") if until else None
     options = _options(settings, wait)
-    database = open_database(settings)
-    with database.engine.connect() as connection:
-        now = connection.execute(_now()).scalar_one()
-    if until_at is None:
-        until_at = periods.current_bucket_end(now, bucket, tz)
-    buckets = periods.buckets(since_at, until_at, bucket, tz, now)
-    with (
-        _summary_on_failure(fmt),
-        graceful_stop(settings.stop_grace_seconds) as stop,
-        progress_bar(settings.quiet) as progress,
-    ):
+    engine = open_database(settings).engine
+    now = _database_now(engine)
+    buckets = _buckets(wanted, now)
+    metadata = running.job_metadata(settings)
+    metadata.update(bucket=wanted.bucket, timezone=wanted.zone.key)
+    with running.long_job(settings, _show_partial(format)) as (stop, progress):
         result = pipeline.backfill(
-            database.engine,
+            engine,
             buckets,
             force=force,
-            metadata={**_metadata(settings), "bucket": bucket, "timezone": timezone},
+            metadata=metadata,
             options=options,
             stop=stop,
             progress=progress,
             now=now,
         )
-    return _render_result(result, fmt)
+    return _show_result(result, format)
 
 
-@contextmanager
-def _summary_on_failure(fmt: str) -> Iterator[None]:
-    """A job that failed, lost its lock or was stopped still prints what it committed; the
-    error then goes on to its exit code (docs/spec/cli.md)."""
-    try:
-        yield
-    except KpictlError as exc:
-        if isinstance(exc.partial, pipeline.PipelineResult):
-            _render_result(exc.partial, fmt)
-        raise
+def _options(settings: Settings, wait: float | None) -> pipeline.PipelineOptions:
+    return pipeline.PipelineOptions(source_timezone=settings.source_timezone, wait_seconds=wait)
 
 
-def _now():
-    from sqlalchemy import text
+def _database_now(engine: Engine) -> datetime:
+    """The database's clock: the one that stamps the runs."""
+    with engine.connect() as connection:
+        return connection.execute(select(func.now())).scalar_one()
 
-    return text("SELECT now()")
+
+def _buckets(wanted: BackfillRange, now: datetime) -> list[periods.Period]:
+    until = wanted.until
+    if until is None:
+        until = periods.current_bucket_end(now, wanted.bucket, wanted.zone)
+    return periods.buckets(wanted.since, until, wanted.bucket, wanted.zone, now)
 
 
-def _render_plan(plan: pipeline.Plan, fmt: str) -> int:
-    document = {
-        "dryRun": True,
-        "periodStart": plan.period.start,
-        "periodEnd": plan.period.end,
-        "runLevel": plan.pending_runs,
-        "productLevel": plan.products,
-        "factoryLevel": 1,
-        "terminalRuns": plan.terminal_runs,
-        "invalidRuns": plan.invalid_runs,
-    }
-    if fmt == "json":
-        output.emit_json(document)
+def _show_plan(engine: Engine, period: periods.Period, options: Any, format: Format) -> int:
+    with engine.connect() as connection:
+        plan = pipeline.plan(connection, period, options)
+    if format == Format.json:
+        output.emit_json(render.plan_document(plan))
     else:
-        output.echo(f"Period: {plan.period.label()} (dry run, nothing written)")
-        output.echo(f"Run level:     {plan.pending_runs} runs to snapshot")
-        output.echo(f"Product level: {plan.products} products")
-        output.echo(
-            f"Factory level: 1 ({plan.terminal_runs} terminal runs, {plan.invalid_runs} invalid)"
-        )
+        output.echo_lines(render.plan_lines(plan))
     return 0
 
 
-def _render_result(result: pipeline.PipelineResult, fmt: str) -> int:
-    if fmt == "json":
+def _show_result(result: pipeline.PipelineResult, format: Format) -> int:
+    if format == Format.json:
         output.emit_json(result.as_dict())
     else:
-        output.echo(
-            f"{result.job_type} {result.status}: {result.snapshots_created} snapshots "
-            f"in {result.duration_ms} ms (job {result.job_id})"
-        )
-        if result.job_type == "backfill":
-            output.echo(
-                f"buckets: {len(result.periods)} computed, {result.skipped_buckets} skipped, "
-                f"{len(result.failed_buckets)} failed"
-            )
-        if result.invalid_runs:
-            output.echo(f"invalid runs left out: {result.invalid_runs}")
-    return 0 if result.status == "completed" else 1
+        output.echo_lines(render.result_lines(result))
+    return render.result_exit_code(result)
+
+
+def _show_partial(format: Format) -> Callable[[Any], None]:
+    """A job that failed, lost its lock or was stopped still prints what it committed."""
+
+    def show(partial: Any) -> None:
+        if isinstance(partial, pipeline.PipelineResult):
+            _show_result(partial, format)
+
+    return show

@@ -1,13 +1,22 @@
 """`kpictl retention`: delete old snapshots per level and old job rows, in bounded batches."""
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
-from kpictl.cli.options import TableFormat, kpictl_command
+from kpictl.cli.commands import kpictl_command
+from kpictl.cli.options import (
+    BatchSizeOption,
+    FactoryDaysOption,
+    Format,
+    JobsDaysOption,
+    ProductDaysOption,
+    RunDaysOption,
+    TableFormat,
+    TableFormatOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -32,103 +41,96 @@ Examples:
     kpictl retention --batch-size 1000 -q        # smaller batches, only errors on stderr
 """
 
-COLUMNS = ["target", "table", "older_than_days", "cutoff", "deleted"]
-
-
-def _days_option(name: str, what: str):
-    return typer.Option(
-        name, help=f"Delete {what} older than this many days (at least 1).", metavar="DAYS"
-    )
+DryRunFlag = Annotated[
+    bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+]
+VacuumFlag = Annotated[
+    bool, typer.Option("--vacuum", help="VACUUM ANALYZE the tables that lost rows.")
+]
 
 
 @kpictl_command(app, "retention", help=HELP)
 def retention(
     settings: Settings,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
-    ] = False,
-    run_days: Annotated[str, _days_option("--run-days", "run-level snapshots")] = "90",
-    product_days: Annotated[str, _days_option("--product-days", "product-level snapshots")] = "90",
-    factory_days: Annotated[str, _days_option("--factory-days", "factory-level snapshots")] = "730",
-    jobs_days: Annotated[str, _days_option("--jobs-days", "finished job rows")] = "90",
-    batch_size: Annotated[
-        str,
-        typer.Option(
-            "--batch-size", help="Rows per DELETE batch (1 to 1,000,000).", metavar="ROWS"
-        ),
-    ] = "10000",
-    vacuum: Annotated[
-        bool, typer.Option("--vacuum", help="VACUUM ANALYZE the tables that lost rows.")
-    ] = False,
-    format: Annotated[
-        TableFormat, typer.Option("--format", help="Output format (default: table).")
-    ] = TableFormat.table,
+    dry_run: DryRunFlag = False,
+    run_days: RunDaysOption = "90",
+    product_days: ProductDaysOption = "90",
+    factory_days: FactoryDaysOption = "730",
+    jobs_days: JobsDaysOption = "90",
+    batch_size: BatchSizeOption = "10000",
+    vacuum: VacuumFlag = False,
+    format: TableFormatOption = TableFormat.table,
 ) -> int:
-    from kpictl.cli.database import open_database
-    from kpictl.cli.signals import graceful_stop
-    from kpictl.errors import KpictlError
-    from kpictl.redact import secrets_of_url
-    from kpictl.services.jobs.rows import job_metadata
-    from kpictl.services.maintenance import retention as service
-
-    policy = service.make_policy(
-        run_days=run_days,
-        product_days=product_days,
-        factory_days=factory_days,
-        jobs_days=jobs_days,
-        batch_size=batch_size,
-    )
-    database = open_database(settings)
-    meta = job_metadata(settings.argv, secrets_of_url(database.url))
-    try:
-        with (
-            graceful_stop(settings.stop_grace_seconds) as stop,
-            _batch_progress(enabled=not (dry_run or settings.quiet)) as on_batch,
-        ):
-            result, job_id = service.run_retention(
-                database.engine,
-                policy,
-                dry_run=dry_run,
-                vacuum=vacuum,
-                job_meta=meta,
-                on_batch=on_batch,
-                stop=stop,
-            )
-    except KpictlError as exc:  # failed, lost its lock or stopped: what was deleted so far
-        if isinstance(exc.partial, service.RetentionResult) and exc.partial.targets:
-            _emit(exc.partial, format.value)
-        raise
-    _emit(result, format.value)
+    policy = _policy(run_days, product_days, factory_days, jobs_days, batch_size)
+    result, job_id = _run(settings, policy, dry_run=dry_run, vacuum=vacuum, format=format)
+    _show(result, format)
     _log_summary(result, job_id)
     return 0
 
 
-def _emit(result: Any, fmt: str) -> None:
+def _policy(run_days: str, product_days: str, factory_days: str, jobs_days: str, batch_size: str):
+    from kpictl.cli.options import whole_number
+    from kpictl.services.maintenance.retention import MAX_BATCH_SIZE, MAX_DAYS, RetentionPolicy
+
+    def days(value: str, option: str) -> int:
+        return whole_number(value, option, within=(1, MAX_DAYS))
+
+    return RetentionPolicy(
+        run_days=days(run_days, "--run-days"),
+        product_days=days(product_days, "--product-days"),
+        factory_days=days(factory_days, "--factory-days"),
+        jobs_days=days(jobs_days, "--jobs-days"),
+        batch_size=whole_number(batch_size, "--batch-size", within=(1, MAX_BATCH_SIZE)),
+    )
+
+
+def _run(settings: Settings, policy: Any, *, dry_run: bool, vacuum: bool, format: Format):
+    """The retention job, one progress bar per target on a terminal (none for --dry-run). A
+    run that fails, loses its lock or is stopped first shows what it deleted so far."""
+    from kpictl.cli import running
+    from kpictl.cli.database import open_database
+    from kpictl.services.maintenance import retention as service
+
+    def show_partial(partial: Any) -> None:
+        if isinstance(partial, service.RetentionResult) and partial.targets:
+            _show(partial, format)
+
+    engine = open_database(settings).engine
+    metadata = running.job_metadata(settings)
+    with running.long_job(settings, show_partial, progress=not dry_run) as (stop, progress):
+        return service.run_retention(
+            engine,
+            policy,
+            dry_run=dry_run,
+            vacuum=vacuum,
+            job_meta=metadata,
+            on_batch=_on_batch(progress),
+            stop=stop,
+        )
+
+
+def _on_batch(progress: Any) -> Callable[[str, int, int], None] | None:
+    """One bar per target on the progress display (a terminal's only); else no callback."""
+    from kpictl.cli.progress import RichProgress
+
+    if not isinstance(progress, RichProgress):
+        return None
+    started: set[str] = set()
+
+    def on_batch(target: str, rows: int, planned: int) -> None:
+        if target not in started:
+            started.add(target)
+            progress.start(f"deleting {target}", planned or None)
+        progress.advance(rows)
+
+    return on_batch
+
+
+def _show(result: Any, format: Format) -> None:
     from kpictl.cli import output
+    from kpictl.cli.render import retention as render
 
-    rows = [[t.target, t.table, t.days, t.cutoff, t.deleted] for t in result.targets]
-    columns = COLUMNS if not result.dry_run else [*COLUMNS[:-1], "would_delete"]
-    output.emit_rows(fmt, columns, rows)
-
-
-@contextlib.contextmanager
-def _batch_progress(*, enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """One bar per target on the shared progress display (terminal only); else no callback."""
-    from kpictl.cli.progress import RichProgress, progress_bar
-
-    with progress_bar(quiet=not enabled) as progress:
-        if not isinstance(progress, RichProgress):
-            yield None
-            return
-        started: set[str] = set()
-
-        def on_batch(target: str, rows: int, planned: int) -> None:
-            if target not in started:
-                started.add(target)
-                progress.start(f"deleting {target}", planned or None)
-            progress.advance(rows)
-
-        yield on_batch
+    output.emit_rows(format, render.columns(result), render.rows(result))
 
 
 def _log_summary(result: Any, job_id: Any) -> None:

@@ -20,11 +20,10 @@ from kpictl.cli.logs import configure_logging
 from kpictl.errors import (
     CommandFailed,
     ExitCode,
-    Interrupted,
     KpictlError,
     LockHeld,
     UsageError,
-    classify_database_error,
+    as_kpictl_error,
 )
 from kpictl.redact import redact, secrets_of_url
 from kpictl.settings import Settings, settings_from_environment
@@ -36,56 +35,77 @@ def run_command(
     body: Callable[[Settings], int | None],
     argv: Sequence[str],
 ) -> None:
-    verbose = bool(common["verbose"])
-    secrets = secrets_of_url(common.get("database_url"))
-    secrets += secrets_of_url(os.environ.get("KPICTL_DATABASE_URL"))
-    secrets += secrets_of_url(os.environ.get("DATABASE_URL"))
-    log_format = getattr(common["log_format"], "value", common["log_format"])
+    """Resolve the settings, run `body` and exit with its code, or with the code of what it
+    raised (a message on stderr, the traceback only with -v)."""
+    verbose, quiet = bool(common["verbose"]), bool(common["quiet"])
+    secrets = _known_secrets(common.get("database_url"))
     try:
         configure_logging(
-            verbose=verbose, quiet=bool(common["quiet"]), log_format=log_format, secrets=secrets
+            verbose=verbose, quiet=quiet, log_format=_log_format(common), secrets=secrets
         )
-        settings = settings_from_environment(
-            flag_url=common["database_url"],
-            command=command,
-            verbose=verbose,
-            quiet=bool(common["quiet"]),
-            log_format=log_format,
-            argv=tuple(argv),
-            config_path=common.get("config"),
-            interactive=sys.stdin.isatty() or sys.stderr.isatty(),
-            embedded=bool(common.get("embedded")) or command == "kpictl demo",
-        )
+        settings = _settings(command, common, argv)
         secrets += secrets_of_url(settings.target.url)
         code = body(settings) or 0
     except typer.Exit:
         raise
-    except KpictlError as exc:
-        code = _report(exc, verbose, secrets)
+    except (Exception, KeyboardInterrupt) as exc:
+        code = exit_code_of(exc, verbose, secrets)
         if isinstance(exc, UsageError) and common.get("nagios"):
-            # a plugin's bad argument or configuration is UNKNOWN, with a status line
-            from kpictl.cli.render.freshness import UNKNOWN_EXIT_CODE, render_nagios_unknown
+            code = _nagios_unknown(exc, secrets)
+    raise typer.Exit(int(code))
 
-            print(render_nagios_unknown(redact(exc.message, secrets)))
-            code = UNKNOWN_EXIT_CODE
-    except BrokenPipeError:
+
+def _nagios_unknown(exc: UsageError, secrets: list[str]) -> int:
+    """A Nagios plugin's bad argument or configuration is UNKNOWN (3), with a status line."""
+    from kpictl.cli.render.freshness import UNKNOWN_EXIT_CODE, render_nagios_unknown
+
+    print(render_nagios_unknown(redact(exc.message, secrets)))
+    return UNKNOWN_EXIT_CODE
+
+
+def _settings(command: str, common: Mapping[str, Any], argv: Sequence[str]) -> Settings:
+    return settings_from_environment(
+        flag_url=common["database_url"],
+        command=command,
+        verbose=bool(common["verbose"]),
+        quiet=bool(common["quiet"]),
+        log_format=_log_format(common),
+        argv=tuple(argv),
+        config_path=common.get("config"),
+        interactive=sys.stdin.isatty() or sys.stderr.isatty(),
+        embedded=bool(common.get("embedded")) or command == "kpictl demo",
+    )
+
+
+def _log_format(common: Mapping[str, Any]) -> str:
+    return getattr(common["log_format"], "value", common["log_format"])
+
+
+def _known_secrets(flag_url: str | None) -> list[str]:
+    """The passwords of every URL kpictl may be given, to mask before anything is logged."""
+    secrets = secrets_of_url(flag_url)
+    secrets += secrets_of_url(os.environ.get("KPICTL_DATABASE_URL"))
+    secrets += secrets_of_url(os.environ.get("DATABASE_URL"))
+    return secrets
+
+
+def exit_code_of(exc: BaseException, verbose: bool, secrets: list[str]) -> int:
+    """The exit code of what a command raised, its message reported on stderr. A closed stdout
+    (`kpictl ... | head`) is not an error; anything unknown is a bug of kpictl's (exit 1)."""
+    if isinstance(exc, BrokenPipeError):
         from kpictl.cli.output import reader_gone
 
-        reader_gone()  # `kpictl ... | head`: the reader took what it wanted
-        code = ExitCode.OK
-    except KeyboardInterrupt:
-        _report(Interrupted("interrupted", signal_exit=ExitCode.SIGINT), verbose, secrets)
-        code = ExitCode.SIGINT
-    except Exception as exc:
-        error = classify_database_error(exc)
-        if error is None:
-            error = CommandFailed(
-                f"internal error: {type(exc).__name__}: {exc}",
-                hint="this is a bug in kpictl; run again with -v and report the traceback",
-            )
+        reader_gone()  # the reader took what it wanted
+        return ExitCode.OK
+    error = as_kpictl_error(exc)
+    if error is None:
+        error = CommandFailed(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a bug in kpictl; run again with -v and report the traceback",
+        )
+    if error is not exc:
         error.__cause__ = exc
-        code = _report(error, verbose, secrets)
-    raise typer.Exit(int(code))
+    return _report(error, verbose, secrets)
 
 
 def _report(error: KpictlError, verbose: bool, secrets: list[str]) -> int:

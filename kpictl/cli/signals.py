@@ -7,14 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kpictl.errors import ExitCode
-from kpictl.services.jobs.stop import DEFAULT_GRACE_SECONDS, StopRequest
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.settings import DEFAULT_STOP_GRACE_SECONDS
 
 
 @contextmanager
-def graceful_stop(grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Iterator[StopRequest]:
+def graceful_stop(grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS) -> Iterator[StopRequest]:
     """While the block runs, SIGTERM/SIGINT ask the job to stop after its current step; the
-    step's query is cancelled server-side after the grace period (60 s;
-    KPICTL_STOP_GRACE_SECONDS overrides it, for tests)."""
+    step's query is cancelled server-side after the grace period
+    (`settings.DEFAULT_STOP_GRACE_SECONDS`; KPICTL_STOP_GRACE_SECONDS overrides it)."""
     stop = StopRequest(grace_seconds)
 
     def on_signal(signum: int, _frame: object) -> None:

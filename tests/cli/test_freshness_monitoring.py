@@ -137,8 +137,9 @@ def test_output_errors(db_url, tmp_path):
     assert table.returncode == 2 and "--output writes json, nagios or prometheus" in table.stderr
     missing_dir = tmp_path / "no" / "such" / "kpictl.prom"
     result = kpictl(["freshness", "--format", "prometheus", "--output", str(missing_dir)], db_url)
-    assert result.returncode == 1
-    assert f"cannot write {missing_dir}" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2  # checked before any SQL
+    assert f"directory {missing_dir.parent} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_promtool_accepts_the_exposition(db_url, engine, tmp_path):

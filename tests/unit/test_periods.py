@@ -136,7 +136,7 @@ def test_an_unknown_zone_is_a_usage_error(name):
     with pytest.raises(UsageError) as raised:
         zone(name)
     assert raised.value.message == (
-        f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        f"invalid value for --timezone: {name!r} is not an IANA time zone (e.g. Europe/Berlin)"
     )
 
 

@@ -15,6 +15,7 @@ from kpictl.services.reports.freshness import (
     STALE,
     STATUSES,
     FreshnessReport,
+    KpiFreshness,
 )
 
 EXIT_CODES = {FRESH: 0, STALE: 1, EXPIRED: 2, MISSING: 2}
@@ -34,17 +35,7 @@ def report_document(report: FreshnessReport) -> dict[str, Any]:
     code = exit_code(report)
     return {
         "status": "success",
-        "data": [
-            {
-                "kpiName": kpi.kpi_name,
-                "level": kpi.level,
-                "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
-                "lastCalculatedAt": kpi.last_calculated_at,
-                "isFresh": kpi.is_fresh,
-                "status": kpi.status,
-            }
-            for kpi in report.kpis
-        ],
+        "data": [_kpi_entry(kpi) for kpi in report.kpis],
         "overall": {
             "status": report.status,
             "isFresh": code == 0,
@@ -55,6 +46,17 @@ def report_document(report: FreshnessReport) -> dict[str, Any]:
             "checkedAt": report.checked_at,
             "counts": report.counts,
         },
+    }
+
+
+def _kpi_entry(kpi: KpiFreshness) -> dict[str, Any]:
+    return {
+        "kpiName": kpi.kpi_name,
+        "level": kpi.level,
+        "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
+        "lastCalculatedAt": kpi.last_calculated_at,
+        "isFresh": kpi.is_fresh,
+        "status": kpi.status,
     }
 
 
@@ -98,29 +100,38 @@ def table_rows(report: FreshnessReport) -> list[list[Any]]:
 
 def render_nagios(report: FreshnessReport) -> str:
     """One Nagios/Icinga plugin line: `KPI FRESHNESS <STATE> - <summary> | <perfdata>`."""
+    word = NAGIOS_WORDS[exit_code(report)]
+    summary = "; ".join(_nagios_summary(report))
+    return f"KPI FRESHNESS {word} - {summary} | {_nagios_perfdata(report)}"
+
+
+def _nagios_summary(report: FreshnessReport) -> list[str]:
+    """The KPIs not fresh, worst first (with their age when known), then the fresh count."""
     parts = []
     for status in (EXPIRED, MISSING, STALE):
         affected = [kpi for kpi in report.kpis if kpi.status == status]
         if affected:
-            shown = ", ".join(
-                kpi.kpi_name
-                if kpi.age_seconds is None
-                else f"{kpi.kpi_name} ({plain_number(kpi.age_seconds, 0)}s)"
-                for kpi in affected
-            )
-            parts.append(f"{status}: {shown}")
-    fresh = report.counts[FRESH]
-    parts.append(f"{fresh} of {len(report.kpis)} {report.level} KPIs fresh")
+            parts.append(f"{status}: {', '.join(_nagios_name(kpi) for kpi in affected)}")
+    parts.append(f"{report.counts[FRESH]} of {len(report.kpis)} {report.level} KPIs fresh")
+    return parts
+
+
+def _nagios_name(kpi: KpiFreshness) -> str:
+    if kpi.age_seconds is None:
+        return kpi.kpi_name
+    return f"{kpi.kpi_name} ({plain_number(kpi.age_seconds, 0)}s)"
+
+
+def _nagios_perfdata(report: FreshnessReport) -> str:
+    """`name=AGEs;warn;crit;0;` per KPI (`U` for a KPI never computed)."""
     warn = plain_number(report.warn_after_seconds)
     error = plain_number(report.error_after_seconds)
-    perfdata = " ".join(
+    return " ".join(
         f"{kpi.kpi_name}="
         + ("U" if kpi.age_seconds is None else f"{plain_number(kpi.age_seconds)}s")
         + f";{warn};{error};0;"
         for kpi in report.kpis
     )
-    word = NAGIOS_WORDS[exit_code(report)]
-    return f"KPI FRESHNESS {word} - {'; '.join(parts)} | {perfdata}"
 
 
 def render_nagios_unknown(message: str) -> str:
@@ -129,80 +140,126 @@ def render_nagios_unknown(message: str) -> str:
 
 def render_prometheus(report: FreshnessReport | None) -> str:
     """Prometheus text exposition (node_exporter textfile collector), made by prometheus_client.
-
     A KPI never computed has no timestamp or age sample but still its status samples; with
-    `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written.
-    """
+    `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written."""
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import GaugeMetricFamily
 
-    families: list[GaugeMetricFamily] = []
-
-    def family(
-        name: str, help_text: str, labels: list[str], samples: list[tuple[list[str], float]]
-    ) -> None:
-        gauge = GaugeMetricFamily(f"{PROMETHEUS_PREFIX}{name}", help_text, labels=labels)
-        for values, value in samples:
-            gauge.add_metric(values, value)
-        families.append(gauge)
-
-    family(
-        "freshness_check_success",
-        "1 when kpictl freshness could read kpi_snapshots, 0 when it could not.",
-        [],
-        [([], 0 if report is None else 1)],
-    )
+    families = [
+        _family(
+            "freshness_check_success",
+            "1 when kpictl freshness could read kpi_snapshots, 0 when it could not.",
+            [],
+            [([], 0 if report is None else 1)],
+        )
+    ]
     if report is not None:
-        computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
-        kpi_labels = ["kpi", "level"]
-        family(
-            "kpi_last_calculated_timestamp_seconds",
-            "Unix time of the newest calculated_at of the KPI at this level.",
-            kpi_labels,
-            [([kpi.kpi_name, kpi.level], kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
-        )
-        family(
-            "kpi_age_seconds",
-            "Seconds since the newest calculated_at of the KPI at this level.",
-            kpi_labels,
-            [([kpi.kpi_name, kpi.level], kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
-        )
-        family(
-            "kpi_freshness_status",
-            "Freshness status of the KPI: 1 for its current status, 0 for the others.",
-            [*kpi_labels, "status"],
-            [
-                ([kpi.kpi_name, kpi.level, status], 1 if kpi.status == status else 0)
-                for kpi in report.kpis
-                for status in STATUSES
-            ],
-        )
-        family(
-            "freshness_warn_after_seconds",
-            "Age above which a KPI is stale.",
-            [],
-            [([], report.warn_after_seconds)],
-        )
-        family(
-            "freshness_error_after_seconds",
-            "Age above which a KPI is expired.",
-            [],
-            [([], report.error_after_seconds)],
-        )
-        family(
-            "freshness_check_timestamp_seconds",
-            "Unix time of this check.",
-            [],
-            [([], report.checked_at.timestamp())],
-        )
+        families += _kpi_families(report) + _check_families(report)
 
     class _Report:
-        def collect(self) -> list[GaugeMetricFamily]:
+        def collect(self) -> list[Any]:
             return families
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Report())  # type: ignore[arg-type]
     return generate_latest(registry).decode("utf-8")
+
+
+_KPI_LABELS = ["kpi", "level"]
+
+
+def _kpi_families(report: FreshnessReport) -> list[Any]:
+    """Per KPI: when it was last calculated and its age (if ever), and its status."""
+    computed = [kpi for kpi in report.kpis if kpi.last_calculated_at is not None]
+    return [
+        _family(
+            "kpi_last_calculated_timestamp_seconds",
+            "Unix time of the newest calculated_at of the KPI at this level.",
+            _KPI_LABELS,
+            [([kpi.kpi_name, kpi.level], kpi.last_calculated_at.timestamp()) for kpi in computed],  # type: ignore[union-attr]
+        ),
+        _family(
+            "kpi_age_seconds",
+            "Seconds since the newest calculated_at of the KPI at this level.",
+            _KPI_LABELS,
+            [([kpi.kpi_name, kpi.level], kpi.age_seconds) for kpi in computed],  # type: ignore[misc]
+        ),
+        _family(
+            "kpi_freshness_status",
+            "Freshness status of the KPI: 1 for its current status, 0 for the others.",
+            [*_KPI_LABELS, "status"],
+            _status_samples(report),
+        ),
+    ]
+
+
+def _status_samples(report: FreshnessReport) -> list[tuple[list[str], float]]:
+    """Per KPI and status: 1 for the KPI's status, 0 for the others."""
+    return [
+        ([kpi.kpi_name, kpi.level, status], 1 if kpi.status == status else 0)
+        for kpi in report.kpis
+        for status in STATUSES
+    ]
+
+
+def _check_families(report: FreshnessReport) -> list[Any]:
+    """The thresholds the check used, and when it ran."""
+    return [
+        _family(
+            "freshness_warn_after_seconds",
+            "Age above which a KPI is stale.",
+            [],
+            [([], report.warn_after_seconds)],
+        ),
+        _family(
+            "freshness_error_after_seconds",
+            "Age above which a KPI is expired.",
+            [],
+            [([], report.error_after_seconds)],
+        ),
+        _family(
+            "freshness_check_timestamp_seconds",
+            "Unix time of this check.",
+            [],
+            [([], report.checked_at.timestamp())],
+        ),
+    ]
+
+
+def _family(
+    name: str, help_text: str, labels: list[str], samples: list[tuple[list[str], float]]
+) -> Any:
+    """One gauge family of prometheus_client, with a sample per (label values, value)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    gauge = GaugeMetricFamily(f"{PROMETHEUS_PREFIX}{name}", help_text, labels=labels)
+    for values, value in samples:
+        gauge.add_metric(values, value)
+    return gauge
+
+
+def monitoring_text(report: FreshnessReport, format: str) -> str:
+    """The json, nagios or prometheus text of `report` (what stdout or --output gets)."""
+    if format == "json":
+        from kpictl.cli.output import json_text
+
+        return json_text(report_document(report))
+    if format == "nagios":
+        return render_nagios(report) + "\n"
+    return render_prometheus(report)
+
+
+def unknown_text(message: str, format: str, asked: tuple[str, float, float]) -> str:
+    """What the json, nagios or prometheus output says when the check could not run (`asked`:
+    the level and the two thresholds); nothing for the table."""
+    if format == "json":
+        from kpictl.cli.output import json_text
+
+        return json_text(error_document(message, *asked))
+    if format == "nagios":
+        return render_nagios_unknown(message) + "\n"
+    if format == "prometheus":
+        return render_prometheus(None)
+    return ""
 
 
 def human_age(seconds: float) -> str:

@@ -1,6 +1,7 @@
-"""`kpictl history` output: the fill's tables and exit code (docs/spec/history.md §2), the export's JSON
-writer and table rows (docs/spec/history.md §3). The export's CSV is not built here: PostgreSQL writes
-it with COPY (`services/history/export.py::copy_csv`), streamed as it comes.
+"""`kpictl history` output: the fill's tables and exit code (docs/spec/history.md §2), the
+export's JSON writer and table rows (docs/spec/history.md §3), the lines of grant and revoke.
+The export's CSV is not built here: PostgreSQL writes it with COPY
+(`services/history/export.py::copy_csv`), streamed as it comes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kpictl.errors import ExitCode
 from kpictl.serialize import decimal_json
 from kpictl.services.history.export import METRICS
 from kpictl.services.history.fill import FORBIDDEN, NO_AVI, FillRun, TenantOutcome
+from kpictl.services.history.grants import GrantChange
 from kpictl.services.history.tenants import Tenant
 
 # --- history fill --------------------------------------------------------------------------
@@ -85,3 +87,27 @@ def write_json(tenant: Tenant, rows: Iterable[tuple], out: TextIO) -> int:
         count += 1
     out.write("\n  ]\n}\n" if count else "]\n}\n")
     return count
+
+
+# --- history grant / revoke ----------------------------------------------------------------
+
+
+def shown_tenant(tenant: Tenant) -> str:
+    return f"{tenant.slug} ({tenant.id})"
+
+
+def grant_lines(changes: Iterable[GrantChange], role: str) -> list[str]:
+    return [
+        f"{'granted' if change.changed else 'already granted'}: role {role} reads tenant "
+        f"{shown_tenant(change.tenant)}"
+        for change in changes
+    ]
+
+
+def revoke_lines(changes: Iterable[GrantChange], role: str) -> list[str]:
+    return [
+        f"revoked: role {role} no longer reads tenant {shown_tenant(change.tenant)}"
+        if change.changed
+        else f"not granted: role {role} had no grant of tenant {shown_tenant(change.tenant)}"
+        for change in changes
+    ]

@@ -14,8 +14,8 @@ from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from kpictl.db.schema import kpi_history_grants, tenants
-from kpictl.errors import UsageError
-from kpictl.services.history.tenants import Tenant, TenantArgument, shown
+from kpictl.errors import PermissionDenied, UsageError, shown
+from kpictl.services.history.tenants import Tenant, TenantArgument
 
 MAX_ROLE_LENGTH = 63  # NAMEDATALEN - 1
 SHOWN_SLUGS = 5
@@ -163,3 +163,17 @@ def can_read(conn: Connection, tenant: Tenant) -> bool:
         ),
         {"tenant": tenant.id},
     ).scalar_one()
+
+
+def check_can_read(conn: Connection, tenant: Tenant) -> None:
+    """A role that may not read the tenant would get an empty history: PermissionDenied (77)
+    that says so instead, with the grant that would let it read."""
+    if can_read(conn, tenant):
+        return
+    role = conn.execute(text("SELECT current_user")).scalar()
+    raise PermissionDenied(
+        f"role {role} may not read tenant {tenant.slug}'s history: it has no grant of it "
+        "and is not a kpictl service role",
+        hint=f"as the owner of kpictl's tables: kpictl history grant --tenant {tenant.slug} "
+        f"--role {role}",
+    )

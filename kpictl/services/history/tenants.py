@@ -15,19 +15,17 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date
 
 from sqlalchemy import Connection, select, text
 
 from kpictl.db.schema import TENANT_SETTING, tenants
-from kpictl.errors import CommandFailed, KpictlError, UsageError
+from kpictl.errors import CommandFailed, KpictlError, UsageError, shown
 
 # `tenants.slug` is free text: any existing slug must be usable. What cannot be a slug (empty,
 # blank-padded, control characters, absurdly long) is refused before any SQL.
 MAX_SLUG_LENGTH = 200
 # Canonical hyphenated UUIDs only (any case): no braces, no urn: prefix, no bare 32 hex digits.
 UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass(frozen=True)
@@ -42,12 +40,6 @@ class TenantArgument:
 
     id: uuid.UUID | None = None
     slug: str | None = None
-
-
-def shown(value: str, limit: int = 80) -> str:
-    """A user-supplied value made safe for a one-line message: escaped, and cut when long."""
-    escaped = ascii(value)
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
 
 
 def parse_tenant_argument(value: str, option: str = "--tenant") -> TenantArgument:
@@ -89,30 +81,3 @@ def set_tenant(conn: Connection, tenant_id: uuid.UUID) -> None:
         text("SELECT set_config(:name, :value, true)"),
         {"name": TENANT_SETTING, "value": str(tenant_id)},
     )
-
-
-def parse_date(value: str | None, option: str) -> date | None:
-    """A `YYYY-MM-DD` option value, or a UsageError naming it."""
-    if value is None:
-        return None
-    if DATE_PATTERN.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise UsageError(f"invalid value for {option}: {shown(value)} is not a date (YYYY-MM-DD)")
-
-
-def parse_date_range(since: str | None, until: str | None) -> tuple[date | None, date | None]:
-    """`--since` / `--until` as dates, with since <= until."""
-    since_date = parse_date(since, "--since")
-    until_date = parse_date(until, "--until")
-    if since_date and until_date and since_date > until_date:
-        raise UsageError(f"invalid value for --since: {since} is after --until {until}")
-    return since_date, until_date
-
-
-def check_range(option: str, value: int, low: int, high: int) -> None:
-    """An integer option within [low, high], or a UsageError naming the value."""
-    if not low <= value <= high:
-        raise UsageError(f"invalid value for {option}: {value} is not in {low}-{high}")

@@ -23,18 +23,6 @@ LIST_COLUMNS = [
 MAX_LIMIT = 1000
 
 
-def parse_limit(value: str) -> int:
-    """--limit as typed: a whole number 1..MAX_LIMIT (UsageError naming the value otherwise)."""
-    try:
-        limit = int(value.strip())
-    except ValueError:
-        raise UsageError(
-            f"invalid --limit {value!r}: use a whole number 1 to {MAX_LIMIT}"
-        ) from None
-    check_filters(limit, None, None)
-    return limit
-
-
 def check_filters(limit: int, status: str | None, job_type: str | None) -> None:
     if not 1 <= limit <= MAX_LIMIT:
         raise UsageError(f"invalid --limit {limit}: use 1 to {MAX_LIMIT}")
@@ -95,29 +83,3 @@ def show_job(connection: Connection, job_id: uuid.UUID) -> dict[str, Any]:
     job = dict(row)
     job["snapshots_by_level"] = {level: count for level, count in counts}
     return job
-
-
-def job_lines(job: dict[str, Any]) -> list[str]:
-    """`kpictl jobs show` as text: one `column: value` line each, metadata as indented JSON."""
-    from kpictl.serialize import dumps
-
-    width = max(len(name) for name in job)
-    lines = []
-    for name, value in job.items():
-        if name == "metadata":
-            continue
-        if value is None:
-            shown = "-"
-        elif isinstance(value, list | dict):
-            shown = dumps(value)
-        elif hasattr(value, "isoformat"):
-            shown = value.isoformat()
-        else:
-            shown = str(value)
-        lines.append(f"{name + ':':<{width + 1}} {shown}")
-    metadata = job.get("metadata")
-    lines.append("metadata:")
-    lines.extend(
-        "  " + line for line in (dumps(metadata, indent=2) if metadata else "{}").splitlines()
-    )
-    return lines

@@ -14,12 +14,11 @@ import threading
 from typing import Any
 
 from kpictl.errors import ExitCode, Interrupted
-
-DEFAULT_GRACE_SECONDS = 60.0
+from kpictl.settings import DEFAULT_STOP_GRACE_SECONDS
 
 
 class StopRequest:
-    def __init__(self, grace_seconds: float = DEFAULT_GRACE_SECONDS):
+    def __init__(self, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS):
         self.grace_seconds = grace_seconds
         self.exit_code: ExitCode | None = None
         self.signal_name: str | None = None

@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from kpictl import kpis as registry
 from kpictl import sample
 from kpictl.services.history.fill import FillOptions, fill_with_job
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import periods
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.reports import freshness, latest
 from kpictl.services.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,18 @@ class DemoResult:
     history_filled: int = 0
     history_rows: int = 0
     jobs: list[str] = field(default_factory=list)
+
+    @property
+    def sample_rows_loaded(self) -> int:
+        return sum(self.sample_rows.values())
+
+
+@dataclass(frozen=True)
+class FactoryOverview:
+    """What the demo shows at the end: the latest factory KPIs and how fresh they are."""
+
+    values: list[latest.KpiValue]
+    freshness: freshness.FreshnessReport
 
 
 def run_demo(
@@ -95,3 +109,19 @@ def run_demo(
     result.history_rows = filled.rows_written
     done("history")
     return result
+
+
+def factory_overview(
+    engine: Engine, *, warn_after_seconds: float, error_after_seconds: float
+) -> FactoryOverview:
+    """The latest value and the freshness of every factory KPI."""
+    with engine.connect() as connection:
+        values = latest.latest_values(connection, level="factory")
+        report = freshness.check_freshness(
+            connection,
+            list(registry.at_level("factory")),
+            level="factory",
+            warn_after_seconds=warn_after_seconds,
+            error_after_seconds=error_after_seconds,
+        )
+    return FactoryOverview(values, report)

@@ -25,7 +25,6 @@ from sqlalchemy import Connection, Engine, and_, delete, func, select, text
 from kpictl import _testing
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
-from kpictl.errors import UsageError
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 
@@ -41,12 +40,6 @@ TABLE_OF_TARGET = {
     "product": "kpi_snapshots",
     "factory": "kpi_snapshots",
     "jobs": "kpi_aggregation_jobs",
-}
-OPTION_OF_TARGET = {
-    "run": "--run-days",
-    "product": "--product-days",
-    "factory": "--factory-days",
-    "jobs": "--jobs-days",
 }
 
 
@@ -97,39 +90,10 @@ class RetentionResult:
         }
 
 
-def _parse_whole_number(value: Any, option: str, minimum: int, maximum: int, unit: str) -> int:
-    text_value = str(value).strip()
-    try:
-        number = int(text_value)
-    except ValueError:
-        raise UsageError(
-            f"invalid value for {option}: {text_value!r} is not a whole number of {unit}"
-        ) from None
-    if not minimum <= number <= maximum:
-        raise UsageError(
-            f"invalid value for {option}: {number} (must be {minimum} to {maximum} {unit})"
-        )
-    return number
-
-
-def make_policy(
-    *,
-    run_days: Any = 90,
-    product_days: Any = 90,
-    factory_days: Any = 730,
-    jobs_days: Any = 90,
-    batch_size: Any = DEFAULT_BATCH_SIZE,
-) -> RetentionPolicy:
-    """Validate raw option values (strings or ints); a bad one is a UsageError naming it."""
-    raw = {"run": run_days, "product": product_days, "factory": factory_days, "jobs": jobs_days}
-    days = {
-        f"{target}_days": _parse_whole_number(
-            raw[target], OPTION_OF_TARGET[target], 1, MAX_DAYS, "days"
-        )
-        for target in TARGETS
-    }
-    batch = _parse_whole_number(batch_size, "--batch-size", 1, MAX_BATCH_SIZE, "rows")
-    return RetentionPolicy(**days, batch_size=batch)
+def make_policy(**ages_and_batch_size: int) -> RetentionPolicy:
+    """The default policy, with some ages (`run_days=30`, ...) or the batch size changed. The
+    values are checked where they are typed (`kpictl retention`'s options)."""
+    return RetentionPolicy(**ages_and_batch_size)
 
 
 def database_now(engine: Engine) -> datetime:

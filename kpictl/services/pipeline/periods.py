@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpictl.errors import UsageError
+from kpictl.settings import time_zone
 
 MAX_PERIOD_HOURS = 8760
 BUCKETS = ("hour", "day", "week")
@@ -40,12 +41,8 @@ def aligned_period(now: datetime, hours: int, align_seconds: int) -> Period:
 
 
 def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
-        ) from None
+    """The `--timezone` of a backfill (one time-zone rule: `kpictl.settings.time_zone`)."""
+    return time_zone(name, "--timezone")
 
 
 def parse_instant(value: str, tz: ZoneInfo, option: str) -> datetime:

@@ -19,7 +19,7 @@ from kpictl import kpis as registry
 from kpictl.db.schema import TIMESTAMPTZ, kpi_snapshots
 from kpictl.errors import UsageError
 from kpictl.serialize import plain_number
-from kpictl.settings import parse_duration_ms
+from kpictl.settings import duration_seconds
 
 FRESH, STALE, EXPIRED, MISSING = "fresh", "stale", "expired", "missing"
 STATUSES = (FRESH, STALE, EXPIRED, MISSING)  # from best to worst
@@ -60,7 +60,7 @@ class FreshnessReport:
 
 def parse_threshold_seconds(value: str, option: str) -> float:
     """A DUR of docs/spec/pipeline.md §5 ('600', '90s', '10m', '2h', '1d') in seconds; UsageError if bad."""
-    return parse_duration_ms(value, option) / 1000
+    return duration_seconds(value, option)
 
 
 def check_thresholds(warn_after_seconds: float, error_after_seconds: float) -> None:

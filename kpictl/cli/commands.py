@@ -1,0 +1,89 @@
+"""How a command is registered: every (sub-)app built by `new_app` with the same settings, every
+command wrapped by `kpictl_command`, which adds the common options (`cli/options.py`), resolves
+`Settings` once and runs the body inside the single error handler of `cli/runtime.py`.
+
+No heavy imports here: this module is on the `--help` and completion path.
+"""
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from kpictl.cli.options import COMMON_PARAMETERS
+
+
+def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
+    """Every (sub-)app is built here, with the same settings."""
+    return typer.Typer(
+        name=name,
+        help=help,
+        no_args_is_help=True,
+        add_completion=name is None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        rich_markup_mode=None,
+    )
+
+
+def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callable:
+    """Register `func(settings, **options) -> exit code | None` as command `name`.
+
+    The wrapper adds the common options, resolves `Settings` once, configures logging and runs
+    the body inside the single error handler of `kpictl.cli.runtime`.
+    """
+
+    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
+        full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
+
+        def wrapper(**kwargs: Any) -> None:
+            from kpictl.cli.runtime import run_command
+
+            common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
+            # a Nagios plugin's usage errors are UNKNOWN (3), see runtime.run_command
+            common["nagios"] = getattr(kwargs.get("format"), "value", None) == "nagios"
+            run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
+
+        app.command(name, **command_kwargs)(_with_signature(wrapper, func, COMMON_PARAMETERS))
+        return func
+
+    return decorator
+
+
+def _with_signature(wrapper: Callable, func: Callable, extra: list[inspect.Parameter]) -> Callable:
+    """`wrapper` with the options of `func` (all but `settings`) and `extra`, for Typer to read."""
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "settings"]
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
+    functools.update_wrapper(wrapper, func)
+    del wrapper.__wrapped__  # type: ignore[attr-defined]  # Typer must read __signature__
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
+
+
+def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable:
+    """Register `func(settings, **options)` as what `kpictl <group>` does when no subcommand
+    follows (e.g. `kpictl jobs` lists, `kpictl jobs show ID` shows), with the common options and
+    error handling of `kpictl_command`."""
+
+    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
+        holder = typer.Typer()  # only to build the command wrapper; never mounted
+        kpictl_command(holder, group.info.name or "", help=help)(func)
+        command = holder.registered_commands[0].callback
+        assert command is not None
+
+        def default(ctx: typer.Context, **options: Any) -> None:
+            if ctx.invoked_subcommand is None:
+                command(**options)
+
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        parameters = [context, *inspect.signature(command).parameters.values()]
+        default.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        default.__annotations__ = {"ctx": typer.Context, **command.__annotations__}
+        group.callback(invoke_without_command=True, no_args_is_help=False, help=help)(default)
+        return func
+
+    return decorator
