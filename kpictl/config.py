@@ -24,7 +24,9 @@ kind is a configuration error naming the key and the file (exit 2).
     jobs_days = 90
 
 Precedence, for every setting: command-line flag > environment variable > this file > built-in
-default. `kpictl doctor` shows where each value came from.
+default (`SETTINGS` below: each setting's flag, variables and default). A per-KPI threshold
+stands in for the file's `[freshness]` one; a flag or variable still overrides both. `kpictl
+doctor` shows where each value came from.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from typing import Any
 from kpictl.errors import ConfigurationError
 
 CONFIG_ENV = "KPICTL_CONFIG"
+WARN_AFTER_SECONDS = 300  # freshness: stale above this age, by default
+ERROR_AFTER_SECONDS = 900  # ... expired above this one
 RETENTION_KEYS = ("run_days", "product_days", "factory_days", "jobs_days")
 THRESHOLD_KEYS = ("warn_after", "error_after")
 
@@ -113,6 +117,7 @@ def _parse(document: Mapping[str, Any], path: Path) -> ConfigFile:
     per_kpi: dict[str, Thresholds] = {}
     kpis = reader.table(freshness, "kpis", "freshness.")
     for name in kpis:
+        reader.known_kpi(name)
         table = reader.table(kpis, name, "freshness.kpis.")
         reader.only(table, f"freshness.kpis.{name}.", THRESHOLD_KEYS)
         per_kpi[name] = reader.thresholds(table, f"freshness.kpis.{name}.")
@@ -147,6 +152,15 @@ class _Reader:
                 raise self.fail(
                     f"{prefix}{key}", f"is not a known key (known here: {', '.join(known)})"
                 )
+
+    def known_kpi(self, name: str) -> None:
+        from kpictl import kpis as registry
+
+        if name not in registry.BY_NAME:
+            raise self.fail(
+                f"freshness.kpis.{name}",
+                f"names no KPI (known: {', '.join(registry.names())})",
+            )
 
     def table(self, parent: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
         value = parent.get(key, {})
@@ -187,6 +201,107 @@ class Chosen:
 
     value: Any
     origin: str  # "--period-hours", "KPICTL_PERIOD_HOURS", "config file ...", "default"
+    key: str = ""  # the setting's key in the config file
+
+    @property
+    def name(self) -> str:
+        """What a bad value's message names: the flag, the variable or the file's key."""
+        if self.origin.startswith("config file"):
+            return f"{self.key} from {self.origin}"
+        return self.key if self.origin == "default" else self.origin
+
+    @property
+    def from_file_or_default(self) -> bool:
+        return self.origin == "default" or self.origin.startswith("config file")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A setting an operator sets once: its config file key, flag, variables and default."""
+
+    key: str  # "period_hours", "freshness.warn_after", "retention.run_days"
+    flag: str
+    env_names: tuple[str, ...]
+    default: Any
+
+
+SETTINGS = {
+    setting.key: setting
+    for setting in (
+        Setting(
+            "period_hours",
+            "--period-hours",
+            ("KPICTL_PERIOD_HOURS", "KPI_AGGREGATION_PERIOD_HOURS"),
+            24,
+        ),
+        Setting(
+            "freshness.warn_after",
+            "--warn-after",
+            ("KPICTL_FRESHNESS_WARN_AFTER",),
+            WARN_AFTER_SECONDS,
+        ),
+        Setting(
+            "freshness.error_after",
+            "--error-after",
+            ("KPICTL_FRESHNESS_ERROR_AFTER",),
+            ERROR_AFTER_SECONDS,
+        ),
+        Setting("retention.run_days", "--run-days", ("KPICTL_RETENTION_RUN_DAYS",), 90),
+        Setting("retention.product_days", "--product-days", ("KPICTL_RETENTION_PRODUCT_DAYS",), 90),
+        Setting(
+            "retention.factory_days", "--factory-days", ("KPICTL_RETENTION_FACTORY_DAYS",), 730
+        ),
+        Setting("retention.jobs_days", "--jobs-days", ("KPICTL_RETENTION_JOBS_DAYS",), 90),
+    )
+}
+# Old variable names still read, with a warning naming the new one.
+DEPRECATED_ENV = {"KPI_AGGREGATION_PERIOD_HOURS": "KPICTL_PERIOD_HOURS"}
+
+
+def file_value(config: ConfigFile, key: str) -> Any:
+    """The value the config file set for `key` (None: not set)."""
+    if key == "period_hours":
+        return config.period_hours
+    section, _, name = key.partition(".")
+    if section == "freshness":
+        return getattr(config.freshness, name)
+    return config.retention_days.get(name)
+
+
+def chosen_settings(config: ConfigFile, environ: Mapping[str, str]) -> dict[str, Chosen]:
+    """Every setting of `SETTINGS` from the environment, the file or its default (the flags,
+    which win over all three, are applied by `Settings.setting`)."""
+    return {
+        key: _with_key(
+            choose(
+                flag=None,
+                flag_name=setting.flag,
+                environ=environ,
+                env_names=setting.env_names,
+                file_value=file_value(config, key),
+                config=config,
+                default=setting.default,
+            ),
+            key,
+        )
+        for key, setting in SETTINGS.items()
+    }
+
+
+def _with_key(chosen: Chosen, key: str) -> Chosen:
+    return Chosen(chosen.value, chosen.origin, key)
+
+
+def kpi_threshold(config: ConfigFile, chosen: Chosen, kpi_name: str) -> Chosen:
+    """The warn or error threshold (`chosen`, for all KPIs) of one KPI: the file's
+    `[freshness.kpis.NAME]` value stands in for the file's or the default one, never for a flag's
+    or a variable's."""
+    per_kpi = config.freshness_per_kpi.get(kpi_name)
+    name = chosen.key.partition(".")[2]
+    value = getattr(per_kpi, name) if per_kpi is not None else None
+    if value is None or not chosen.from_file_or_default:
+        return chosen
+    return Chosen(value, config.origin, f"freshness.kpis.{kpi_name}.{name}")
 
 
 def choose(
@@ -211,3 +326,16 @@ def choose(
     if file_value is not None:
         return Chosen(file_value, config.origin)
     return Chosen(default, "default")
+
+
+def describe(config: ConfigFile, chosen: Mapping[str, Chosen]) -> list[tuple[str, str]]:
+    """(setting, "value (from origin)") for `kpictl doctor`: the config file, every setting of
+    `SETTINGS`, and the per-KPI thresholds the file sets."""
+    shown = [("config", str(config.path) if config.path else f"none ({default_path()} absent)")]
+    shown += [(key, f"{each.value} (from {each.origin})") for key, each in chosen.items()]
+    for kpi, thresholds in config.freshness_per_kpi.items():
+        for name in THRESHOLD_KEYS:
+            value = getattr(thresholds, name)
+            if value is not None:
+                shown.append((f"freshness.kpis.{kpi}.{name}", f"{value} (from {config.origin})"))
+    return shown

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kpictl.config import ConfigFile, choose, load_config
+from kpictl.config import SETTINGS, Chosen, ConfigFile, choose, chosen_settings, load_config
 from kpictl.errors import ConfigurationError, UsageError
 
 if TYPE_CHECKING:
@@ -72,7 +72,16 @@ class Settings:
     stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS  # SIGTERM: the current step's grace
     config: ConfigFile = field(default_factory=ConfigFile)  # what the config file set
     source_timezone_origin: str = "default"
+    chosen: Mapping[str, Chosen] = field(default_factory=dict)  # config.SETTINGS, without flags
     # Test hooks (KPICTL_DEBUG_*) are read by kpictl/_testing.py, not here.
+
+    def setting(self, key: str, flag: str | None) -> Chosen:
+        """Setting `key` of `config.SETTINGS`: the flag's value when given, else the
+        environment's, the config file's or the default (`chosen`)."""
+        if flag is not None:
+            return Chosen(flag, SETTINGS[key].flag, key)
+        chosen = self.chosen or chosen_settings(self.config, {})
+        return chosen[key]
 
 
 def resolve_target(
@@ -343,6 +352,7 @@ def settings_from_environment(
         log_format=log_format,
         argv=argv,
         config=config,
+        chosen=chosen_settings(config, env),
     )
 
 

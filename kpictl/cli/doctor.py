@@ -22,10 +22,17 @@ def doctor(
     from kpictl.cli import output
     from kpictl.cli.database import open_database
     from kpictl.cli.render import doctor as render
+    from kpictl.config import describe
     from kpictl.services.maintenance.doctor import run_checks
 
     database = open_database(settings, schema_gate=False)
-    report = run_checks(database.engine, source=database.source, shown_url=database.shown)
+    shown = describe(settings.config, settings.chosen)
+    shown.append(
+        ("source_timezone", f"{settings.source_timezone} (from {settings.source_timezone_origin})")
+    )
+    report = run_checks(
+        database.engine, source=database.source, shown_url=database.shown, settings=shown
+    )
     if format == Format.json:
         output.emit_json(report.as_dict())
     else:

@@ -7,8 +7,6 @@ import typer
 
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import (
-    ERROR_AFTER_SECONDS,
-    WARN_AFTER_SECONDS,
     ErrorAfterOption,
     Format,
     FreshnessLevelOption,
@@ -67,8 +65,8 @@ def freshness(
     settings: Settings,
     kpi: KpiNamesOption = None,
     level: FreshnessLevelOption = None,
-    warn_after: WarnAfterOption = str(WARN_AFTER_SECONDS),
-    error_after: ErrorAfterOption = str(ERROR_AFTER_SECONDS),
+    warn_after: WarnAfterOption = None,
+    error_after: ErrorAfterOption = None,
     format: MonitoringFormatOption = MonitoringFormat.table,
     output_path: OutputFileOption = None,
 ) -> int:
@@ -77,10 +75,11 @@ def freshness(
     from kpictl.services.reports import freshness as service
 
     target = _output_target(output_path, format)
-    warn, error = _thresholds(warn_after, error_after)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
+    warn, error = _thresholds(settings, warn_after, error_after)
+    per_kpi = _per_kpi_thresholds(settings, warn_after, error_after, kpis)
     try:
-        report = _check(settings, kpis, chosen_level, warn, error)
+        report = _check(settings, kpis, chosen_level, (warn, error), per_kpi)
     except (SchemaNotReady, UsageError):  # not migrated ...: 1; no database configured: 2
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
@@ -89,13 +88,31 @@ def freshness(
     return exit_code(report)
 
 
-def _thresholds(warn_after: str, error_after: str) -> tuple[float, float]:
+def _thresholds(
+    settings: Settings, warn_flag: str | None, error_flag: str | None, kpi: str | None = None
+) -> tuple[float, float]:
+    """(warn, error) in seconds, each from its flag, variable, config file or default; with
+    `kpi`, that KPI's own from the config file where neither flag nor variable is set."""
+    from kpictl.config import kpi_threshold
     from kpictl.services.reports.freshness import check_thresholds
 
-    warn = duration_seconds(warn_after, "--warn-after")
-    error = duration_seconds(error_after, "--error-after")
-    check_thresholds(warn, error)
+    chosen = [
+        settings.setting("freshness.warn_after", warn_flag),
+        settings.setting("freshness.error_after", error_flag),
+    ]
+    if kpi is not None:
+        chosen = [kpi_threshold(settings.config, each, kpi) for each in chosen]
+    warn, error = (duration_seconds(str(each.value), each.name) for each in chosen)
+    check_thresholds(warn, error, kpi)
     return warn, error
+
+
+def _per_kpi_thresholds(
+    settings: Settings, warn_flag: str | None, error_flag: str | None, kpis: list[Any]
+) -> dict[str, tuple[float, float]]:
+    """The thresholds of the KPIs the config file names in [freshness.kpis.NAME]."""
+    named = [kpi.name for kpi in kpis if kpi.name in settings.config.freshness_per_kpi]
+    return {name: _thresholds(settings, warn_flag, error_flag, name) for name in named}
 
 
 def _output_target(path: Path | None, format: Format) -> Path | None:
@@ -107,13 +124,25 @@ def _output_target(path: Path | None, format: Format) -> Path | None:
     return output_file(path)
 
 
-def _check(settings: Settings, kpis: list[str], level: str, warn: float, error: float) -> Any:
+def _check(
+    settings: Settings,
+    kpis: list[Any],
+    level: str,
+    thresholds: tuple[float, float],
+    per_kpi: dict[str, tuple[float, float]],
+) -> Any:
     from kpictl.cli.database import open_database
     from kpictl.services.reports.freshness import check_freshness
 
+    warn, error = thresholds
     with open_database(settings).engine.connect() as connection:
         return check_freshness(
-            connection, kpis, level=level, warn_after_seconds=warn, error_after_seconds=error
+            connection,
+            kpis,
+            level=level,
+            warn_after_seconds=warn,
+            error_after_seconds=error,
+            per_kpi=per_kpi,
         )
 
 

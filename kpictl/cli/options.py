@@ -22,6 +22,8 @@ from typing import Annotated, Any
 
 import typer
 
+from kpictl.config import ERROR_AFTER_SECONDS as ERROR_AFTER_SECONDS
+from kpictl.config import WARN_AFTER_SECONDS as WARN_AFTER_SECONDS
 from kpictl.errors import UsageError, shown
 
 # The rules shared with environment settings (KPICTL_STOP_GRACE_SECONDS, KPICTL_SOURCE_TIMEZONE):
@@ -148,8 +150,6 @@ def output_file(path: Path | None) -> Path | None:
 # --- values used as defaults and by more than one command ----------------------------------
 
 # `kpictl freshness` (and the demo's freshness table): stale after 5 min, expired after 15 min.
-WARN_AFTER_SECONDS = 300
-ERROR_AFTER_SECONDS = 900
 MAX_EXPORT_LIMIT = 10_000
 MAX_CONCURRENCY = 64
 
@@ -172,12 +172,10 @@ ExportLimitOption = _text_option(
 ConcurrencyOption = _text_option(
     "--concurrency", f"Tenants processed in parallel (1-{MAX_CONCURRENCY}).", metavar="N"
 )
-PERIOD_HOURS_ENVVAR = "KPI_AGGREGATION_PERIOD_HOURS"
-PERIOD_HOURS = f"--period-hours / {PERIOD_HOURS_ENVVAR}"  # what a bad value's message names
-PeriodHoursOption = _text_option(
+PeriodHoursOption = _optional_text_option(
     "--period-hours",
-    "Length of the period ending now (1-8760).",
-    envvar=PERIOD_HOURS_ENVVAR,
+    "Length of the period ending now (1-8760). Default: KPICTL_PERIOD_HOURS, else period_hours "
+    "of the config file, else 24.",
     metavar="HOURS",
 )
 BatchSizeOption = _text_option(
@@ -185,22 +183,41 @@ BatchSizeOption = _text_option(
 )
 
 
-def _days_option(name: str, what: str) -> Any:
-    return _text_option(
-        name, f"Delete {what} older than this many days (at least 1).", metavar="DAYS"
+def _days_option(name: str, what: str, key: str, default: int) -> Any:
+    return _optional_text_option(
+        name,
+        f"Delete {what} older than this many days (at least 1). Default: "
+        f"KPICTL_RETENTION_{key.upper()}, else retention.{key} of the config file, else {default}.",
+        metavar="DAYS",
     )
 
 
-RunDaysOption = _days_option("--run-days", "run-level snapshots")
-ProductDaysOption = _days_option("--product-days", "product-level snapshots")
-FactoryDaysOption = _days_option("--factory-days", "factory-level snapshots")
-JobsDaysOption = _days_option("--jobs-days", "finished job rows")
+RunDaysOption = _days_option("--run-days", "run-level snapshots", "run_days", 90)
+ProductDaysOption = _days_option("--product-days", "product-level snapshots", "product_days", 90)
+FactoryDaysOption = _days_option("--factory-days", "factory-level snapshots", "factory_days", 730)
+JobsDaysOption = _days_option("--jobs-days", "finished job rows", "jobs_days", 90)
 
 WarnAfterOption = Annotated[
-    str, typer.Option("--warn-after", "-w", help="Stale above this age.", metavar="DUR")
+    str | None,
+    typer.Option(
+        "--warn-after",
+        "-w",
+        help="Stale above this age. Default: KPICTL_FRESHNESS_WARN_AFTER, else the config file "
+        "([freshness.kpis.NAME], then [freshness] warn_after), else 300.",
+        metavar="DUR",
+        show_default=False,
+    ),
 ]
 ErrorAfterOption = Annotated[
-    str, typer.Option("--error-after", "-c", help="Expired above this age.", metavar="DUR")
+    str | None,
+    typer.Option(
+        "--error-after",
+        "-c",
+        help="Expired above this age. Default: KPICTL_FRESHNESS_ERROR_AFTER, else the config "
+        "file ([freshness.kpis.NAME], then [freshness] error_after), else 900.",
+        metavar="DUR",
+        show_default=False,
+    ),
 ]
 AlignOption = _text_option("--align", "Round the period end down to this (e.g. 5m, 1h, 300).")
 WaitOption = _optional_text_option(

@@ -1,5 +1,6 @@
 """`kpictl aggregate` and `kpictl backfill`: the aggregation pipeline."""
 
+import logging
 from typing import Annotated
 
 import typer
@@ -41,18 +42,17 @@ ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets alre
 )
 def aggregate(
     settings: Settings,
-    period_hours: PeriodHoursOption = "24",
+    period_hours: PeriodHoursOption = None,
     align: AlignOption = "5m",
     dry_run: DryRunFlag = False,
     wait: WaitOption = None,
     format: TextFormatOption = TextFormat.text,
 ) -> int:
     from kpictl.cli import pipeline_run
-    from kpictl.cli.options import PERIOD_HOURS, duration_seconds, wait_seconds, whole_number
-    from kpictl.services.pipeline.periods import MAX_PERIOD_HOURS
+    from kpictl.cli.options import duration_seconds, wait_seconds
 
     align_seconds = int(duration_seconds(align, "--align"))
-    hours = whole_number(period_hours, PERIOD_HOURS, within=(1, MAX_PERIOD_HOURS))
+    hours = _period_hours(settings, period_hours)
     wait_for = wait_seconds(wait)
     return pipeline_run.run_aggregate(
         settings, hours, align_seconds, dry_run=dry_run, wait=wait_for, format=format
@@ -86,3 +86,18 @@ def backfill(
     wanted = pipeline_run.backfill_range(since, until, bucket, timezone)
     wait_for = wait_seconds(wait)
     return pipeline_run.run_backfill(settings, wanted, force=force, wait=wait_for, format=format)
+
+
+def _period_hours(settings: Settings, flag: str | None) -> int:
+    """--period-hours, else KPICTL_PERIOD_HOURS (or its old name, with a warning), else the
+    config file's period_hours, else 24."""
+    from kpictl.cli.options import whole_number
+    from kpictl.config import DEPRECATED_ENV
+    from kpictl.services.pipeline.periods import MAX_PERIOD_HOURS
+
+    chosen = settings.setting("period_hours", flag)
+    if chosen.origin in DEPRECATED_ENV:
+        logging.getLogger(__name__).warning(
+            "%s is deprecated: set %s instead", chosen.origin, DEPRECATED_ENV[chosen.origin]
+        )
+    return whole_number(str(chosen.value), chosen.name, within=(1, MAX_PERIOD_HOURS))

@@ -53,35 +53,35 @@ VacuumFlag = Annotated[
 def retention(
     settings: Settings,
     dry_run: DryRunFlag = False,
-    run_days: RunDaysOption = "90",
-    product_days: ProductDaysOption = "90",
-    factory_days: FactoryDaysOption = "730",
-    jobs_days: JobsDaysOption = "90",
+    run_days: RunDaysOption = None,
+    product_days: ProductDaysOption = None,
+    factory_days: FactoryDaysOption = None,
+    jobs_days: JobsDaysOption = None,
     batch_size: BatchSizeOption = "10000",
     vacuum: VacuumFlag = False,
     format: TableFormatOption = TableFormat.table,
 ) -> int:
-    policy = _policy(run_days, product_days, factory_days, jobs_days, batch_size)
+    days = {"run_days": run_days, "product_days": product_days}
+    days |= {"factory_days": factory_days, "jobs_days": jobs_days}
+    policy = _policy(settings, days, batch_size)
     result, job_id = _run(settings, policy, dry_run=dry_run, vacuum=vacuum, format=format)
     _show(result, format)
     _log_summary(result, job_id)
     return 0
 
 
-def _policy(run_days: str, product_days: str, factory_days: str, jobs_days: str, batch_size: str):
+def _policy(settings: Settings, flags: dict[str, str | None], batch_size: str) -> Any:
+    """The ages per target (each from its flag, variable, config file or default) and the batch
+    size."""
     from kpictl.cli.options import whole_number
     from kpictl.services.maintenance.retention import MAX_BATCH_SIZE, MAX_DAYS, RetentionPolicy
 
-    def days(value: str, option: str) -> int:
-        return whole_number(value, option, within=(1, MAX_DAYS))
-
-    return RetentionPolicy(
-        run_days=days(run_days, "--run-days"),
-        product_days=days(product_days, "--product-days"),
-        factory_days=days(factory_days, "--factory-days"),
-        jobs_days=days(jobs_days, "--jobs-days"),
-        batch_size=whole_number(batch_size, "--batch-size", within=(1, MAX_BATCH_SIZE)),
-    )
+    days = {}
+    for name, flag in flags.items():
+        chosen = settings.setting(f"retention.{name}", flag)
+        days[name] = whole_number(str(chosen.value), chosen.name, within=(1, MAX_DAYS))
+    size = whole_number(batch_size, "--batch-size", within=(1, MAX_BATCH_SIZE))
+    return RetentionPolicy(**days, batch_size=size)
 
 
 def _run(settings: Settings, policy: Any, *, dry_run: bool, vacuum: bool, format: Format):

@@ -48,7 +48,7 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
         assert blocked.exit_code == 75, blocked.output
         first_line = blocked.stderr.splitlines()[0]
         assert first_line.startswith(
-            "kpictl: error: another pipeline run holds the lock: 'test holder' (no job row yet, "
+            "kpictl: another pipeline run holds the lock: 'test holder' (no job row yet, "
         )
         assert first_line.endswith(f", backend pid {holder.info.backend_pid})")
         assert scalar(engine, "SELECT count(*) FROM kpi_aggregation_jobs") == 0

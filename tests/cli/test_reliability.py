@@ -278,7 +278,7 @@ def test_sigterm_stops_a_large_history_fill_within_the_grace(db_url, engine, con
     process = spawn(
         ["history", "fill", "--since", "2026-01-05", "--concurrency", str(concurrency)],
         db_url,
-        KPICTL_DEBUG_STEP_SLEEP="fill:5",
+        KPICTL_DEBUG_STEP_SLEEP="fill:30",
         KPICTL_STOP_GRACE_SECONDS="1",
     )
     committed_first = 8000 * concurrency
@@ -288,7 +288,9 @@ def test_sigterm_stops_a_large_history_fill_within_the_grace(db_url, engine, con
     _stdout, stderr = process.communicate(timeout=60)
     stopped_after = time.monotonic() - started
     assert process.returncode == 143, stderr
-    assert stopped_after < 3, stderr
+    # the grace is 1 s, the step 30 s: stopping well before the step ends is the grace at work
+    # (the margin is for a loaded CI machine)
+    assert stopped_after < 15, stderr
     (job,) = jobs(engine)
     assert job.status == "cancelled" and job.error == "cancelled by SIGTERM"
     assert job.snapshots_created == job.metadata["rows_written"] == history_rows(engine)

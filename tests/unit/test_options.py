@@ -62,9 +62,11 @@ def test_whole_number_shows_a_long_or_odd_value_safely():
     assert len(message) < 160 and message.endswith("... is not a whole number")
 
 
-def test_period_hours_names_its_environment_variable():
-    message = message_of(options.whole_number, "lots", options.PERIOD_HOURS)
-    assert message.startswith("invalid value for --period-hours / KPI_AGGREGATION_PERIOD_HOURS:")
+@pytest.mark.parametrize("name", ["KPICTL_PERIOD_HOURS", "KPI_AGGREGATION_PERIOD_HOURS"])
+def test_period_hours_names_its_environment_variable(name):
+    result = run_cli(["aggregate"], "postgresql://nobody@127.0.0.1:1/none", env={name: "lots"})
+    assert result.exit_code == ExitCode.USAGE
+    assert f"invalid value for {name}: 'lots' is not a whole number" in result.stderr
 
 
 # --- durations -------------------------------------------------------------------------------
@@ -258,9 +260,13 @@ def test_every_tenant_option_says_what_a_tenant_is():
 def test_the_freshness_thresholds_are_one_pair():
     from kpictl.cli import freshness
 
+    from kpictl.config import SETTINGS
+
     defaults = inspect.signature(freshness.freshness).parameters
-    assert defaults["warn_after"].default == str(options.WARN_AFTER_SECONDS) == "300"
-    assert defaults["error_after"].default == str(options.ERROR_AFTER_SECONDS) == "900"
+    assert defaults["warn_after"].default is None  # then KPICTL_..., the config file, the default
+    assert defaults["error_after"].default is None
+    assert SETTINGS["freshness.warn_after"].default == options.WARN_AFTER_SECONDS == 300
+    assert SETTINGS["freshness.error_after"].default == options.ERROR_AFTER_SECONDS == 900
 
 
 def test_the_stop_grace_period_is_one_constant():
@@ -286,7 +292,7 @@ def test_the_stop_grace_period_is_one_constant():
         (["history", "export", "--tenant", "acme", "--limit", "0"], "--limit: 0 is not in 1-10000"),
         (["history", "fill", "--concurrency", "65"], "--concurrency: 65 is not in 1-64"),
         (["retention", "--batch-size", "x"], "--batch-size: 'x' is not a whole number"),
-        (["aggregate", "--period-hours", "8761"], "KPI_AGGREGATION_PERIOD_HOURS: 8761 is not in"),
+        (["aggregate", "--period-hours", "8761"], "--period-hours: 8761 is not in 1-8760"),
         (["aggregate", "--align", "soon"], "invalid duration for --align: 'soon'"),
         (["aggregate", "--wait", "abc"], "--wait: 'abc' is not a number of seconds"),
         (["freshness", "--warn-after", "5 minutes"], "invalid duration for --warn-after"),

@@ -124,12 +124,11 @@ def _nagios_name(kpi: KpiFreshness) -> str:
 
 def _nagios_perfdata(report: FreshnessReport) -> str:
     """`name=AGEs;warn;crit;0;` per KPI (`U` for a KPI never computed)."""
-    warn = plain_number(report.warn_after_seconds)
-    error = plain_number(report.error_after_seconds)
+    defaults = (report.warn_after_seconds, report.error_after_seconds)
     return " ".join(
         f"{kpi.kpi_name}="
         + ("U" if kpi.age_seconds is None else f"{plain_number(kpi.age_seconds)}s")
-        + f";{warn};{error};0;"
+        + ";{};{};0;".format(*map(plain_number, kpi.thresholds or defaults))
         for kpi in report.kpis
     )
 

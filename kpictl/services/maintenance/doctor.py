@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -53,7 +53,11 @@ class DoctorReport:
 EXTRA_CHECKS: list[Callable[[Connection, DoctorReport], None]] = []
 
 
-def run_checks(engine: Engine, *, source: str, shown_url: str) -> DoctorReport:
+def run_checks(
+    engine: Engine, *, source: str, shown_url: str, settings: Sequence[tuple[str, str]] = ()
+) -> DoctorReport:
+    """Every check, one line each; then `settings` as given ((name, "value (from origin)"),
+    `config.describe`), whether the database could be reached or not."""
     report = DoctorReport()
     report.add("database", OK, f"{shown_url} (from {source})")
     try:
@@ -81,6 +85,8 @@ def run_checks(engine: Engine, *, source: str, shown_url: str) -> DoctorReport:
             report.add("reachable", FAIL, error.message)
         else:
             report.add("query", FAIL, error.message)
+    for name, shown in settings:
+        report.add(f"setting {name}", OK, shown)
     return report
 
 

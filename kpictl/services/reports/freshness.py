@@ -10,6 +10,7 @@ status from best to worst. The exit codes (the Nagios/Icinga plugin convention o
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,6 +34,8 @@ class KpiFreshness:
     last_calculated_at: datetime | None  # None: never computed at this level
     age_seconds: float | None
     status: str
+    # This KPI's own thresholds ([freshness.kpis.NAME] of the config file); None: the report's.
+    thresholds: tuple[float, float] | None = None
 
     @property
     def is_fresh(self) -> bool:
@@ -63,11 +66,14 @@ def parse_threshold_seconds(value: str, option: str) -> float:
     return duration_seconds(value, option)
 
 
-def check_thresholds(warn_after_seconds: float, error_after_seconds: float) -> None:
+def check_thresholds(
+    warn_after_seconds: float, error_after_seconds: float, kpi: str | None = None
+) -> None:
     if warn_after_seconds > error_after_seconds:
+        of = f" for KPI {kpi}" if kpi else ""
         raise UsageError(
             f"--warn-after ({plain_number(warn_after_seconds)}s) is greater than --error-after "
-            f"({plain_number(error_after_seconds)}s)"
+            f"({plain_number(error_after_seconds)}s){of}"
         )
 
 
@@ -117,9 +123,11 @@ def check_freshness(
     level: str,
     warn_after_seconds: float,
     error_after_seconds: float,
+    per_kpi: Mapping[str, tuple[float, float]] | None = None,
     as_of: datetime | None = None,
 ) -> FreshnessReport:
-    """Newest `calculated_at` per KPI at `level`, aged against `as_of` (default: the DB's now()).
+    """Newest `calculated_at` per KPI at `level`, aged against `as_of` (default: the DB's now()),
+    judged by the two thresholds, or by the KPI's own (warn, error) in `per_kpi`.
 
     One index probe per KPI (ix_kpi_snapshots_latest), whatever the size of the table.
     """
@@ -143,13 +151,11 @@ def check_freshness(
     for kpi in kpis:
         row = rows[kpi.name]
         age = None if row.age_seconds is None else float(row.age_seconds)
+        own = (per_kpi or {}).get(kpi.name)
+        warn, error = own or (warn_after_seconds, error_after_seconds)
         results.append(
             KpiFreshness(
-                kpi.name,
-                level,
-                row.last_calculated_at,
-                age,
-                classify(age, warn_after_seconds, error_after_seconds),
+                kpi.name, level, row.last_calculated_at, age, classify(age, warn, error), own
             )
         )
     return FreshnessReport(level, warn_after_seconds, error_after_seconds, checked, results)
