@@ -198,9 +198,7 @@ def test_an_unknown_kpi_in_the_config_file_is_exit_2_naming_it(db_url, tmp_path)
 
 
 def test_doctor_shows_where_each_setting_came_from(db_url, tmp_path):
-    path = write_config(
-        tmp_path, 'period_hours = 6\nsource_timezone = "Europe/Berlin"\n' + PER_KPI
-    )
+    path = write_config(tmp_path, 'period_hours = 6\nsource_timezone = "Europe/Berlin"\n' + PER_KPI)
     env = {"KPICTL_CONFIG": str(path), "KPICTL_RETENTION_RUN_DAYS": "30"}
     result = run_cli(["doctor", "--format", "json"], db_url, env=env)
     shown = {

@@ -259,7 +259,6 @@ def test_every_tenant_option_says_what_a_tenant_is():
 
 def test_the_freshness_thresholds_are_one_pair():
     from kpictl.cli import freshness
-
     from kpictl.config import SETTINGS
 
     defaults = inspect.signature(freshness.freshness).parameters
