@@ -34,9 +34,10 @@ SLEEPING = (
 
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    predicate: Callable[[], object], timeout: float = 90.0, interval: float = 0.1, what: str = ""
 ) -> None:
-    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds (generous: CI
+    runs two workers on two cores, with coverage measuring every subprocess)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
