@@ -1,7 +1,7 @@
 """`kpictl freshness`: age of the newest snapshot of each KPI, as a monitoring check."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,10 @@ from kpictl.cli.options import (
     output_file,
 )
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from kpictl.kpis import KpiDefinition
+    from kpictl.services.reports.freshness import FreshnessReport
 
 app = typer.Typer()
 
@@ -107,7 +111,9 @@ def _output_target(path: Path | None, format: Format) -> Path | None:
     return output_file(path)
 
 
-def _check(settings: Settings, kpis: list[str], level: str, warn: float, error: float) -> Any:
+def _check(
+    settings: Settings, kpis: "list[KpiDefinition]", level: str, warn: float, error: float
+) -> "FreshnessReport":
     from kpictl.cli.database import open_database
     from kpictl.services.reports.freshness import check_freshness
 

@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,11 @@ from kpictl.cli.options import (
     TableFormatOption,
 )
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    import uuid
+
+    from kpictl.services.maintenance.retention import RetentionPolicy, RetentionResult
 
 app = typer.Typer()
 
@@ -68,7 +73,9 @@ def retention(
     return 0
 
 
-def _policy(run_days: str, product_days: str, factory_days: str, jobs_days: str, batch_size: str):
+def _policy(
+    run_days: str, product_days: str, factory_days: str, jobs_days: str, batch_size: str
+) -> "RetentionPolicy":
     from kpictl.cli.options import whole_number
     from kpictl.services.maintenance.retention import MAX_BATCH_SIZE, MAX_DAYS, RetentionPolicy
 
@@ -84,7 +91,9 @@ def _policy(run_days: str, product_days: str, factory_days: str, jobs_days: str,
     )
 
 
-def _run(settings: Settings, policy: Any, *, dry_run: bool, vacuum: bool, format: Format):
+def _run(
+    settings: Settings, policy: "RetentionPolicy", *, dry_run: bool, vacuum: bool, format: Format
+) -> "tuple[RetentionResult, uuid.UUID | None]":
     """The retention job, one progress bar per target on a terminal (none for --dry-run). A
     run that fails, loses its lock or is stopped first shows what it deleted so far."""
     from kpictl.cli import running
