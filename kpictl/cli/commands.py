@@ -9,11 +9,14 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
 from kpictl.cli.options import COMMON_PARAMETERS
+
+# A command's body: `func(settings, **options) -> exit code | None`.
+CommandBody = TypeVar("CommandBody", bound=Callable[..., int | None])
 
 
 def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
@@ -29,14 +32,16 @@ def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
     )
 
 
-def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callable:
+def kpictl_command(
+    app: typer.Typer, name: str, **command_kwargs: Any
+) -> Callable[[CommandBody], CommandBody]:
     """Register `func(settings, **options) -> exit code | None` as command `name`.
 
     The wrapper adds the common options, resolves `Settings` once, configures logging and runs
     the body inside the single error handler of `kpictl.cli.runtime`.
     """
 
-    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
+    def decorator(func: CommandBody) -> CommandBody:
         full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
 
         def wrapper(**kwargs: Any) -> None:
@@ -53,7 +58,9 @@ def kpictl_command(app: typer.Typer, name: str, **command_kwargs: Any) -> Callab
     return decorator
 
 
-def _with_signature(wrapper: Callable, func: Callable, extra: list[inspect.Parameter]) -> Callable:
+def _with_signature(
+    wrapper: Callable[..., None], func: Callable[..., int | None], extra: list[inspect.Parameter]
+) -> Callable[..., None]:
     """`wrapper` with the options of `func` (all but `settings`) and `extra`, for Typer to read."""
     own = [p for p in inspect.signature(func).parameters.values() if p.name != "settings"]
     parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra
@@ -64,12 +71,12 @@ def _with_signature(wrapper: Callable, func: Callable, extra: list[inspect.Param
     return wrapper
 
 
-def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable:
+def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable[[CommandBody], CommandBody]:
     """Register `func(settings, **options)` as what `kpictl <group>` does when no subcommand
     follows (e.g. `kpictl jobs` lists, `kpictl jobs show ID` shows), with the common options and
     error handling of `kpictl_command`."""
 
-    def decorator(func: Callable[..., int | None]) -> Callable[..., int | None]:
+    def decorator(func: CommandBody) -> CommandBody:
         holder = typer.Typer()  # only to build the command wrapper; never mounted
         kpictl_command(holder, group.info.name or "", help=help)(func)
         command = holder.registered_commands[0].callback

@@ -1,11 +1,16 @@
 """`kpictl demo`: try kpictl in one command, on the embedded server by default."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kpictl.cli.commands import kpictl_command
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from kpictl.services.maintenance.demo import DemoResult, FactoryOverview
 
 app = typer.Typer()
 
@@ -50,7 +55,7 @@ def demo(settings: Settings, reset: ResetFlag = False, stop_server: StopFlag = F
     return 0
 
 
-def _run_demo(settings: Settings, engine, *, reset: bool):
+def _run_demo(settings: Settings, engine: "Engine", *, reset: bool) -> "DemoResult":
     """Every step of the demo, one tick of the progress bar each."""
     from kpictl.cli import running
     from kpictl.services.maintenance import demo as service
@@ -67,7 +72,7 @@ def _run_demo(settings: Settings, engine, *, reset: bool):
         )
 
 
-def _show(result, overview) -> None:
+def _show(result: "DemoResult", overview: "FactoryOverview") -> None:
     from kpictl.cli import output
     from kpictl.cli.render import demo as render
     from kpictl.cli.render import freshness as render_freshness

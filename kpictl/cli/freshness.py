@@ -1,7 +1,7 @@
 """`kpictl freshness`: age of the newest snapshot of each KPI, as a monitoring check."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,10 @@ from kpictl.cli.options import (
     output_file,
 )
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from kpictl.kpis import KpiDefinition
+    from kpictl.services.reports.freshness import FreshnessReport
 
 app = typer.Typer()
 
@@ -108,7 +112,7 @@ def _thresholds(
 
 
 def _per_kpi_thresholds(
-    settings: Settings, warn_flag: str | None, error_flag: str | None, kpis: list[Any]
+    settings: Settings, warn_flag: str | None, error_flag: str | None, kpis: "list[KpiDefinition]"
 ) -> dict[str, tuple[float, float]]:
     """The thresholds of the KPIs the config file names in [freshness.kpis.NAME]."""
     named = [kpi.name for kpi in kpis if kpi.name in settings.config.freshness_per_kpi]
@@ -126,11 +130,11 @@ def _output_target(path: Path | None, format: Format) -> Path | None:
 
 def _check(
     settings: Settings,
-    kpis: list[Any],
+    kpis: "list[KpiDefinition]",
     level: str,
     thresholds: tuple[float, float],
     per_kpi: dict[str, tuple[float, float]],
-) -> Any:
+) -> "FreshnessReport":
     from kpictl.cli.database import open_database
     from kpictl.services.reports.freshness import check_freshness
 

@@ -4,7 +4,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
@@ -27,6 +27,9 @@ from kpictl.cli.options import (
     UntilDateOption,
 )
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer()
 history_app = new_app(
@@ -304,7 +307,7 @@ def _warn_about_role(role: Any, name: str) -> None:
         )
 
 
-def _open(settings: Settings):
+def _open(settings: Settings) -> "Engine":
     from kpictl.cli.database import open_database
 
     return open_database(settings).engine

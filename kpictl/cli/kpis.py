@@ -1,13 +1,16 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import Format, KpiLevelOption, TableFormat, TableFormatOption
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from kpictl.services.reports.latest import KpiValue
 
 app = typer.Typer()
 log = logging.getLogger(__name__)
@@ -60,7 +63,9 @@ def kpis(
         )
 
 
-def _latest_values(settings: Settings, level: str, owner_name: tuple[str, str] | None) -> list:
+def _latest_values(
+    settings: Settings, level: str, owner_name: tuple[str, str] | None
+) -> "list[KpiValue]":
     """The latest value of each KPI at `level`, of one product (owner, name) when given."""
     from kpictl.cli.database import open_database
     from kpictl.services.reports import latest as service
@@ -70,7 +75,7 @@ def _latest_values(settings: Settings, level: str, owner_name: tuple[str, str] |
         return service.latest_values(connection, level=level, scope_ids=scope_ids)
 
 
-def _show(values: list, level: str, format: Format) -> None:
+def _show(values: "list[KpiValue]", level: str, format: Format) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import kpis as render
 

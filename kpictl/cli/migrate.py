@@ -1,13 +1,17 @@
 """`kpictl migrate`: kpictl's schema to head, to a revision, down, status, or offline SQL."""
 
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import Format, TextFormat, TextFormatOption
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    from kpictl.services.schema.migrate import DowngradePlan
 
 app = typer.Typer()
 log = logging.getLogger(__name__)
@@ -168,11 +172,11 @@ def _warn_history_sources_missing(result: Any) -> None:
         )
 
 
-def _confirmation(yes: bool):
+def _confirmation(yes: bool) -> Callable[["DowngradePlan"], bool]:
     """`confirm` for a downgrade that drops tables holding rows: says what goes (stderr),
     then --yes, a "y" on a terminal, or no (never a prompt nobody can answer)."""
 
-    def confirm(plan) -> bool:
+    def confirm(plan: "DowngradePlan") -> bool:
         import sys
 
         log.warning("migrate --downgrade %s drops %s", plan.target, plan.describe())
@@ -222,25 +226,6 @@ def _adopt(settings: Settings, *, sql: bool, with_sources: bool, format: Format)
     output.echo_lines(render.migration_lines(result.migration))
     _warn_history_sources_missing(result.migration)
     return 0
-
-
-def _revision_range(
-    start: str | None, to: str, *, sql: bool, downgrade: str | None
-) -> tuple[str | None, str]:
-    """`--from REV` or Alembic's `--to FROM:TO`: only with --sql, never with --downgrade."""
-    from kpictl.errors import UsageError
-
-    if ":" in to:
-        if start is not None:
-            raise UsageError("give the start once: --from REV or --to FROM:TO, not both")
-        start, _, to = to.partition(":")
-        start, to = start or "base", to or "head"
-    if start is not None and (not sql or downgrade):
-        raise UsageError(
-            "--from (or --to FROM:TO) prints the SQL from a revision: use it with --sql, "
-            "without --downgrade"
-        )
-    return start, to
 
 
 def _revision_range(

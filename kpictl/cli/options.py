@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import date
 from enum import Enum
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any
 
 import typer
@@ -47,28 +48,59 @@ class Format(str, Enum):
     prometheus = "prometheus"
 
 
-def choices(name: str, *values: str) -> type[Enum]:
-    """A str Enum of `values`, in this order: what Typer offers (and `--help` lists)."""
-    return Enum(name, [(value, value) for value in values], type=str)  # type: ignore[return-value]
+# The subsets, each in the order Typer offers its values (and `--help` lists them). Classes, not
+# `Enum(name, values)` calls, so that a type checker knows their members.
 
 
-def _formats(name: str, *formats: Format) -> type[Enum]:
-    return choices(name, *(member.value for member in formats))
+class TableFormat(str, Enum):
+    table = Format.table.value
+    json = Format.json.value
+    csv = Format.csv.value
 
 
-TableFormat = _formats("TableFormat", Format.table, Format.json, Format.csv)
-TextFormat = _formats("TextFormat", Format.text, Format.json)
-MonitoringFormat = _formats(
-    "MonitoringFormat", Format.table, Format.json, Format.prometheus, Format.nagios
-)
-ExportFormat = _formats("ExportFormat", Format.csv, Format.json, Format.table)
-LogFormat = choices("LogFormat", "text", "json")
-KpiLevel = choices("KpiLevel", "factory", "product")
-FreshnessLevel = choices("FreshnessLevel", "factory", "product", "run")
-Grain = choices("Grain", "week", "month", "quarter")
+class TextFormat(str, Enum):
+    text = Format.text.value
+    json = Format.json.value
 
 
-def _format_option(formats: type[Enum], help: str = "Output format.", **settings: Any) -> Any:
+class MonitoringFormat(str, Enum):
+    table = Format.table.value
+    json = Format.json.value
+    prometheus = Format.prometheus.value
+    nagios = Format.nagios.value
+
+
+class ExportFormat(str, Enum):
+    csv = Format.csv.value
+    json = Format.json.value
+    table = Format.table.value
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class KpiLevel(str, Enum):
+    factory = "factory"
+    product = "product"
+
+
+class FreshnessLevel(str, Enum):
+    factory = "factory"
+    product = "product"
+    run = "run"
+
+
+class Grain(str, Enum):
+    week = "week"
+    month = "month"
+    quarter = "quarter"
+
+
+def _format_option(
+    formats: type[Enum] | UnionType, help: str = "Output format.", **settings: Any
+) -> Any:
     return Annotated[formats, typer.Option("--format", help=help, **settings)]
 
 
@@ -76,7 +108,7 @@ TableFormatOption = _format_option(TableFormat)
 TextFormatOption = _format_option(TextFormat)
 MonitoringFormatOption = _format_option(MonitoringFormat)
 ExportFormatOption = _format_option(
-    ExportFormat | None,  # type: ignore[operator]
+    ExportFormat | None,
     help="Output format. Default: table on a terminal, else csv.",
     show_default=False,
 )
@@ -237,7 +269,7 @@ UntilInstantOption = Annotated[
 ]
 
 KpiLevelOption = Annotated[
-    KpiLevel | None,  # type: ignore[operator]
+    KpiLevel | None,
     typer.Option(
         "--level",
         help="factory or product. Default: factory, or product with --product.",
@@ -245,7 +277,7 @@ KpiLevelOption = Annotated[
     ),
 ]
 FreshnessLevelOption = Annotated[
-    FreshnessLevel | None,  # type: ignore[operator]
+    FreshnessLevel | None,
     typer.Option(
         "--level",
         help="Level of the snapshots to check. Default: factory, or the level of --kpi.",
@@ -346,7 +378,7 @@ COMMON_PARAMETERS = [
     _common("database_url", None, DatabaseUrlOption),
     _common("verbose", False, VerboseOption),
     _common("quiet", False, QuietOption),
-    _common("log_format", LogFormat.text, LogFormatOption),  # type: ignore[attr-defined]
+    _common("log_format", LogFormat.text, LogFormatOption),
     _common("config", None, ConfigOption),
     _common("embedded", False, EmbeddedOption),
 ]

@@ -47,7 +47,9 @@ built is in {_link(ARCHITECTURE)}.
 def render_reference(app: typer.Typer | None = None) -> str:
     """The Markdown of docs/CLI.md for `app` (default: kpictl's root app)."""
     if app is None:
-        from kpictl.cli.app import app
+        from kpictl.cli.app import app as kpictl_app
+
+        app = kpictl_app
     root = _context(typer.main.get_command(app), "kpictl")
     contexts = list(_walk(root))
     parts = [PREAMBLE, _index(contexts), _common_options(contexts)]
@@ -108,7 +110,7 @@ def _section(context: typer.Context) -> str:
     own = [p for p in command.params if not _is_common(p) and not getattr(p, "hidden", False)]
     if own:
         lines += ["Options:", "", *_option_lines(own, context), ""]
-    subcommands = getattr(command, "list_commands", lambda _: [])(context)
+    subcommands: list[str] = getattr(command, "list_commands", lambda _: [])(context)
     if subcommands:
         shown = ", ".join(f"`{name}`" for name in subcommands)
         lines += [f"Subcommands: {shown}.", ""]

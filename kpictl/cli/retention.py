@@ -2,7 +2,7 @@
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,11 @@ from kpictl.cli.options import (
     TableFormatOption,
 )
 from kpictl.settings import Settings
+
+if TYPE_CHECKING:
+    import uuid
+
+    from kpictl.services.maintenance.retention import RetentionPolicy, RetentionResult
 
 app = typer.Typer()
 
@@ -70,13 +75,13 @@ def retention(
     return 0
 
 
-def _policy(settings: Settings, flags: dict[str, str | None], batch_size: str) -> Any:
+def _policy(settings: Settings, flags: dict[str, str | None], batch_size: str) -> "RetentionPolicy":
     """The ages per target (each from its flag, variable, config file or default) and the batch
     size."""
     from kpictl.cli.options import whole_number
     from kpictl.services.maintenance.retention import MAX_BATCH_SIZE, MAX_DAYS, RetentionPolicy
 
-    days = {}
+    days: dict[str, int] = {}
     for name, flag in flags.items():
         chosen = settings.setting(f"retention.{name}", flag)
         days[name] = whole_number(str(chosen.value), chosen.name, within=(1, MAX_DAYS))
@@ -84,7 +89,9 @@ def _policy(settings: Settings, flags: dict[str, str | None], batch_size: str) -
     return RetentionPolicy(**days, batch_size=size)
 
 
-def _run(settings: Settings, policy: Any, *, dry_run: bool, vacuum: bool, format: Format):
+def _run(
+    settings: Settings, policy: "RetentionPolicy", *, dry_run: bool, vacuum: bool, format: Format
+) -> "tuple[RetentionResult, uuid.UUID | None]":
     """The retention job, one progress bar per target on a terminal (none for --dry-run). A
     run that fails, loses its lock or is stopped first shows what it deleted so far."""
     from kpictl.cli import running

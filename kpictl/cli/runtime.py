@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import typer
 
@@ -78,7 +78,8 @@ def _settings(command: str, common: Mapping[str, Any], argv: Sequence[str]) -> S
 
 
 def _log_format(common: Mapping[str, Any]) -> str:
-    return getattr(common["log_format"], "value", common["log_format"])
+    """--log-format's value: a `LogFormat` member from Typer, or the text itself."""
+    return cast(str, getattr(common["log_format"], "value", common["log_format"]))
 
 
 def _known_secrets(flag_url: str | None) -> list[str]:

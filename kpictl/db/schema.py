@@ -8,6 +8,9 @@ checks a live database against `SOURCE_COLUMNS`.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -41,7 +44,7 @@ LEVELS = ("run", "product", "factory")
 JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "abandoned")
 
 
-def _uuid_pk() -> Column:
+def _uuid_pk() -> Column[uuid.UUID]:
     return Column(
         "id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
@@ -215,7 +218,7 @@ KPI_HISTORY_POLICY_PREDICATE = (
 source_metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _created_at() -> Column:
+def _created_at() -> Column[datetime]:
     return Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()"))
 
 

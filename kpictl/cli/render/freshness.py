@@ -60,7 +60,9 @@ def _kpi_entry(kpi: KpiFreshness) -> dict[str, Any]:
     }
 
 
-def error_document(message: str, level: str, warn_after: float, error_after: float) -> dict:
+def error_document(
+    message: str, level: str, warn_after: float, error_after: float
+) -> dict[str, Any]:
     """The JSON document when the check could not run (exit 3)."""
     return {
         "status": "error",
@@ -159,7 +161,7 @@ def render_prometheus(report: FreshnessReport | None) -> str:
             return families
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Report())  # type: ignore[arg-type]
+    registry.register(_Report())
     return generate_latest(registry).decode("utf-8")
 
 

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from kpictl.errors import ExitCode
 from kpictl.serialize import decimal_json
-from kpictl.services.history.export import METRICS
+from kpictl.services.history.export import METRICS, ExportRow
 from kpictl.services.history.fill import FORBIDDEN, NO_AVI, FillRun, TenantOutcome
 from kpictl.services.history.grants import GrantChange
 from kpictl.services.history.tenants import Tenant
@@ -61,17 +61,17 @@ def fixed(value: Decimal | None) -> str:
     return "" if value is None else decimal_json(value, places=2)
 
 
-def csv_record(row: tuple) -> list[str]:
+def csv_record(row: ExportRow) -> list[str]:
     """One exported row as text: the date, then each metric with 2 decimals ('' for NULL)."""
     return [row[0].isoformat(), *(fixed(value) for value in row[1:])]
 
 
-def table_rows(rows: Iterable[tuple]) -> list[list[str]]:
+def table_rows(rows: Iterable[ExportRow]) -> list[list[str]]:
     """Rows for a table (at most --limit of them, so held in memory)."""
     return [csv_record(row) for row in rows]
 
 
-def write_json(tenant: Tenant, rows: Iterable[tuple], out: TextIO) -> int:
+def write_json(tenant: Tenant, rows: Iterable[ExportRow], out: TextIO) -> int:
     """`{"status", "tenant": {"id", "slug"}, "data": [...]}`, one record per line, written as
     rows arrive; numbers keep their 2 decimals (12.50), NULL is null. Returns the record count."""
     head = {"id": str(tenant.id), "slug": tenant.slug}

@@ -98,7 +98,7 @@ def platform_functions(connection: Connection) -> list[PlatformFunction]:
                 call_name=row["call_name"],
                 definition=row["definition"],
                 result=row["result"],
-                out_columns=columns,  # type: ignore[arg-type]
+                out_columns=columns,
                 returns_set=row["returns_set"],
                 callable_bare=row["callable_bare"],
                 reads_kpi_tables=row["reads_kpi_tables"],

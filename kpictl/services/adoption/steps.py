@@ -27,7 +27,7 @@ ABANDONED_ERROR = (
     "abandoned: left {status} by the AFU-9 scheduler; marked when kpictl adopted this database"
 )
 
-DIALECT = postgresql.dialect()
+DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy: unannotated
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,9 @@ class AdoptionResult:
 
 
 def relation_exists(connection: Connection, name: str) -> bool:
-    return connection.execute(
-        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}
-    ).scalar()
+    return bool(
+        connection.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}).scalar()
+    )
 
 
 def sql_literal(value: str) -> str:
@@ -130,4 +130,4 @@ def scalar(connection: Connection, sql: str, **params: Any) -> Any:
 
 
 def quoted_identifier(connection: Connection, name: str) -> str:
-    return connection.execute(text("SELECT quote_ident(:name)"), {"name": name}).scalar()
+    return str(connection.execute(text("SELECT quote_ident(:name)"), {"name": name}).scalar_one())

@@ -8,8 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Connection, text
-from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable
+from sqlalchemy import Connection, Index, TextClause, text
+from sqlalchemy.schema import (
+    AddConstraint,
+    ColumnCollectionConstraint,
+    CreateIndex,
+    CreateTable,
+    DefaultClause,
+)
 
 from kpictl.db import schema
 from kpictl.services.adoption.steps import (
@@ -38,9 +44,12 @@ def _timestamp_changes(columns: dict[str, dict[str, Any]], zone: str) -> list[st
 def _default_changes(table: str, columns: dict[str, dict[str, Any]]) -> list[str]:
     changes = []
     for column in schema.metadata.tables[table].columns:
-        if column.server_default is None or column.name not in columns:
+        default = column.server_default
+        if default is None or column.name not in columns:
             continue
-        wanted = column.server_default.arg.text
+        # the server defaults of kpi_snapshots and kpi_aggregation_jobs are all text(...)
+        assert isinstance(default, DefaultClause) and isinstance(default.arg, TextClause)
+        wanted = default.arg.text
         actual = re.sub(r"::[a-z ]+(\(\d+\))?$", "", columns[column.name]["default"] or "")
         if actual != wanted:
             changes.append(f"ALTER COLUMN {column.name} SET DEFAULT {wanted}")
@@ -92,13 +101,25 @@ def _constraint_changes(
     return drops, adds
 
 
+def _name(index: Index) -> str:
+    """The name of one of kpictl's indexes: each has one (kpictl/db/schema.py)."""
+    assert index.name is not None
+    return index.name
+
+
 def _index_changes(connection: Connection, table: str) -> tuple[list[str], list[str], list[str]]:
     """(CREATE for kpictl's missing indexes, DROP for AFU-9 indexes made redundant by them,
     names of the dropped ones). Redundant: plain ascending btree columns that are a leading
     prefix of one of kpictl's indexes or of its unique key."""
     own = schema.metadata.tables[table]
     keys = [[c.name for c in index.columns] for index in own.indexes]
-    keys += [[c.name for c in uq.columns] for uq in own.constraints if uq.name.startswith("uq_")]
+    keys += [
+        [c.name for c in uq.columns]
+        for uq in own.constraints
+        if isinstance(uq, ColumnCollectionConstraint)
+        and isinstance(uq.name, str)
+        and uq.name.startswith("uq_")
+    ]
     rows = connection.execute(
         text(
             "SELECT quote_ident(ic.relname) AS quoted, ic.relname AS name, "
@@ -117,7 +138,7 @@ def _index_changes(connection: Connection, table: str) -> tuple[list[str], list[
     present = {row.name for row in rows}
     creates = [
         str(CreateIndex(index).compile(dialect=DIALECT))
-        for index in sorted(own.indexes, key=lambda index: index.name)
+        for index in sorted(own.indexes, key=_name)
         if index.name not in present
     ]
     drops, dropped = [], []
@@ -272,7 +293,7 @@ def own_tables_step(connection: Connection) -> Step:
         created.append(name)
         table = schema.metadata.tables[name]
         step.add(str(CreateTable(table).compile(dialect=DIALECT)))
-        for index in sorted(table.indexes, key=lambda index: index.name):
+        for index in sorted(table.indexes, key=_name):
             step.add(str(CreateIndex(index).compile(dialect=DIALECT)))
     if "kpi_history" in created:
         predicate = schema.KPI_HISTORY_POLICY_PREDICATE

@@ -15,13 +15,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from sqlalchemy import Connection, text
 
 from kpictl.errors import CommandFailed
 from kpictl.services.history.tenants import Tenant, set_tenant
+
+if TYPE_CHECKING:
+    import psycopg
 
 METRICS = (
     "aiv_pct",
@@ -32,6 +36,8 @@ METRICS = (
     "hrp_pct",
 )
 COLUMNS = ("as_of", *METRICS)
+# One exported row, in COLUMNS order: the date (week, month or quarter), then each metric.
+ExportRow = tuple[date, *tuple[Decimal | None, ...]]
 GRAINS = ("week", "month", "quarter")
 YIELD_PER = 2000
 
@@ -82,7 +88,7 @@ def export_sql(query: ExportQuery, *, from_settings: bool = False) -> str:
     return f"SELECT * FROM ({newest}) AS newest ORDER BY as_of"
 
 
-def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iterator[tuple]:
+def stream_history(conn: Connection, tenant: Tenant, query: ExportQuery) -> Iterator[ExportRow]:
     """The tenant's rows, oldest first, from a server-side cursor in the caller's transaction.
 
     Sets `app.tenant` for that transaction first: the policy shows this tenant's rows only.
@@ -125,7 +131,8 @@ def copy_csv(conn: Connection, tenant: Tenant, query: ExportQuery, out: TextIO) 
     binary = getattr(out, "buffer", None)  # a real file or stdout: pass the bytes through
     if binary is not None:
         out.flush()
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for block in copy:
             data = bytes(block)
             lines += data.count(b"\n")

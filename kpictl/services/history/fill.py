@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import DBAPIError
@@ -173,6 +173,7 @@ class TenantOutcome:
     def as_single_result(self) -> dict[str, Any]:
         """The one-tenant result document of docs/spec/history.md §2."""
         if self.code is None:
+            assert self.as_of is not None  # a filled tenant has its newest week
             return {"ok": True, "tenant_id": str(self.tenant.id), "as_of": self.as_of.isoformat()}
         return {
             "ok": False,
@@ -315,7 +316,7 @@ def _write_staged(conn: Connection, tenant_ids: Sequence[uuid.UUID]) -> None:
     """Per tenant: set app.tenant, upsert its staged rows; all in one psycopg pipeline."""
     import psycopg
 
-    driver = conn.connection.driver_connection
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)
     first_error: psycopg.Error | None = None
     try:
         with driver.pipeline(), driver.cursor() as cursor:

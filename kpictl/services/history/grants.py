@@ -155,7 +155,7 @@ def can_read(conn: Connection, tenant: Tenant) -> bool:
     ).scalar()
     if trusted or conn.execute(text("SELECT to_regclass('kpi_history_grants')")).scalar() is None:
         return True
-    return conn.execute(
+    granted = conn.execute(
         text(
             "SELECT EXISTS (SELECT 1 FROM kpi_history_grants g "
             "JOIN pg_roles r ON r.rolname = g.role_name "
@@ -163,6 +163,7 @@ def can_read(conn: Connection, tenant: Tenant) -> bool:
         ),
         {"tenant": tenant.id},
     ).scalar_one()
+    return bool(granted)
 
 
 def check_can_read(conn: Connection, tenant: Tenant) -> None:

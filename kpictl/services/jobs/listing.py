@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, GenerativeSelect, func, select
 
 from kpictl.db.schema import JOB_STATUSES, kpi_aggregation_jobs, kpi_snapshots
 from kpictl.errors import CommandFailed, UsageError
@@ -22,6 +22,8 @@ LIST_COLUMNS = [
 ]
 MAX_LIMIT = 1000
 
+Query = TypeVar("Query", bound=GenerativeSelect)
+
 
 def check_filters(limit: int, status: str | None, job_type: str | None) -> None:
     if not 1 <= limit <= MAX_LIMIT:
@@ -32,7 +34,7 @@ def check_filters(limit: int, status: str | None, job_type: str | None) -> None:
         raise UsageError("invalid --type '': give a job type such as aggregate or backfill")
 
 
-def newest_first(query):
+def newest_first(query: Query) -> Query:
     """Newest first: by start (creation for a job not started yet), then by creation."""
     jobs = kpi_aggregation_jobs
     return query.order_by(

@@ -48,7 +48,7 @@ def start_job(
     metadata: dict[str, Any] | None = None,
 ) -> uuid.UUID:
     with engine.begin() as conn:
-        return conn.execute(
+        job_id: uuid.UUID = conn.execute(
             insert(jobs)
             .values(
                 job_type=job_type,
@@ -61,6 +61,7 @@ def start_job(
             )
             .returning(jobs.c.id)
         ).scalar_one()
+        return job_id
 
 
 def finish_job(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -41,7 +42,7 @@ class DoctorReport:
     def add(self, name: str, status: str, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "status": "healthy" if self.healthy else "unhealthy",
             "timestamp": self.timestamp,
@@ -190,7 +191,7 @@ def _check_history_security(connection: Connection, report: DoctorReport) -> Non
         )
 
 
-def _regclass(connection: Connection, name: str):
+def _regclass(connection: Connection, name: str) -> str | None:
     return connection.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar()
 
 

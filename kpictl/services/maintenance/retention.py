@@ -20,7 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    delete,
+    func,
+    select,
+    text,
+)
 
 from kpictl import _testing
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
@@ -101,7 +111,9 @@ def database_now(engine: Engine) -> datetime:
         return conn.execute(select(func.now())).scalar_one()
 
 
-def _condition(target: str, cutoff: datetime, own_job_id: uuid.UUID | None):
+def _condition(
+    target: str, cutoff: datetime, own_job_id: uuid.UUID | None
+) -> tuple[Table, ColumnElement[bool]]:
     if target == "jobs":
         condition = and_(jobs.c.created_at < cutoff, jobs.c.status.in_(TERMINAL_JOB_STATUSES))
         if own_job_id is not None:

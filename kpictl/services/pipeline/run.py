@@ -167,7 +167,7 @@ def count_pending_runs(
 ) -> int:
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = {**base_parameters(period, None, options), "scan_from": scan_from}
-    return connection.execute(kpi_sql.pending_runs(clock), parameters).scalar_one()
+    return int(connection.execute(kpi_sql.pending_runs(clock), parameters).scalar_one())
 
 
 # --- steps ------------------------------------------------------------------------------------

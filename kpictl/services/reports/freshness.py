@@ -147,6 +147,7 @@ def check_freshness(
     )
     rows = {row.kpi_name: row for row in connection.execute(statement)}
     checked = next(iter(rows.values())).checked_at if rows else as_of
+    assert checked is not None  # a row per KPI; no KPIs fails above (VALUES needs a row)
     results = []
     for kpi in kpis:
         row = rows[kpi.name]

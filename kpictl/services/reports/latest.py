@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, String, column, func, literal, select, true, values
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    column,
+    func,
+    literal,
+    select,
+    true,
+    values,
+)
 from sqlalchemy.dialects.postgresql import UUID
 
 from kpictl import kpis as registry
@@ -87,7 +97,7 @@ def latest_values(
     )
     if level == "factory":
         scopes = select(literal(None, UUID(as_uuid=True)).label("scope_id")).subquery("scopes")
-        same_scope = snapshots.c.scope_id.is_(None)
+        same_scope: ColumnElement[bool] = snapshots.c.scope_id.is_(None)
     else:
         products = select(repositories.c.id.label("scope_id"))
         if scope_ids is not None:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
@@ -40,6 +40,9 @@ from kpictl.db.schema import (
 from kpictl.errors import CommandFailed, UsageError
 from kpictl.services.jobs import lock as locks
 from kpictl.services.schema.gate import refuse_unknown_revision
+
+if TYPE_CHECKING:
+    from kpictl.services.adoption.steps import AdoptionResult
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +354,7 @@ def _exact_rows(connection: Connection, table: str) -> int:
     with connection.begin_nested() as savepoint:
         if forced:
             connection.exec_driver_sql(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
-        rows = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+        rows = int(connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
         savepoint.rollback()
     return rows
 
@@ -396,7 +399,7 @@ def downgrade(
 
 @dataclass(frozen=True)
 class AdoptAndMigrateResult:
-    adoption: object  # kpictl.services.adoption.steps.AdoptionResult
+    adoption: AdoptionResult
     migration: MigrationResult
 
 
@@ -404,7 +407,7 @@ def adopt(
     engine: Engine,
     *,
     source_timezone: str = "UTC",
-    metadata: dict | None = None,
+    metadata: dict[str, Any] | None = None,
     with_sources: bool = False,
 ) -> AdoptAndMigrateResult:
     """`migrate --adopt`: adopt the AFU-9 tables in one transaction (a no-op when there is
@@ -419,7 +422,7 @@ def adopt(
 
 
 def adoption_sql(
-    engine: Engine, *, source_timezone: str = "UTC", metadata: dict | None = None
+    engine: Engine, *, source_timezone: str = "UTC", metadata: dict[str, Any] | None = None
 ) -> str:
     """`migrate --adopt --sql`: the adoption's SQL from a read-only look, then the later
     revisions' SQL as `migrate --sql` prints it."""
@@ -483,7 +486,7 @@ def offline_sql(
     if with_sources:
         from sqlalchemy.dialects import postgresql
 
-        dialect = postgresql.dialect()
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy: unannotated
         buffer.write("-- Source tables (created only when absent)\n\n")
         for table in source_metadata.sorted_tables:
             ddl = CreateTable(table, if_not_exists=True).compile(dialect=dialect)
