@@ -31,7 +31,7 @@ from sqlalchemy import Engine, text
 from kpictl import sample
 from kpictl.db.engine import make_engine
 from kpictl.services.jobs.stop import StopRequest
-from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import periods, steps
 from kpictl.services.pipeline import run as pipeline
 from kpictl.services.pipeline.periods import Period
 from kpictl.services.schema import migrate
@@ -185,7 +185,7 @@ def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     period = Period(end - timedelta(hours=168), end)
     load_runs(bench, seed=1, days=7, runs_per_day=sizes["runs"] // 7, now=end)
-    options = pipeline.PipelineOptions()
+    options = steps.PipelineOptions()
 
     def kpictl_aggregate() -> None:
         result = pipeline.aggregate(
@@ -280,7 +280,7 @@ def backfill_scenario(bench: Bench, scale: str) -> list[Row]:
             buckets,
             force=False,
             metadata={},
-            options=pipeline.PipelineOptions(),
+            options=steps.PipelineOptions(),
             stop=StopRequest(),
             now=end,
         )

@@ -17,7 +17,7 @@ from kpictl.cli import output, running
 from kpictl.cli.database import open_database
 from kpictl.cli.options import Format, time_zone
 from kpictl.cli.render import pipeline as render
-from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import periods, steps
 from kpictl.services.pipeline import run as pipeline
 from kpictl.settings import Settings
 
@@ -89,8 +89,8 @@ def run_backfill(
     return _show_result(result, format)
 
 
-def _options(settings: Settings, wait: float | None) -> pipeline.PipelineOptions:
-    return pipeline.PipelineOptions(source_timezone=settings.source_timezone, wait_seconds=wait)
+def _options(settings: Settings, wait: float | None) -> steps.PipelineOptions:
+    return steps.PipelineOptions(source_timezone=settings.source_timezone, wait_seconds=wait)
 
 
 def _database_now(engine: Engine) -> datetime:
@@ -108,7 +108,7 @@ def _buckets(wanted: BackfillRange, now: datetime) -> list[periods.Period]:
 
 def _show_plan(engine: Engine, period: periods.Period, options: Any, format: Format) -> int:
     with engine.connect() as connection:
-        plan = pipeline.plan(connection, period, options)
+        plan = steps.plan(connection, period, options)
     if format == Format.json:
         output.emit_json(render.plan_document(plan))
     else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpictl.services.pipeline.run import PipelineResult, Plan
+from kpictl.services.pipeline.run import PipelineResult
+from kpictl.services.pipeline.steps import Plan
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

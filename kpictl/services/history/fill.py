@@ -1,7 +1,7 @@
 """`kpictl history fill` (docs/spec/history.md §2): one `kpi_history` row per tenant and report week.
 
-Every value is computed in one SQL query (`COMPUTE_SQL`), PostgreSQL's `round(numeric, 2)`
-included, so Python never touches a number.
+Every value is computed in one SQL query (`fill_sql.compute_sql`), PostgreSQL's
+`round(numeric, 2)` included, so Python never touches a number.
 
 Writing while row-level security is forced: `app.tenant` is set with `set_config(..., true)`
 inside the transaction that writes the tenant's rows, and a statement can only write the rows of
@@ -39,6 +39,14 @@ from sqlalchemy.exc import DBAPIError
 from kpictl import _testing
 from kpictl.db.schema import TENANT_SETTING, tenants
 from kpictl.errors import LockLost, server_gone
+from kpictl.services.history.fill_sql import (
+    CREATE_STAGING,
+    SET_TENANT_PG,
+    STAGING_TABLE,
+    UPSERT_STAGED_PG,
+    compute_sql,
+    upsert_sql,
+)
 from kpictl.services.history.tenants import Tenant, set_tenant
 from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
@@ -51,113 +59,6 @@ NO_AVI = "NO_AVI"
 FORBIDDEN = "FORBIDDEN"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 MAX_CHUNK = 1000
-VALUE_COLUMNS = (
-    "aiv_pct",
-    "ati_pct",
-    "crs_pct",
-    "elasticity_usd_per_point",
-    "vli_integrity_pct",
-    "hrp_pct",
-    "vli_fallback",
-)
-# A JSON string counts as a probability when it holds a plain decimal number.
-DECIMAL_REGEX = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$"
-
-
-def finite(expression: str, name: str) -> str:
-    """`round(expression::numeric, 2)`, or an error naming `name` for NaN and infinities: a bad
-    value fails its tenant (INTERNAL_ERROR) instead of writing NaN. The error is raised by a cast
-    that depends on the row, so the planner cannot fold it into an unconditional failure."""
-    value = f"CAST({expression} AS numeric)"
-    return (
-        f"CASE WHEN {value} IN ('NaN', 'Infinity', '-Infinity') "
-        f"THEN CAST('bad value: {name} is ' || {value} AS numeric) ELSE round({value}, 2) END"
-    )
-
-
-def compute_sql(*, backfill: bool, since: date | None, until: date | None) -> str:
-    """The rows of docs/spec/history.md §2 for the tenants in `:tenant_ids` (a uuid[] parameter).
-
-    Latest mode picks one report per tenant; backfill mode one per tenant and week, with
-    `:since` / `:until` (bound, inclusive) on the report's `as_of`. Static SQL only; every value
-    is a bound parameter.
-    """
-    partition = "r.tenant_id, r.as_of" if backfill else "r.tenant_id"
-    filters = ["r.tenant_id = ANY(CAST(:tenant_ids AS uuid[]))"]
-    if since is not None:
-        filters.append("r.as_of >= CAST(:since AS date)")
-    if until is not None:
-        filters.append("r.as_of <= CAST(:until AS date)")
-    return f"""
-WITH chosen AS (
-    -- the latest report wins: greatest as_of, then created_at, then id
-    SELECT DISTINCT ON ({partition})
-           r.tenant_id, r.as_of, r.aiv_pct, r.ati_pct, r.crs_pct, r.elasticity_usd_per_point,
-           CAST(r.clarity_json AS jsonb) -> 'hrp' AS hrp
-    FROM avi_reports AS r
-    WHERE {" AND ".join(filters)}
-    ORDER BY {partition}, r.as_of DESC, r.created_at DESC NULLS LAST, r.id DESC NULLS LAST
-),
-page_latest AS (
-    -- each vehicle page's latest audit strictly before the end of week W (W + 7 days, 00:00 UTC);
-    -- two audits of a page at the same instant: the lower integrity counts (conservative)
-    SELECT DISTINCT ON (c.tenant_id, c.as_of, a.vdp_id) c.tenant_id, c.as_of, a.integrity_pct
-    FROM chosen AS c
-    JOIN vdp_vli_audit AS a
-      ON a.tenant_id = c.tenant_id
-     AND a.as_of < (CAST(c.as_of + 7 AS timestamp) AT TIME ZONE 'UTC')
-    ORDER BY c.tenant_id, c.as_of, a.vdp_id, a.as_of DESC, a.integrity_pct ASC NULLS LAST
-),
-vli AS (
-    SELECT tenant_id, as_of, {finite("avg(integrity_pct)", "vli_integrity_pct")} AS integrity_pct
-    FROM page_latest
-    GROUP BY tenant_id, as_of
-)
-SELECT c.tenant_id,
-       c.as_of,
-       {finite("c.aiv_pct", "aiv_pct")} AS aiv_pct,
-       {finite("c.ati_pct", "ati_pct")} AS ati_pct,
-       {finite("c.crs_pct", "crs_pct")} AS crs_pct,
-       {finite("c.elasticity_usd_per_point", "elasticity_usd_per_point")} AS elasticity_usd_per_point,
-       CASE WHEN v.tenant_id IS NULL THEN 100.00 ELSE v.integrity_pct END AS vli_integrity_pct,
-       CASE WHEN h.probability BETWEEN 0 AND 1 THEN round(100 * h.probability, 2) END AS hrp_pct,
-       v.tenant_id IS NULL AS vli_fallback
-FROM chosen AS c
-LEFT JOIN vli AS v ON v.tenant_id = c.tenant_id AND v.as_of = c.as_of
-CROSS JOIN LATERAL (
-    SELECT CASE jsonb_typeof(c.hrp)
-               WHEN 'number' THEN CAST(c.hrp AS numeric)
-               WHEN 'string' THEN CASE WHEN (c.hrp #>> '{{}}') ~ '{DECIMAL_REGEX}'
-                                       THEN CAST(btrim(c.hrp #>> '{{}}') AS numeric) END
-           END AS probability
-) AS h
-"""
-
-
-_COLUMN_LIST = ", ".join(VALUE_COLUMNS)
-_UPDATE_LIST = ", ".join(f"{column} = EXCLUDED.{column}" for column in VALUE_COLUMNS)
-
-
-def upsert_sql(source: str) -> str:
-    """Upsert the rows of `source` (static SQL: a query or the staging table) into kpi_history."""
-    return f"""
-INSERT INTO kpi_history (tenant_id, as_of, {_COLUMN_LIST})
-SELECT tenant_id, as_of, {_COLUMN_LIST} FROM {source}
-ON CONFLICT (tenant_id, as_of) DO UPDATE SET {_UPDATE_LIST}, updated_at = now()
-"""
-
-
-STAGING_TABLE = "kpictl_history_staged"
-_CREATE_STAGING = f"""
-CREATE TEMPORARY TABLE {STAGING_TABLE} (
-    tenant_id uuid, as_of date, aiv_pct numeric, ati_pct numeric, crs_pct numeric,
-    elasticity_usd_per_point numeric, vli_integrity_pct numeric, hrp_pct numeric,
-    vli_fallback boolean
-) ON COMMIT DROP
-"""
-# psycopg placeholders: these two run on the driver connection, in a pipeline.
-_SET_TENANT_PG = "SELECT set_config(%s, %s, true)"
-_UPSERT_STAGED_PG = upsert_sql(f"{STAGING_TABLE} WHERE tenant_id = %s")
 
 
 @dataclass
@@ -284,7 +185,7 @@ def fill_chunk_set_based(
     """Fill a chunk of tenants in the caller's transaction: one query stages every row, one
     pipeline writes them tenant by tenant (app.tenant set before each tenant's upsert).
     Raises on any failure; the caller rolls back."""
-    conn.execute(text(_CREATE_STAGING))
+    conn.execute(text(CREATE_STAGING))
     conn.execute(
         text(f"INSERT INTO {STAGING_TABLE} {options.compute()}"),
         options.parameters([tenant.id for tenant in chunk]),
@@ -322,8 +223,8 @@ def _write_staged(conn: Connection, tenant_ids: Sequence[uuid.UUID]) -> None:
         with driver.pipeline(), driver.cursor() as cursor:
             try:
                 for tenant_id in tenant_ids:
-                    cursor.execute(_SET_TENANT_PG, (TENANT_SETTING, str(tenant_id)))
-                    cursor.execute(_UPSERT_STAGED_PG, (tenant_id,))
+                    cursor.execute(SET_TENANT_PG, (TENANT_SETTING, str(tenant_id)))
+                    cursor.execute(UPSERT_STAGED_PG, (tenant_id,))
             except psycopg.Error as exc:
                 # Leave the block normally: the pipeline then ends quietly ("pipeline aborted")
                 # instead of logging a warning; the first error is the one that counts.

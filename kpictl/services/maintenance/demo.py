@@ -19,7 +19,7 @@ from kpictl import kpis as registry
 from kpictl import sample
 from kpictl.services.history.fill import FillOptions, fill_with_job
 from kpictl.services.jobs.stop import StopRequest
-from kpictl.services.pipeline import periods
+from kpictl.services.pipeline import periods, steps
 from kpictl.services.pipeline import run as pipeline
 from kpictl.services.reports import freshness, latest
 from kpictl.services.schema import migrate
@@ -84,7 +84,7 @@ def run_demo(
     result = DemoResult(loaded, removed)
     done("sample")
 
-    options = pipeline.PipelineOptions()
+    options = steps.PipelineOptions()
     week = periods.aligned_period(clock, 168, 300)
     aggregated = pipeline.aggregate(engine, week, metadata=metadata, options=options, stop=stop)
     result.aggregate_snapshots = aggregated.snapshots_created

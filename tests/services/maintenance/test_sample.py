@@ -217,6 +217,7 @@ def test_reset_removes_only_sample_rows(engine):
 def test_reset_removes_snapshots_of_sample_runs_only(engine):
     from kpictl.services.jobs.stop import StopRequest
     from kpictl.services.pipeline import run as pipeline
+    from kpictl.services.pipeline import steps
     from kpictl.services.pipeline.periods import Period
 
     with engine.begin() as conn:
@@ -225,7 +226,7 @@ def test_reset_removes_snapshots_of_sample_runs_only(engine):
         sample.generate(conn, **{**SMALL, "now": factories.at(24)})
     period = Period(factories.at(-24 * 30), factories.at(24))
     pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(), stop=StopRequest()
     )
     before = scalar(engine, "SELECT count(*) FROM kpi_snapshots")
     with engine.begin() as conn:

@@ -34,6 +34,7 @@ from sqlalchemy import text
 
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import steps
 from kpictl.services.pipeline.periods import Period
 from kpictl.services.schema import migrate
 from tests import factories as f
@@ -44,7 +45,7 @@ FIVE_MINUTES = timedelta(minutes=5)
 
 def cycle(engine, period: Period, **options) -> pipeline.PipelineResult:
     return pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(**options), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(**options), stop=StopRequest()
     )
 
 

@@ -9,13 +9,14 @@ from sqlalchemy import text
 
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import steps
 from kpictl.services.pipeline.periods import Period
 from tests import factories as f
 
 
 def cycle(engine, period: Period, **options) -> pipeline.PipelineResult:
     return pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(**options), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(**options), stop=StopRequest()
     )
 
 

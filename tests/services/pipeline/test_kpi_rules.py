@@ -138,6 +138,7 @@ def test_every_snapshot_carries_the_registry_unit(engine):
 
     from kpictl.services.jobs.stop import StopRequest
     from kpictl.services.pipeline import run as pipeline
+    from kpictl.services.pipeline import steps
     from kpictl.services.pipeline.periods import Period
     from tests import factories as f
 
@@ -150,7 +151,7 @@ def test_every_snapshot_carries_the_registry_unit(engine):
         f.verdict(conn, None, "accepted", f.at(4))
     period = Period(f.at(0), f.at(0) + timedelta(hours=24))
     pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(), stop=StopRequest()
     )
     with engine.connect() as conn:
         units = conn.execute(text("SELECT DISTINCT kpi_name, unit FROM kpi_snapshots")).all()

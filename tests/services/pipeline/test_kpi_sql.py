@@ -42,6 +42,7 @@ from sqlalchemy import text
 from kpictl.db.engine import make_engine
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import steps
 from kpictl.services.pipeline.periods import Period
 from tests import factories as f
 from tests.conftest import test_settings
@@ -108,7 +109,7 @@ def snapshots(engine, level: str, period: Period | None = None) -> dict:
 
 def run(engine, period: Period = P) -> pipeline.PipelineResult:
     return pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(), stop=StopRequest()
     )
 
 
@@ -296,7 +297,7 @@ def test_source_timezone_for_zoneless_columns(empty_db_url):
             )
         )
     migrate.upgrade(engine)
-    options = pipeline.PipelineOptions(source_timezone="Europe/Berlin")
+    options = steps.PipelineOptions(source_timezone="Europe/Berlin")
     pipeline.aggregate(engine, P, metadata={}, options=options, stop=StopRequest())
     factory = snapshots(engine, "factory", P)
     assert factory[("factory_throughput", None)].value == Decimal("4")  # 2 runs / 0.5 day

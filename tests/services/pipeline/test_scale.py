@@ -11,6 +11,7 @@ from sqlalchemy import event, text
 
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import steps
 from kpictl.services.pipeline.periods import Period
 
 PERIOD = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 8, tzinfo=UTC))
@@ -64,7 +65,7 @@ def count_statements(engine, chunk_size: int) -> tuple[list[str], pipeline.Pipel
             engine,
             PERIOD,
             metadata={},
-            options=pipeline.PipelineOptions(chunk_size=chunk_size),
+            options=steps.PipelineOptions(chunk_size=chunk_size),
             stop=StopRequest(),
         )
     finally:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import steps
 from kpictl.services.pipeline.periods import Period
 from tests import factories as f
 
@@ -65,7 +66,7 @@ def _snapshots(engine, level: str, period: Period) -> dict:
 
 def _aggregate(engine, period: Period) -> None:
     pipeline.aggregate(
-        engine, period, metadata={}, options=pipeline.PipelineOptions(), stop=StopRequest()
+        engine, period, metadata={}, options=steps.PipelineOptions(), stop=StopRequest()
     )
 
 
