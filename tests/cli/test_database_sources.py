@@ -4,6 +4,7 @@ and the config file (flag > environment > file > default)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,12 +185,19 @@ def test_settings_take_the_url_file_and_time_zone_from_the_config_file(config_fi
         ("freshness = 3\n", "freshness must be a table"),
         ('source_timezone = ""\n', "source_timezone must be a non-empty string"),
         ("period_hours = \n", "is not valid TOML"),
+        (
+            "[freshness]\nwarn_after = true\n",
+            'freshness.warn_after must be a duration such as "10m"',
+        ),
+        ("[freshness.kpis.mtti]\nerror_after = [1]\n", "freshness.kpis.mtti.error_after must be"),
+        ("[freshness.kpis.nope]\nwarn_after = 1\n", "freshness.kpis.nope names no KPI"),
+        (b"period_hours = 1 # \xff\n", "is not valid TOML"),
     ],
 )
 def test_a_bad_config_file_is_exit_2_naming_the_key_and_the_file(tmp_path, text, message):
     path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigurationError, match=message) as raised:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as raised:
         load_config(str(path), {})
     assert str(path) in raised.value.message
     result = kpictl(["kpis", "--config", str(path)], {"KPICTL_DATA_DIR": str(tmp_path / "d")})
@@ -218,3 +226,11 @@ def test_an_invalid_time_zone_in_the_config_file_names_the_file(tmp_path):
             environ={},
             config_path=str(path),
         )
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_config_path_is_exit_2_naming_where_it_came_from(value):
+    with pytest.raises(ConfigurationError, match="empty config file path from KPICTL_CONFIG"):
+        load_config(None, {"KPICTL_CONFIG": value})
+    with pytest.raises(ConfigurationError, match="empty config file path from --config"):
+        load_config(value, {})
