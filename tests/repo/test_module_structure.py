@@ -140,3 +140,13 @@ def test_revisions_import_nothing_from_the_services():
         text = path.read_text(encoding="utf-8")
         assert "kpictl.services" not in text, path.name
         assert "kpictl.cli" not in text, path.name
+
+
+def test_the_adoption_is_split_by_step_in_files_of_about_300_lines():
+    adoption = PACKAGE / "services" / "adoption"
+    sizes = {
+        path.name: len(path.read_text(encoding="utf-8").splitlines())
+        for path in adoption.glob("*.py")
+    }
+    assert {"detect.py", "plan.py", "tables.py", "views.py", "functions.py", "run.py"} <= set(sizes)
+    assert {name: lines for name, lines in sizes.items() if lines > 300} == {}

@@ -18,6 +18,6 @@ the only value written into DDL from outside, the source time zone, is first che
 `pg_timezone_names`. Values of the rows written (job row, marker) are bound parameters.
 
 Modules, in the order an adoption runs: `detect` (is there something to adopt), `plan` (every
-step's SQL from the live catalog: `tables`, `views`, `functions`, sharing the model of
+step's SQL from the live catalog: `tables`, `views`, `functions`, `finish`, sharing the model of
 `steps`), `run` (one transaction, then the source indexes).
 """

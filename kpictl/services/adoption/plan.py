@@ -12,6 +12,7 @@ from sqlalchemy import Connection, text
 
 from kpictl.db import schema
 from kpictl.errors import CommandFailed, UsageError
+from kpictl.services.adoption.finish import own_tables_step, record_step
 from kpictl.services.adoption.functions import functions_steps
 from kpictl.services.adoption.steps import (
     KPI_TABLES,
@@ -23,7 +24,7 @@ from kpictl.services.adoption.steps import (
     scalar,
     table_columns,
 )
-from kpictl.services.adoption.tables import jobs_step, own_tables_step, record_step, snapshot_step
+from kpictl.services.adoption.tables import jobs_step, snapshot_step
 from kpictl.services.adoption.views import (
     dependent_views,
     materialized_view_step,
