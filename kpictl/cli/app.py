@@ -51,29 +51,6 @@ for group in (demo, migrate, pipeline, kpis, freshness, jobs, history, retention
 def main() -> None:
     import sys
 
-    from kpictl.cli.options import normalize_argv, wants_nagios
+    from kpictl.cli.options import normalize_argv
 
-    args = normalize_argv(sys.argv[1:])
-    if wants_nagios(args):
-        sys.exit(_as_nagios_plugin(args))
-    app(args=args, prog_name="kpictl")
-
-
-def _as_nagios_plugin(args: list[str]) -> int:
-    """Run `freshness --format nagios`; a usage error found on the command line is UNKNOWN (3)
-    with a status line on stdout (kpictl's own usage errors: `runtime.run_command`)."""
-    import sys
-
-    from kpictl.cli.render.freshness import UNKNOWN_EXIT_CODE, render_nagios_unknown
-
-    try:
-        result = app(args=args, prog_name="kpictl", standalone_mode=False)
-    except typer.TyperException as exc:
-        if getattr(exc, "exit_code", None) != 2:
-            raise
-        format_message = getattr(exc, "format_message", None)
-        message = format_message() if callable(format_message) else str(exc)
-        print(render_nagios_unknown(f"usage: {message}"))
-        print(f"kpictl: error: {message}", file=sys.stderr)
-        return UNKNOWN_EXIT_CODE
-    return result if isinstance(result, int) else 0
+    app(args=normalize_argv(sys.argv[1:]), prog_name="kpictl")

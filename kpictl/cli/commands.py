@@ -14,13 +14,16 @@ from typing import Any, TypeVar
 import typer
 
 from kpictl.cli.options import COMMON_PARAMETERS
+from kpictl.cli.usage import KpictlGroup
 
 # A command's body: `func(settings, **options) -> exit code | None`.
 CommandBody = TypeVar("CommandBody", bound=Callable[..., int | None])
 
 
 def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
-    """Every (sub-)app is built here, with the same settings."""
+    """Every (sub-)app is built here, with the same settings; the root reports Click's parsing
+    errors in kpictl's style (`cli/usage.py`)."""
+    root: dict[str, Any] = {"cls": KpictlGroup} if name is None else {}
     return typer.Typer(
         name=name,
         help=help,
@@ -29,6 +32,7 @@ def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
         rich_markup_mode=None,
+        **root,
     )
 
 
@@ -48,8 +52,9 @@ def kpictl_command(
             from kpictl.cli.runtime import run_command
 
             common = {p.name: kwargs.pop(p.name) for p in COMMON_PARAMETERS}
-            # a Nagios plugin's usage errors are UNKNOWN (3), see runtime.run_command
-            common["nagios"] = getattr(kwargs.get("format"), "value", None) == "nagios"
+            # a failure in --format json is a JSON document, a Nagios plugin's usage error is
+            # UNKNOWN (3): see runtime.run_command
+            common["output_format"] = getattr(kwargs.get("format"), "value", None)
             run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
 
         app.command(name, **command_kwargs)(_with_signature(wrapper, func, COMMON_PARAMETERS))

@@ -34,7 +34,7 @@ def doctor(
         database.engine, source=database.source, shown_url=database.shown, settings=shown
     )
     if format == Format.json:
-        output.emit_json(report.as_dict())
+        output.emit_json(render.document(report))
     else:
         output.echo_lines(render.check_lines(report))
     return render.exit_code(report)

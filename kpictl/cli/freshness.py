@@ -87,7 +87,7 @@ def freshness(
     except (SchemaNotReady, UsageError):  # not migrated ...: 1; no database configured: 2
         raise
     except Exception as exc:  # could not check: exit 3, whatever broke (Nagios UNKNOWN)
-        return _could_not_check(settings, exc, format, (chosen_level, warn, error), target)
+        return _could_not_check(settings, exc, format, target)
     _show(report, format, target)
     return exit_code(report)
 
@@ -178,14 +178,13 @@ def _could_not_check(
     settings: Settings,
     exc: Exception,
     format: Format,
-    asked: tuple[str, float, float],
     target: Path | None,
 ) -> int:
     """Say why the check could not run, on stderr and in the chosen format (the table has
-    nothing to show); exit 3. `asked`: the level and the two thresholds."""
+    nothing to show); exit 3."""
     from kpictl.cli.render import freshness as render
 
-    text = render.unknown_text(_reason(settings, exc), format.value, asked)
+    text = render.unknown_text(_reason(settings, exc), format.value)
     if text:
         _emit(text, target)
     return render.UNKNOWN_EXIT_CODE

@@ -186,7 +186,7 @@ def _fill_with_job(settings: Settings, options: Any, argument: Any, format: Form
     from kpictl.services.history.tenants import resolve_tenant
 
     def show_partial(partial: Any) -> None:
-        if isinstance(partial, FillRun) and partial.outcomes:
+        if isinstance(partial, FillRun) and partial.outcomes and format != Format.json:
             _show_fill(partial, format, single=tenant is not None)
 
     engine = _open(settings)
@@ -204,7 +204,7 @@ def _show_fill(run: Any, format: Format, *, single: bool) -> None:
     from kpictl.cli.render import history as render
 
     if format == Format.json:
-        output.emit_json(run.result)
+        output.emit_success(run.result)
     elif single:
         output.emit_table(render.FILL_SINGLE_COLUMNS, render.fill_single_rows(run.outcomes[0]))
     else:
@@ -264,6 +264,8 @@ def _writer(
     rows = export.stream_history(conn, tenant, query)
     if format == Format.json:
         return lambda out: render.write_json(tenant, rows, out)
+    if format == Format.ndjson:
+        return lambda out: render.write_ndjson(rows, out)
 
     def write_table(out: TextIO) -> int:
         table_rows = render.table_rows(rows)

@@ -97,8 +97,8 @@ def show(
     with open_database(settings).engine.connect() as connection:
         job = service.show_job(connection, parsed)
     if format == Format.json:
-        output.emit_json(job)
-    elif format == Format.csv:
-        output.emit_csv(list(job), [render.show_csv_row(job)])
+        output.emit_success(job)
+    elif format in (Format.csv, Format.ndjson):
+        output.emit_rows(format.value, list(job), [render.show_csv_row(job)])
     else:
         output.echo_lines(render.job_lines(job))

@@ -81,8 +81,8 @@ def _show(values: "list[KpiValue]", level: str, format: Format) -> None:
 
     if format == Format.json:
         output.emit_json(render.as_document(values))
-    elif format == Format.csv:
-        output.emit_csv(render.COLUMNS, render.csv_rows(values))
+    elif format in (Format.csv, Format.ndjson):
+        output.emit_rows(format.value, render.COLUMNS, render.csv_rows(values))
     else:
         columns, rows = render.table(values, level)
         output.emit_table(columns, rows, title=f"{level} KPIs (latest)")

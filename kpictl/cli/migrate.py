@@ -158,7 +158,7 @@ def _show_migration(result: Any, format: Format) -> None:
     from kpictl.cli.render import migrate as render
 
     if format == Format.json:
-        output.emit_json(result.__dict__)
+        output.emit_json(render.migration_document(result))
     else:
         output.echo_lines(render.migration_lines(result))
     _warn_history_sources_missing(result)
@@ -220,7 +220,7 @@ def _adopt(settings: Settings, *, sql: bool, with_sources: bool, format: Format)
         engine, source_timezone=zone, metadata=metadata, with_sources=with_sources
     )
     if format == Format.json:
-        output.emit_json({"adoption": result.adoption.__dict__, **result.migration.__dict__})
+        output.emit_json(render.adoption_document(result))
         return 0
     output.echo_lines(render.adoption_lines(result.adoption))
     output.echo_lines(render.migration_lines(result.migration))

@@ -14,7 +14,6 @@ No heavy imports here: this module is on the `--help` and completion path.
 import inspect
 import math
 import re
-from collections.abc import Sequence
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -42,6 +41,7 @@ class Format(str, Enum):
 
     table = "table"
     json = "json"
+    ndjson = "ndjson"
     csv = "csv"
     text = "text"
     nagios = "nagios"
@@ -55,6 +55,7 @@ class Format(str, Enum):
 class TableFormat(str, Enum):
     table = Format.table.value
     json = Format.json.value
+    ndjson = Format.ndjson.value
     csv = Format.csv.value
 
 
@@ -73,6 +74,7 @@ class MonitoringFormat(str, Enum):
 class ExportFormat(str, Enum):
     csv = Format.csv.value
     json = Format.json.value
+    ndjson = Format.ndjson.value
     table = Format.table.value
 
 
@@ -408,17 +410,3 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def wants_nagios(args: Sequence[str]) -> bool:
-    """`kpictl freshness ... --format nagios`: run as a Nagios/Icinga plugin, whose usage errors
-    are UNKNOWN (exit 3) with a status line, not Click's exit 2 (which a plugin means CRITICAL)."""
-    args = list(args)
-    if "freshness" not in args:
-        return False
-    for index, arg in enumerate(args):
-        if arg == "--format" and index + 1 < len(args) and args[index + 1] == "nagios":
-            return True
-        if arg == "--format=nagios":
-            return True
-    return False

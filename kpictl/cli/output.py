@@ -40,6 +40,40 @@ def emit_json(document: Any, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json_text(document))
 
 
+# --- the one JSON contract (docs/OUTPUT.md) ----------------------------------------------------
+
+
+def success(data: Any, **extras: Any) -> dict[str, Any]:
+    """The document of a command that produced its result: `status`, the command's extras
+    (`tenant`, `overall`), then `data` (a list of rows keyed by the CSV/table columns, or one
+    object). Its verdicts (stale KPIs, failed tenants) are inside; the exit code says them too."""
+    return {"status": "success", **extras, "data": data}
+
+
+def failure(message: str, exit_code: int, **details: Any) -> dict[str, Any]:
+    """The document of a command that could not produce its result (bad value, busy lock,
+    unreachable database, ...): the message of stderr and the exit code, on stdout."""
+    return {"status": "error", "error": {"message": message, "exit_code": exit_code, **details}}
+
+
+def emit_success(data: Any, **extras: Any) -> None:
+    emit_json(success(data, **extras))
+
+
+def rows_as_objects(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def emit_ndjson(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], stream: TextIO | None = None
+) -> None:
+    """One JSON object per row and line (keyed by `columns`), no envelope: for `jq -c` and log
+    pipelines. Errors go to stderr only (and the exit code)."""
+    out = stream or sys.stdout
+    for row in rows:
+        out.write(json.dumps(dict(zip(columns, row, strict=True)), default=json_default) + "\n")
+
+
 def cell(value: Any) -> str:
     if value is None:
         return ""
@@ -98,9 +132,12 @@ def _plain_table(
 def emit_rows(
     fmt: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], **kwargs: Any
 ) -> None:
-    """table / csv / json (a list of objects keyed by column) of the same rows."""
+    """table / csv / json (the rows as objects keyed by column, in the envelope) / ndjson of
+    the same rows."""
     if fmt == "json":
-        emit_json([dict(zip(columns, row, strict=True)) for row in rows])
+        emit_success(rows_as_objects(columns, rows))
+    elif fmt == "ndjson":
+        emit_ndjson(columns, rows)
     elif fmt == "csv":
         emit_csv(columns, rows)
     else:

@@ -118,7 +118,7 @@ def _show_plan(engine: Engine, period: periods.Period, options: Any, format: For
 
 def _show_result(result: pipeline.PipelineResult, format: Format) -> int:
     if format == Format.json:
-        output.emit_json(result.as_dict())
+        output.emit_json(render.result_document(result))
     else:
         output.echo_lines(render.result_lines(result))
     return render.result_exit_code(result)
@@ -128,7 +128,8 @@ def _show_partial(format: Format) -> Callable[[Any], None]:
     """A job that failed, lost its lock or was stopped still prints what it committed."""
 
     def show(partial: Any) -> None:
-        if isinstance(partial, pipeline.PipelineResult):
+        # --format json: the failure's document only (one JSON document on stdout)
+        if isinstance(partial, pipeline.PipelineResult) and format != Format.json:
             _show_result(partial, format)
 
     return show

@@ -99,7 +99,8 @@ def _run(
     from kpictl.services.maintenance import retention as service
 
     def show_partial(partial: Any) -> None:
-        if isinstance(partial, service.RetentionResult) and partial.targets:
+        # --format json: the failure's document only (one JSON document on stdout)
+        if isinstance(partial, service.RetentionResult) and partial.targets and format != "json":
             _show(partial, format)
 
     engine = open_database(settings).engine

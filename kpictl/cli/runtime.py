@@ -50,9 +50,22 @@ def run_command(
         raise
     except (Exception, KeyboardInterrupt) as exc:
         code = exit_code_of(exc, verbose, secrets)
-        if isinstance(exc, UsageError) and common.get("nagios"):
+        if isinstance(exc, UsageError) and common.get("output_format") == "nagios":
             code = _nagios_unknown(exc, secrets)
+        elif common.get("output_format") == "json":
+            _json_failure(exc, code, secrets)
     raise typer.Exit(int(code))
+
+
+def _json_failure(exc: BaseException, code: int, secrets: list[str]) -> None:
+    """`--format json`: the failure as a JSON document on stdout too (docs/OUTPUT.md)."""
+    from kpictl.cli import output
+
+    if isinstance(exc, BrokenPipeError):
+        return
+    error = as_kpictl_error(exc)
+    message = error.message if error else f"internal error: {type(exc).__name__}: {exc}"
+    output.emit_json(output.failure(redact(message, secrets), code))
 
 
 def _nagios_unknown(exc: UsageError, secrets: list[str]) -> int:

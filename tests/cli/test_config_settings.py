@@ -27,9 +27,9 @@ def write_config(tmp_path: Path, body: str) -> Path:
 def period_hours(db_url: str, args: list[str], env: dict[str, str]) -> tuple[float, str]:
     result = run_cli(["aggregate", "--dry-run", "--format", "json", *args], db_url, env=env)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
-    span = datetime.fromisoformat(document["periodEnd"]) - datetime.fromisoformat(
-        document["periodStart"]
+    document = json.loads(result.stdout)["data"]
+    span = datetime.fromisoformat(document["period_end"]) - datetime.fromisoformat(
+        document["period_start"]
     )
     return span / timedelta(hours=1), result.stderr
 
@@ -78,7 +78,7 @@ def test_a_period_out_of_range_in_the_config_file_names_the_key_and_the_file(db_
 def retention_days(db_url: str, args: list[str], env: dict[str, str]) -> dict[str, int]:
     result = run_cli(["retention", "--dry-run", "--format", "json", *args], db_url, env=env)
     assert result.exit_code == 0, result.output
-    return {row["target"]: row["older_than_days"] for row in json.loads(result.stdout)}
+    return {row["target"]: row["older_than_days"] for row in json.loads(result.stdout)["data"]}
 
 
 def test_retention_days_precedence(db_url, tmp_path):
@@ -132,7 +132,7 @@ def statuses(db_url: str, args: list[str], env: dict[str, str]) -> tuple[dict[st
         env=env,
     )
     document = json.loads(result.stdout)
-    return {kpi["kpiName"]: kpi["status"] for kpi in document["data"]}, document["overall"]
+    return {kpi["kpi_name"]: kpi["status"] for kpi in document["data"]}, document["overall"]
 
 
 PER_KPI = """
@@ -149,13 +149,13 @@ error_after = "1h"
 def test_freshness_thresholds_precedence_and_per_kpi(db_url, tmp_path, aged_snapshots):
     got, overall = statuses(db_url, [], {})
     assert got == {"mtti": "expired", "success_rate": "fresh"}  # 300 s / 900 s
-    assert (overall["warnAfterSeconds"], overall["errorAfterSeconds"]) == (300, 900)
+    assert (overall["warn_after_seconds"], overall["error_after_seconds"]) == (300, 900)
 
     env = {"KPICTL_CONFIG": str(write_config(tmp_path, PER_KPI))}
     got, overall = statuses(db_url, [], env)
     # mtti by its own 20m/1h, success_rate (100 s) by the file's 50s/200s
     assert got == {"mtti": "fresh", "success_rate": "stale"}
-    assert (overall["warnAfterSeconds"], overall["errorAfterSeconds"]) == (50, 200)
+    assert (overall["warn_after_seconds"], overall["error_after_seconds"]) == (50, 200)
 
     # a variable overrides the file, per-KPI values included
     env |= {"KPICTL_FRESHNESS_WARN_AFTER": "500", "KPICTL_FRESHNESS_ERROR_AFTER": "600"}
@@ -165,7 +165,7 @@ def test_freshness_thresholds_precedence_and_per_kpi(db_url, tmp_path, aged_snap
     # a flag overrides the variable; the other threshold still comes from the variable
     got, overall = statuses(db_url, ["-w", "50"], env)
     assert got == {"mtti": "expired", "success_rate": "stale"}
-    assert (overall["warnAfterSeconds"], overall["errorAfterSeconds"]) == (50, 600)
+    assert (overall["warn_after_seconds"], overall["error_after_seconds"]) == (50, 600)
 
 
 def test_per_kpi_thresholds_show_in_the_nagios_perfdata(db_url, tmp_path, aged_snapshots):
@@ -203,7 +203,7 @@ def test_doctor_shows_where_each_setting_came_from(db_url, tmp_path):
     result = run_cli(["doctor", "--format", "json"], db_url, env=env)
     shown = {
         check["name"]: check["detail"]
-        for check in json.loads(result.stdout)["checks"]
+        for check in json.loads(result.stdout)["data"]["checks"]
         if check["name"].startswith("setting ")
     }
     origin = f"config file {path}"

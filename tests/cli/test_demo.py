@@ -88,7 +88,7 @@ def test_demo_on_the_embedded_default_in_a_fresh_home(tmp_path):
         kpis = kpictl("kpis", "--format", "json")
         assert kpis.returncode == 0, kpis.stderr
         assert "embedded" not in kpis.stderr  # the notice is said when the server starts only
-        values = {item["kpiName"]: item["value"] for item in json.loads(kpis.stdout)["data"]}
+        values = {item["kpi_name"]: item["value"] for item in json.loads(kpis.stdout)["data"]}
         assert set(values) == {"mtti", "success_rate", "factory_throughput", "steering_accuracy"}
         assert all(value is not None for value in values.values())
 

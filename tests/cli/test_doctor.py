@@ -20,9 +20,11 @@ def test_healthy_database(db_url):
 def test_json_shape(db_url):
     result = run_cli(["doctor", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
-    assert document["status"] == "healthy"
-    assert set(document) == {"status", "timestamp", "checks"}
+    envelope = json.loads(result.stdout)
+    assert set(envelope) == {"status", "data"} and envelope["status"] == "success"
+    document = envelope["data"]
+    assert document["health"] == "healthy"
+    assert set(document) == {"health", "checked_at", "checks"}
     assert all(set(check) == {"name", "status", "detail"} for check in document["checks"])
 
 
@@ -34,8 +36,8 @@ def test_missing_source_column_is_named(db_url):
     engine.dispose()
     result = run_cli(["doctor", "--format", "json"], db_url)
     assert result.exit_code == 1
-    document = json.loads(result.stdout)
-    assert document["status"] == "unhealthy"
+    document = json.loads(result.stdout)["data"]
+    assert document["health"] == "unhealthy"
     checks = {check["name"]: check for check in document["checks"]}
     assert checks["source workflow_executions"]["status"] == "fail"
     assert "completed_at missing" in checks["source workflow_executions"]["detail"]
@@ -51,7 +53,7 @@ def test_unmigrated_database_is_unhealthy(empty_db_url):
 def test_unreachable_json_still_printed():
     result = run_cli(["doctor", "--format", "json"], "postgresql://u:pw@127.0.0.1:1/x")
     assert result.exit_code == 69
-    assert json.loads(result.stdout)["status"] == "unhealthy"
+    assert json.loads(result.stdout)["data"]["health"] == "unhealthy"
 
 
 def test_missing_source_index_fails(db_url):
@@ -61,7 +63,7 @@ def test_missing_source_index_fails(db_url):
     engine.dispose()
     result = run_cli(["doctor", "--format", "json"], db_url)
     assert result.exit_code == 1  # issue 12: the pipeline needs it (was a warning)
-    checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+    checks = {check["name"]: check for check in json.loads(result.stdout)["data"]["checks"]}
     assert checks["source indexes"]["status"] == "fail"
     assert (
         "kpictl_workflow_executions_completed_at on workflow_executions (completed_at) missing"

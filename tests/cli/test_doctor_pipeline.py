@@ -15,7 +15,7 @@ from tests.conftest import libpq, run_cli
 
 def checks(db_url: str) -> tuple[int, dict[str, dict]]:
     result = run_cli(["doctor", "--format", "json"], db_url)
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     return result.exit_code, {check["name"]: check for check in document["checks"]}
 
 

@@ -19,7 +19,7 @@ from tests.conftest import libpq, run_cli
 
 def doctor(db_url: str) -> tuple[int, dict[str, dict], str]:
     result = run_cli(["doctor", "--format", "json"], db_url)
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     text_output = run_cli(["doctor"], db_url).stdout
     return result.exit_code, {check["name"]: check for check in document["checks"]}, text_output
 
@@ -111,7 +111,7 @@ def test_migrate_rebuilds_a_dropped_index_concurrently_and_says_so(db_url, engin
         conn.execute(text("DROP INDEX kpictl_verdict_outcomes_decided_at"))
     result = run_cli(["migrate", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert document["indexes_rebuilt"] == [
         "kpictl_verdict_outcomes_decided_at on verdict_outcomes (decided_at) (was missing)"
     ]

@@ -60,23 +60,23 @@ def test_all_fresh_exit_0_json_shape(engine, db_url):
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["status"] == "success"
-    assert [row["kpiName"] for row in document["data"]] == FACTORY
+    assert [row["kpi_name"] for row in document["data"]] == FACTORY
     for row in document["data"]:
         assert set(row) == {
-            "kpiName",
+            "kpi_name",
             "level",
-            "freshnessSeconds",
-            "lastCalculatedAt",
-            "isFresh",
+            "freshness_seconds",
+            "last_calculated_at",
+            "is_fresh",
             "status",
         }
-        assert row["level"] == "factory" and row["status"] == "fresh" and row["isFresh"] is True
-        assert 10 <= row["freshnessSeconds"] < 60
-        assert datetime.fromisoformat(row["lastCalculatedAt"]).utcoffset() == timedelta(0)
+        assert row["level"] == "factory" and row["status"] == "fresh" and row["is_fresh"] is True
+        assert 10 <= row["freshness_seconds"] < 60
+        assert datetime.fromisoformat(row["last_calculated_at"]).utcoffset() == timedelta(0)
     overall = document["overall"]
-    assert overall["status"] == "fresh" and overall["exitCode"] == 0 and overall["isFresh"]
+    assert overall["status"] == "fresh" and overall["exit_code"] == 0 and overall["is_fresh"]
     assert overall["counts"] == {"fresh": 4, "stale": 0, "expired": 0, "missing": 0}
-    assert overall["warnAfterSeconds"] == 300 and overall["errorAfterSeconds"] == 900
+    assert overall["warn_after_seconds"] == 300 and overall["error_after_seconds"] == 900
 
 
 def test_one_stale_exit_1(engine, db_url):
@@ -87,7 +87,7 @@ def test_one_stale_exit_1(engine, db_url):
         snapshot(conn, "steering_accuracy", 400)
     result = freshness(db_url, "--format", "json")
     assert result.exit_code == 1, result.output
-    statuses = {row["kpiName"]: row["status"] for row in json.loads(result.stdout)["data"]}
+    statuses = {row["kpi_name"]: row["status"] for row in json.loads(result.stdout)["data"]}
     assert statuses == {
         "mtti": "fresh",
         "success_rate": "fresh",
@@ -120,8 +120,8 @@ def test_missing_only_is_exit_2(db_url):
     assert result.exit_code == 2
     document = json.loads(result.stdout)
     assert {row["status"] for row in document["data"]} == {"missing"}
-    assert all(row["freshnessSeconds"] is None for row in document["data"])
-    assert all(row["lastCalculatedAt"] is None for row in document["data"])
+    assert all(row["freshness_seconds"] is None for row in document["data"])
+    assert all(row["last_calculated_at"] is None for row in document["data"])
     assert document["overall"]["status"] == "missing"
 
 
@@ -162,7 +162,7 @@ def test_kpi_filter_and_level_from_kpi(engine, db_url):
         snapshot(conn, "run_duration", 5000, level="run", scope_id=repo)
     result = freshness(db_url, "--kpi", "mtti", "--format", "json")
     assert result.exit_code == 0
-    assert [row["kpiName"] for row in json.loads(result.stdout)["data"]] == ["mtti"]
+    assert [row["kpi_name"] for row in json.loads(result.stdout)["data"]] == ["mtti"]
     result = freshness(db_url, "--kpi", "run_duration", "--format", "json")
     assert result.exit_code == 2
     (row,) = json.loads(result.stdout)["data"]
@@ -178,7 +178,7 @@ def test_product_level_newest_over_all_products(engine, db_url):
         snapshot(conn, "product_success_rate", 20, level="product", scope_id=second)
     result = freshness(db_url, "--level", "product", "--format", "json")
     assert result.exit_code == 2
-    statuses = {row["kpiName"]: row["status"] for row in json.loads(result.stdout)["data"]}
+    statuses = {row["kpi_name"]: row["status"] for row in json.loads(result.stdout)["data"]}
     assert statuses == {
         "product_success_rate": "fresh",
         "product_throughput": "expired",
@@ -228,7 +228,8 @@ def test_unreachable_exit_3_in_every_format():
     result = run_cli(["freshness", "--format", "json"], UNREACHABLE)
     assert result.exit_code == 3
     document = json.loads(result.stdout)
-    assert document["status"] == "error" and document["overall"]["exitCode"] == 3
+    assert document["status"] == "error" and document["error"]["exit_code"] == 3
+    assert document["error"]["message"].startswith("database unreachable")
     result = run_cli(["freshness", "--format", "prometheus"], UNREACHABLE)
     assert result.exit_code == 3
     families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
@@ -280,8 +281,8 @@ def test_rerun_is_read_only(engine, db_url):
         all_factory(conn, 10)
     first = json.loads(freshness(db_url, "--format", "json").stdout)
     second = json.loads(freshness(db_url, "--format", "json").stdout)
-    assert [r["lastCalculatedAt"] for r in first["data"]] == [
-        r["lastCalculatedAt"] for r in second["data"]
+    assert [r["last_calculated_at"] for r in first["data"]] == [
+        r["last_calculated_at"] for r in second["data"]
     ]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(kpi_snapshots)).scalar() == 4

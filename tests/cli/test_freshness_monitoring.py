@@ -4,6 +4,7 @@ that prometheus_client's parser (and promtool, where installed) accept."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,8 +54,8 @@ def fresh_snapshots(engine, age: timedelta) -> None:
     ("args", "message"),
     [
         (["--kpi", "nope"], "KPI FRESHNESS UNKNOWN - unknown KPI 'nope' for --kpi"),
-        (["--level", "nope"], "KPI FRESHNESS UNKNOWN - usage: Invalid value for '--level'"),
-        (["--bogus"], "KPI FRESHNESS UNKNOWN - usage: No such option: --bogus"),
+        (["--level", "nope"], "KPI FRESHNESS UNKNOWN - usage: invalid value for '--level'"),
+        (["--bogus"], "KPI FRESHNESS UNKNOWN - usage: no such option: --bogus"),
         (["-w", "30m", "-c", "10m"], "KPI FRESHNESS UNKNOWN - --warn-after (1800s) is greater"),
         (["--warn-after", "soon"], "KPI FRESHNESS UNKNOWN - invalid duration for --warn-after"),
     ],
@@ -83,7 +84,10 @@ def test_a_nagios_configuration_error_is_unknown_too(tmp_path):
 
 def test_other_formats_keep_exit_2_for_usage_errors(db_url):
     result = kpictl(["freshness", "--format", "json", "--kpi", "nope"], db_url)
-    assert (result.returncode, result.stdout) == (2, "")
+    assert result.returncode == 2
+    document = json.loads(result.stdout)  # docs/OUTPUT.md: a failure is a document too
+    assert document["status"] == "error" and document["error"]["exit_code"] == 2
+    assert document["error"]["message"].startswith("unknown KPI 'nope' for --kpi")
     result = kpictl(["freshness", "--level", "nope"], db_url)
     assert result.returncode == 2
 

@@ -120,7 +120,7 @@ BRAVO = ("bravo", date(2026, 1, 12), D("1.00"), D("2.00"), D("3.00"), D("4.00"),
 def test_all_tenants_rules_and_isolation(engine, db_url, four_tenants, concurrency):
     result = run_cli(["history", "fill", "--format", "json", "--concurrency", concurrency], db_url)
     assert result.exit_code == 1, result.output
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert document["ok"] == 2 and document["skipped"] == 1 and document["total"] == 4
     assert document["ok"] + document["skipped"] + len(document["errors"]) == document["total"]
     [error] = document["errors"]
@@ -138,7 +138,7 @@ def test_job_row_holds_the_result(engine, db_url, four_tenants):
         ).all()
     [(job_type, status, metadata, written)] = jobs
     assert (job_type, status, written) == ("history_fill", "failed", 2)
-    assert metadata["result"] == json.loads(result.stdout)
+    assert metadata["result"] == json.loads(result.stdout)["data"]
 
 
 def test_text_summary(db_url, four_tenants):
@@ -156,14 +156,14 @@ def test_nothing_failed_exits_0_with_skips(engine, db_url):
         f.tenant(conn, "zulu")  # no report: skipped, not an error
     result = run_cli(["history", "fill", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": 1, "skipped": 1, "total": 2, "errors": []}
+    assert json.loads(result.stdout)["data"] == {"ok": 1, "skipped": 1, "total": 2, "errors": []}
     assert history(engine) == [ALPHA_W]
 
 
 def test_no_tenants_at_all(db_url):
     result = run_cli(["history", "fill", "--format", "json"], db_url)
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"ok": 0, "skipped": 0, "total": 0, "errors": []}
+    assert json.loads(result.stdout)["data"] == {"ok": 0, "skipped": 0, "total": 0, "errors": []}
 
 
 def test_single_tenant_by_slug_and_uuid(engine, db_url, four_tenants):
@@ -171,14 +171,18 @@ def test_single_tenant_by_slug_and_uuid(engine, db_url, four_tenants):
     for argument in ("alpha", alpha, alpha.upper()):
         result = run_cli(["history", "fill", "--tenant", argument, "--format", "json"], db_url)
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout) == {"ok": True, "tenant_id": alpha, "as_of": "2026-01-05"}
+        assert json.loads(result.stdout)["data"] == {
+            "ok": True,
+            "tenant_id": alpha,
+            "as_of": "2026-01-05",
+        }
     assert history(engine) == [ALPHA_W]  # only alpha, once
 
 
 def test_single_tenant_no_avi_exits_1(engine, db_url, four_tenants):
     result = run_cli(["history", "fill", "--tenant", "charlie", "--format", "json"], db_url)
     assert result.exit_code == 1
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert document["ok"] is False and document["error"] == "NO_AVI"
     assert document["tenant_id"] == str(four_tenants["charlie"])
     assert set(document) == {"ok", "tenant_id", "error", "message"}
@@ -187,7 +191,7 @@ def test_single_tenant_no_avi_exits_1(engine, db_url, four_tenants):
 def test_single_tenant_overflow_is_internal_error(engine, db_url, four_tenants):
     result = run_cli(["history", "fill", "--tenant", "delta", "--format", "json"], db_url)
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["error"] == "INTERNAL_ERROR"
+    assert json.loads(result.stdout)["data"]["error"] == "INTERNAL_ERROR"
     assert history(engine) == []
 
 
@@ -210,7 +214,7 @@ def test_backfill_one_row_per_report_week(engine, db_url):
     ]
     result = run_cli([*args, "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["as_of"] == "2026-01-05"
+    assert json.loads(result.stdout)["data"]["as_of"] == "2026-01-05"
     # week 2025-12-29 ends 2026-01-05 00:00: no audit before it -> 100.00 with the fallback flag
     older = ("alpha", date(2025, 12, 29), D("99.00"), D("99.00"), D("99.00"), D("99.00"), D("100.00"), None, True)  # fmt: skip
     assert history(engine) == [older, ALPHA_W]
@@ -218,7 +222,7 @@ def test_backfill_one_row_per_report_week(engine, db_url):
 
 def test_backfill_of_all_tenants_and_empty_range(engine, db_url, four_tenants):
     result = run_cli(["history", "fill", "--since", "2026-01-12", "--format", "json"], db_url)
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     # only bravo has a report from 2026-01-12 on
     assert (document["ok"], document["skipped"], document["errors"]) == (1, 3, [])
     assert result.exit_code == 0
@@ -297,7 +301,7 @@ def test_nan_is_a_bad_value_for_its_tenant_only(engine, db_url):
         f.vli_audit(conn, audited, "p1", ts("2026-01-06 00:00"), D("NaN"))
     result = run_cli(["history", "fill", "--format", "json", "--concurrency", "1"], db_url)
     assert result.exit_code == 1
-    errors = json.loads(result.stdout)["errors"]
+    errors = json.loads(result.stdout)["data"]["errors"]
     assert [(e["slug"], e["code"]) for e in errors] == [
         ("nan", "INTERNAL_ERROR"),
         ("nan-audit", "INTERNAL_ERROR"),
@@ -425,7 +429,12 @@ def test_ten_thousand_tenants_fill_in_seconds(engine, db_url):
     result = run_cli(["history", "fill", "--format", "json"], db_url)
     elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": 10000, "skipped": 0, "total": 10000, "errors": []}
+    assert json.loads(result.stdout)["data"] == {
+        "ok": 10000,
+        "skipped": 0,
+        "total": 10000,
+        "errors": [],
+    }
     with engine.connect() as conn:
         rows = conn.execute(
             text(
@@ -450,7 +459,7 @@ def test_ten_thousand_tenants_fill_in_seconds(engine, db_url):
     started = time.monotonic()
     result = run_cli(["history", "fill", "--format", "json"], db_url)
     elapsed = time.monotonic() - started
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert result.exit_code == 1
     assert (document["ok"], document["total"]) == (9999, 10000)
     assert [(e["slug"], e["code"]) for e in document["errors"]] == [("t04321", "INTERNAL_ERROR")]
@@ -465,7 +474,11 @@ def test_any_existing_slug_can_be_named(engine, db_url):
         f.avi_report(conn, odd, date(2026, 3, 2), aiv_pct=Decimal("12.345"))
     fill = run_cli(["history", "fill", "--tenant", "Acme.DE", "--format", "json"], db_url)
     assert fill.exit_code == 0, fill.output
-    assert json.loads(fill.stdout) == {"ok": True, "tenant_id": str(odd), "as_of": "2026-03-02"}
+    assert json.loads(fill.stdout)["data"] == {
+        "ok": True,
+        "tenant_id": str(odd),
+        "as_of": "2026-03-02",
+    }
     export = run_cli(["history", "export", "--tenant", "Acme.DE", "--format", "csv"], db_url)
     assert export.exit_code == 0, export.output
     assert export.stdout.splitlines()[1].startswith("2026-03-02,12.35,")

@@ -148,7 +148,7 @@ def test_fill_as_writer_role(writer_url, engine, two_tenants, concurrency):
     args = ["history", "fill", "--format", "json", "--concurrency", concurrency]
     result = run_cli(args, writer_url)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"ok": 2, "skipped": 0, "total": 2, "errors": []}
+    assert json.loads(result.stdout)["data"] == {"ok": 2, "skipped": 0, "total": 2, "errors": []}
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT tenant_id, as_of, aiv_pct FROM kpi_history ORDER BY 3"))
         assert [tuple(row) for row in rows] == [
@@ -164,13 +164,13 @@ def test_forbidden_for_every_tenant_exits_77(db_url, engine, two_tenants, concur
         args = ["history", "fill", "--format", "json", "--concurrency", concurrency]
         result = run_cli(args, url)
         assert result.exit_code == 77, result.output
-        document = json.loads(result.stdout)
+        document = json.loads(result.stdout)["data"]
         assert (document["ok"], document["skipped"], document["total"]) == (0, 0, 2)
         assert [error["code"] for error in document["errors"]] == ["FORBIDDEN", "FORBIDDEN"]
         assert [error["slug"] for error in document["errors"]] == ["tenant-a", "tenant-b"]
         single = run_cli(["history", "fill", "--tenant", "tenant-a", "--format", "json"], url)
         assert single.exit_code == 77
-        assert json.loads(single.stdout)["error"] == "FORBIDDEN"
+        assert json.loads(single.stdout)["data"]["error"] == "FORBIDDEN"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM kpi_history")).scalar() == 0
 
@@ -181,7 +181,7 @@ def test_forbidden_with_skips_still_exits_77(db_url, engine, two_tenants):
         f.tenant(conn, "tenant-c")  # NO_AVI
     with login_role(db_url, "SELECT") as url:
         result = run_cli(["history", "fill", "--format", "json"], url)
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert (document["ok"], document["skipped"], document["total"]) == (0, 1, 3)
     assert [(e["slug"], e["code"]) for e in document["errors"]] == [
         ("tenant-a", "FORBIDDEN"),

@@ -57,7 +57,7 @@ def jobs(engine):
 def listed(db_url, *args):
     result = run_cli(["jobs", *args, "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["data"]
 
 
 def test_newest_first_json(jobs, db_url):
@@ -133,7 +133,7 @@ def test_show_text_with_metadata(jobs, db_url):
 def test_show_json(jobs, db_url):
     result = run_cli(["jobs", "show", str(jobs["aggregate_old"]), "--format", "json"], db_url)
     assert result.exit_code == 0
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert document["metadata"] == {"host": "web-1", "pid": 4242, "steps": {"run": 12}}
     assert document["started_at"] == "2026-01-05T01:00:00+00:00"
     assert document["created_at"] == "2026-01-05T01:00:00+00:00"
@@ -144,7 +144,7 @@ def test_show_json(jobs, db_url):
 def test_common_options_on_both(jobs, db_url):
     listing = run_cli(["jobs", "--database-url", db_url, "-q", "--format", "json"])
     assert listing.exit_code == 0, listing.output
-    assert len(json.loads(listing.stdout)) == 4
+    assert len(json.loads(listing.stdout)["data"]) == 4
     shown = run_cli(
         ["jobs", "show", str(jobs["backfill"]), "--database-url", db_url, "--log-format", "json"]
     )
@@ -154,7 +154,7 @@ def test_common_options_on_both(jobs, db_url):
 
 def test_empty_table(db_url):
     result = run_cli(["jobs", "--format", "json"], db_url)
-    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"status": "success", "data": []}
 
 
 def test_unknown_job_exit_1(jobs, db_url):

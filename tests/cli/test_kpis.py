@@ -18,16 +18,16 @@ from tests.conftest import run_cli
 
 DAY1, DAY2, DAY3 = factories.at(0), factories.at(24), factories.at(48)
 JSON_KEYS = {
-    "kpiName",
+    "kpi_name",
     "level",
-    "scopeId",
+    "scope_id",
     "product",
     "value",
     "unit",
-    "kpiVersion",
-    "periodStart",
-    "periodEnd",
-    "calculatedAt",
+    "kpi_version",
+    "period_start",
+    "period_end",
+    "calculated_at",
 }
 
 
@@ -68,27 +68,27 @@ def test_factory_json(factory_data, db_url):
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["status"] == "success"
-    data = {row["kpiName"]: row for row in document["data"]}
+    data = {row["kpi_name"]: row for row in document["data"]}
     assert list(data) == ["mtti", "success_rate", "factory_throughput", "steering_accuracy"]
     assert all(set(row) == JSON_KEYS for row in document["data"])
     assert data["mtti"] == {
-        "kpiName": "mtti",
+        "kpi_name": "mtti",
         "level": "factory",
-        "scopeId": None,
+        "scope_id": None,
         "product": None,
         "value": 2500.125,
         "unit": "ms",
-        "kpiVersion": "1.0.0",
-        "periodStart": "2026-01-06T00:00:00+00:00",
-        "periodEnd": "2026-01-07T00:00:00+00:00",
-        "calculatedAt": "2026-01-10T01:00:00+00:00",
+        "kpi_version": "1.0.0",
+        "period_start": "2026-01-06T00:00:00+00:00",
+        "period_end": "2026-01-07T00:00:00+00:00",
+        "calculated_at": "2026-01-10T01:00:00+00:00",
     }
     assert data["success_rate"]["value"] is None
-    assert data["success_rate"]["periodStart"] == "2026-01-06T00:00:00+00:00"
+    assert data["success_rate"]["period_start"] == "2026-01-06T00:00:00+00:00"
     assert data["factory_throughput"]["value"] == 40
     never = data["steering_accuracy"]
-    assert never["value"] is None and never["calculatedAt"] is None
-    assert never["unit"] == "percent" and never["kpiVersion"] == "1.0.0"
+    assert never["value"] is None and never["calculated_at"] is None
+    assert never["unit"] == "percent" and never["kpi_version"] == "1.0.0"
 
 
 def test_factory_table(factory_data, db_url):
@@ -201,19 +201,19 @@ def test_product_level(product_data, db_url):
     result = run_cli(["kpis", "--level", "product", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
-    assert [(row["product"], row["kpiName"], row["value"]) for row in data] == [
+    assert [(row["product"], row["kpi_name"], row["value"]) for row in data] == [
         ("acme/api", "product_success_rate", 100),
         ("acme/app", "product_success_rate", 75),
         ("acme/app", "product_avg_duration", 1200),
     ]
-    assert data[0]["scopeId"] == str(product_data["api"]) and data[0]["level"] == "product"
+    assert data[0]["scope_id"] == str(product_data["api"]) and data[0]["level"] == "product"
 
 
 def test_product_filter(product_data, db_url):
     result = run_cli(["kpis", "--product", "acme/api", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
-    assert [(row["product"], row["kpiName"]) for row in data] == [
+    assert [(row["product"], row["kpi_name"]) for row in data] == [
         ("acme/api", "product_success_rate")
     ]
     table = run_cli(["kpis", "--product", "acme/app"], db_url)
@@ -259,13 +259,13 @@ def test_empty_database_lists_factory_kpis_as_never_computed(db_url):
     result = run_cli(["kpis", "--format", "json"], db_url)
     assert result.exit_code == 0
     data = json.loads(result.stdout)["data"]
-    assert [row["kpiName"] for row in data] == [
+    assert [row["kpi_name"] for row in data] == [
         "mtti",
         "success_rate",
         "factory_throughput",
         "steering_accuracy",
     ]
-    assert all(row["calculatedAt"] is None for row in data)
+    assert all(row["calculated_at"] is None for row in data)
 
 
 def test_rerun_is_read_only(factory_data, db_url, engine):
@@ -310,5 +310,5 @@ def test_a_period_not_yet_over_does_not_hide_the_last_cycle(engine, db_url):
             calculated_at=now,
         )
     result = run_cli(["kpis", "--format", "json"], db_url)
-    values = {item["kpiName"]: item["value"] for item in json.loads(result.stdout)["data"]}
+    values = {item["kpi_name"]: item["value"] for item in json.loads(result.stdout)["data"]}
     assert values["mtti"] == 100

@@ -163,8 +163,8 @@ def test_status_before_and_after(empty_db_url):
     assert run_cli(["migrate", "--with-sources"], empty_db_url).exit_code == 0
     after = run_cli(["migrate", "--status", "--format", "json"], empty_db_url)
     assert after.exit_code == 0
-    document = json.loads(after.stdout)
-    assert document["upToDate"] is True and document["current"] == document["head"]
+    document = json.loads(after.stdout)["data"]
+    assert document["up_to_date"] is True and document["current"] == document["head"]
 
 
 def test_sql_needs_no_database():

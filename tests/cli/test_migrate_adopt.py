@@ -107,11 +107,13 @@ def test_status_and_doctor_say_what_adoption_would_do(db):
     assert "current: none" in status.stdout
     assert "AFU-9 tables found, not adopted" in status.stdout
     assert "public.v_product_kpi_performance" in status.stdout
-    document = json.loads(run_cli(["migrate", "--status", "--format", "json"], db.url).stdout)
+    document = json.loads(run_cli(["migrate", "--status", "--format", "json"], db.url).stdout)[
+        "data"
+    ]
     assert any("remove 5 exact duplicate" in line for line in document["adoption"])
     doctor = run_cli(["doctor", "--format", "json"], db.url)
     assert doctor.exit_code == 1
-    checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)["data"]["checks"]}
     assert checks["migrations"]["status"] == "fail"
     assert checks["migrations"]["detail"].startswith("AFU-9 tables found, not adopted")
     assert db.fingerprint() == before
@@ -668,7 +670,7 @@ def test_aggregate_and_freshness_after_adoption(db):
     assert db.scalar("SELECT product FROM mv_product_kpis_7d") == "acme/app"
     freshness = run_cli(["freshness", "--format", "json"], db.url)
     assert freshness.exit_code == 0, freshness.output
-    statuses = {row["kpiName"]: row["status"] for row in json.loads(freshness.stdout)["data"]}
+    statuses = {row["kpi_name"]: row["status"] for row in json.loads(freshness.stdout)["data"]}
     assert statuses == {
         "mtti": "fresh",
         "success_rate": "fresh",
@@ -767,15 +769,16 @@ def test_zoneless_values_read_in_the_source_timezone(db):
 def test_json_output_and_the_adopt_job_in_kpictl_jobs(db):
     result = run_cli(["migrate", "--adopt", "--format", "json"], db.url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert document["adoption"]["adopted"] is True
     assert document["adoption"]["duplicates_removed"] == 5
     assert document["adoption"]["duplicates_by_level"] == {"factory": 1, "product": 2, "run": 2}
     assert (document["before"], document["after"]) == ("0002", migrations.head_revision())
-    jobs = json.loads(run_cli(["jobs", "--type", "adopt", "--format", "json"], db.url).stdout)
+    listed = run_cli(["jobs", "--type", "adopt", "--format", "json"], db.url)
+    jobs = json.loads(listed.stdout)["data"]
     assert [(job["job_type"], job["status"]) for job in jobs] == [("adopt", "completed")]
     assert jobs[0]["id"] == document["adoption"]["job_id"]
-    again = json.loads(run_cli(["migrate", "--adopt", "--format", "json"], db.url).stdout)
+    again = json.loads(run_cli(["migrate", "--adopt", "--format", "json"], db.url).stdout)["data"]
     assert again["adoption"]["adopted"] is False
     assert again["adoption"]["reason"] == "already adopted"
 

@@ -36,8 +36,8 @@ def test_aggregate_twice_in_one_slot_writes_the_same_keys(db_url, engine):
         f.recent_runs(conn)
     first = run_cli(["aggregate", "--align", "1h", "--format", "json"], db_url)
     assert first.exit_code == 0, first.output
-    document = json.loads(first.stdout)
-    assert document["status"] == "completed" and document["snapshotsCreated"] == 5 + 5 + 3 + 4
+    document = json.loads(first.stdout)["data"]
+    assert document["job_status"] == "completed" and document["snapshots_created"] == 5 + 5 + 3 + 4
     before = rows(engine)
     second = run_cli(["aggregate", "--align", "1h"], db_url)
     assert second.exit_code == 0, second.output
@@ -75,8 +75,12 @@ def test_dry_run_writes_nothing(db_url, engine):
         f.recent_runs(conn, 3)
     result = run_cli(["aggregate", "--dry-run", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
-    assert (document["runLevel"], document["productLevel"], document["factoryLevel"]) == (3, 1, 1)
+    document = json.loads(result.stdout)["data"]
+    assert (document["run_level"], document["product_level"], document["factory_level"]) == (
+        3,
+        1,
+        1,
+    )
     assert counts(engine) == (0, 0)
 
 
@@ -102,14 +106,14 @@ def test_backfill_twice_is_idempotent_and_resumes(db_url, engine):
     args = ["backfill", "--since", "2026-01-05", "--until", "2026-01-08", "--format", "json"]
     first = run_cli(args, db_url)
     assert first.exit_code == 0, first.output
-    assert json.loads(first.stdout)["skippedBuckets"] == 0
+    assert json.loads(first.stdout)["data"]["skipped_buckets"] == 0
     before = rows(engine)
     second = run_cli(args, db_url)
     assert second.exit_code == 0
-    assert json.loads(second.stdout)["skippedBuckets"] == 3
+    assert json.loads(second.stdout)["data"]["skipped_buckets"] == 3
     assert rows(engine) == before
     forced = run_cli([*args, "--force"], db_url)
-    assert json.loads(forced.stdout)["skippedBuckets"] == 0
+    assert json.loads(forced.stdout)["data"]["skipped_buckets"] == 0
     assert rows(engine) == before
     # 3 buckets x (1 run + 3 product + 4 factory)
     assert len(before) == 3 * (1 + 3 + 4)
@@ -233,9 +237,9 @@ def test_period_hours_from_environment(db_url):
         db_url,
         env={"KPI_AGGREGATION_PERIOD_HOURS": "6"},
     )
-    document = json.loads(result.stdout)
-    start = datetime.fromisoformat(document["periodStart"])
-    end = datetime.fromisoformat(document["periodEnd"])
+    document = json.loads(result.stdout)["data"]
+    start = datetime.fromisoformat(document["period_start"])
+    end = datetime.fromisoformat(document["period_end"])
     assert end - start == timedelta(hours=6)
     assert end.minute % 5 == 0 and end.second == 0
     bad = run_cli(["aggregate"], db_url, env={"KPI_AGGREGATION_PERIOD_HOURS": "lots"})
@@ -251,7 +255,9 @@ def test_backfill_recomputes_the_unfinished_current_bucket(db_url, engine):
         now = datetime.now(UTC)
         f.execution(conn, repo, "completed", now - timedelta(seconds=2), now - timedelta(seconds=1))
     second = run_cli(["backfill", "--since", today, "--format", "json"], db_url)
-    assert json.loads(second.stdout)["skippedBuckets"] == 0  # today is not over: recomputed
+    assert (
+        json.loads(second.stdout)["data"]["skipped_buckets"] == 0
+    )  # today is not over: recomputed
     with engine.connect() as conn:
         runs = conn.execute(
             text("SELECT value FROM kpi_snapshots WHERE kpi_name = 'factory_throughput'")
@@ -272,8 +278,8 @@ def test_a_bucket_computed_before_it_was_over_is_computed_again(db_url, engine):
         conn.execute(text("UPDATE kpi_snapshots SET calculated_at = :at"), {"at": f.at(12)})
         f.execution(conn, repo, "failed", f.at(13), f.at(14))
     again = run_cli(bucket, db_url)
-    assert json.loads(again.stdout)["skippedBuckets"] == 0
-    assert json.loads(run_cli(bucket, db_url).stdout)["skippedBuckets"] == 1  # now settled
+    assert json.loads(again.stdout)["data"]["skipped_buckets"] == 0
+    assert json.loads(run_cli(bucket, db_url).stdout)["data"]["skipped_buckets"] == 1  # now settled
     with engine.connect() as conn:
         value = conn.execute(
             text("SELECT value FROM kpi_snapshots WHERE kpi_name = 'factory_throughput'")
@@ -306,11 +312,11 @@ def test_a_failed_bucket_is_reported_and_the_others_are_computed(db_url, engine)
         ["backfill", "--since", "2026-01-05", "--until", "2026-01-08", "--format", "json"], db_url
     )
     assert result.exit_code == 1, result.output
-    document = json.loads(result.stdout)
-    assert [bucket["period_start"] for bucket in document["failedBuckets"]] == [
+    document = json.loads(result.stdout)["data"]
+    assert [bucket["period_start"] for bucket in document["failed_buckets"]] == [
         "2026-01-06T00:00:00+00:00"
     ]
-    assert "refused by the test" in document["failedBuckets"][0]["error"]
+    assert "refused by the test" in document["failed_buckets"][0]["error"]
     with engine.connect() as conn:
         starts = (
             conn.execute(
@@ -328,7 +334,7 @@ def test_a_failed_bucket_is_reported_and_the_others_are_computed(db_url, engine)
     again = run_cli(
         ["backfill", "--since", "2026-01-05", "--until", "2026-01-08", "--format", "json"], db_url
     )
-    assert again.exit_code == 0 and json.loads(again.stdout)["skippedBuckets"] == 2
+    assert again.exit_code == 0 and json.loads(again.stdout)["data"]["skipped_buckets"] == 2
 
 
 def test_a_database_error_fails_the_job_and_keeps_committed_levels(db_url, engine):

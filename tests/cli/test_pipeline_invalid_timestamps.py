@@ -87,8 +87,8 @@ def test_backfill_and_dry_run_count_them_too(db_url, engine, sources):
     day = now.date()
     dry = run_cli(["aggregate", "--period-hours", "24", "--dry-run", "--format", "json"], db_url)
     assert dry.exit_code == 0, dry.output
-    plan = json.loads(dry.stdout)
-    assert plan["invalidRuns"] == 4
+    plan = json.loads(dry.stdout)["data"]
+    assert plan["invalid_runs"] == 4
     since = (day - timedelta(days=1)).isoformat()
     result = run_cli(["backfill", "--since", since, "--until", day.isoformat()], db_url)
     assert result.exit_code == 0, result.output

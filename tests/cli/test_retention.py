@@ -26,7 +26,7 @@ def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
         factories.job(conn, "aggregate", "completed", now - timedelta(days=91))
     result = run_cli(["retention", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    document = json.loads(result.stdout)["data"]
     assert [(row["target"], row["older_than_days"], row["deleted"]) for row in document] == [
         ("run", 90, 2),
         ("product", 90, 1),
@@ -36,7 +36,7 @@ def test_cli_deletes_reports_and_reruns_idempotently(db_url, engine):
     assert "Retention deleted: run 2, product 1, factory 0, jobs 1" in result.stderr
     again = run_cli(["retention", "--format", "json"], db_url)
     assert again.exit_code == 0, again.output
-    assert [row["deleted"] for row in json.loads(again.stdout)] == [0, 0, 0, 0]
+    assert [row["deleted"] for row in json.loads(again.stdout)["data"]] == [0, 0, 0, 0]
     assert snapshot_counts(engine) == {"run": 1, "factory": 1}
     retention_jobs = jobs_of_type(engine, "retention")
     assert len(retention_jobs) == 2

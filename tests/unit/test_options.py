@@ -228,8 +228,8 @@ def test_format_subsets_are_made_of_the_one_format_enum():
     )
     for subset in subsets:
         assert all(member.value in options.Format.__members__ for member in subset)
-    assert [m.value for m in options.TableFormat] == ["table", "json", "csv"]
-    assert [m.value for m in options.ExportFormat] == ["csv", "json", "table"]
+    assert [m.value for m in options.TableFormat] == ["table", "json", "ndjson", "csv"]
+    assert [m.value for m in options.ExportFormat] == ["csv", "json", "ndjson", "table"]
     assert options.TableFormat.json == options.Format.json
 
 

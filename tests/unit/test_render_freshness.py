@@ -130,44 +130,37 @@ def test_json_document_nulls_ints_and_rounding():
     document = json_of(render.report_document(checked))
     assert document["data"] == [
         {
-            "kpiName": "mtti",
+            "kpi_name": "mtti",
             "level": "factory",
-            "freshnessSeconds": 12.346,
-            "lastCalculatedAt": (CHECKED - timedelta(seconds=12.34567)).isoformat(),
-            "isFresh": True,
+            "freshness_seconds": 12.346,
+            "last_calculated_at": (CHECKED - timedelta(seconds=12.34567)).isoformat(),
+            "is_fresh": True,
             "status": "fresh",
         },
         {
-            "kpiName": "mttr",
+            "kpi_name": "mttr",
             "level": "factory",
-            "freshnessSeconds": None,
-            "lastCalculatedAt": None,
-            "isFresh": False,
+            "freshness_seconds": None,
+            "last_calculated_at": None,
+            "is_fresh": False,
             "status": "missing",
         },
     ]
     overall = document["overall"]
-    assert overall["exitCode"] == 2 and isinstance(overall["exitCode"], int)
+    assert overall["exit_code"] == 2 and isinstance(overall["exit_code"], int)
     assert overall["counts"] == {"fresh": 1, "stale": 0, "expired": 0, "missing": 1}
-    assert overall["status"] == "missing" and overall["isFresh"] is False
-    assert overall["checkedAt"] == "2026-12-02T12:00:00+00:00"
+    assert overall["status"] == "missing" and overall["is_fresh"] is False
+    assert overall["checked_at"] == "2026-12-02T12:00:00+00:00"
 
 
-def test_error_document():
-    document = json_of(render.error_document("no database", "product", 60, 120))
-    assert document == {
+def test_the_could_not_check_outputs():
+    assert json.loads(render.unknown_text("no database", "json")) == {
         "status": "error",
-        "error": "no database",
-        "data": [],
-        "overall": {
-            "status": "unknown",
-            "isFresh": False,
-            "exitCode": 3,
-            "level": "product",
-            "warnAfterSeconds": 60,
-            "errorAfterSeconds": 120,
-        },
+        "error": {"message": "no database", "exit_code": 3},
     }
+    assert render.unknown_text("no database", "nagios") == ("KPI FRESHNESS UNKNOWN - no database\n")
+    assert "kpictl_freshness_check_success 0.0" in render.unknown_text("x", "prometheus")
+    assert render.unknown_text("no database", "table") == ""
 
 
 def test_table_rows_and_title():

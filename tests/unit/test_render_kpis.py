@@ -56,18 +56,18 @@ def test_json_document_decimal_as_number_null_as_null():
     document = json.loads(text)
     assert document["status"] == "success"
     assert document["data"][0] == {
-        "kpiName": "success_rate",
+        "kpi_name": "success_rate",
         "level": "factory",
-        "scopeId": None,
+        "scope_id": None,
         "product": None,
         "value": 66.6667,
         "unit": "%",
-        "kpiVersion": "1",
-        "periodStart": "2026-12-01T00:00:00+00:00",
-        "periodEnd": "2026-12-02T00:00:00+00:00",
-        "calculatedAt": "2026-12-02T00:05:30+00:00",
+        "kpi_version": "1",
+        "period_start": "2026-12-01T00:00:00+00:00",
+        "period_end": "2026-12-02T00:00:00+00:00",
+        "calculated_at": "2026-12-02T00:05:30+00:00",
     }
-    assert document["data"][2]["calculatedAt"] is None
+    assert document["data"][2]["calculated_at"] is None
 
 
 def test_json_writes_integral_decimals_as_floats_and_counts_as_ints():

@@ -31,51 +31,31 @@ def exit_code(report: FreshnessReport) -> int:
 
 
 def report_document(report: FreshnessReport) -> dict[str, Any]:
-    """The JSON document of docs/spec/pipeline.md §5."""
+    """The JSON document of docs/spec/pipeline.md §5 (snake_case keys, docs/OUTPUT.md)."""
+    from kpictl.cli.output import success
+
     code = exit_code(report)
-    return {
-        "status": "success",
-        "data": [_kpi_entry(kpi) for kpi in report.kpis],
-        "overall": {
-            "status": report.status,
-            "isFresh": code == 0,
-            "exitCode": code,
-            "level": report.level,
-            "warnAfterSeconds": report.warn_after_seconds,
-            "errorAfterSeconds": report.error_after_seconds,
-            "checkedAt": report.checked_at,
-            "counts": report.counts,
-        },
+    overall = {
+        "status": report.status,
+        "is_fresh": code == 0,
+        "exit_code": code,
+        "level": report.level,
+        "warn_after_seconds": report.warn_after_seconds,
+        "error_after_seconds": report.error_after_seconds,
+        "checked_at": report.checked_at,
+        "counts": report.counts,
     }
+    return success([_kpi_entry(kpi) for kpi in report.kpis], overall=overall)
 
 
 def _kpi_entry(kpi: KpiFreshness) -> dict[str, Any]:
     return {
-        "kpiName": kpi.kpi_name,
+        "kpi_name": kpi.kpi_name,
         "level": kpi.level,
-        "freshnessSeconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
-        "lastCalculatedAt": kpi.last_calculated_at,
-        "isFresh": kpi.is_fresh,
+        "freshness_seconds": None if kpi.age_seconds is None else round(kpi.age_seconds, 3),
+        "last_calculated_at": kpi.last_calculated_at,
+        "is_fresh": kpi.is_fresh,
         "status": kpi.status,
-    }
-
-
-def error_document(
-    message: str, level: str, warn_after: float, error_after: float
-) -> dict[str, Any]:
-    """The JSON document when the check could not run (exit 3)."""
-    return {
-        "status": "error",
-        "error": message,
-        "data": [],
-        "overall": {
-            "status": "unknown",
-            "isFresh": False,
-            "exitCode": UNKNOWN_EXIT_CODE,
-            "level": level,
-            "warnAfterSeconds": warn_after,
-            "errorAfterSeconds": error_after,
-        },
     }
 
 
@@ -249,13 +229,13 @@ def monitoring_text(report: FreshnessReport, format: str) -> str:
     return render_prometheus(report)
 
 
-def unknown_text(message: str, format: str, asked: tuple[str, float, float]) -> str:
-    """What the json, nagios or prometheus output says when the check could not run (`asked`:
-    the level and the two thresholds); nothing for the table."""
+def unknown_text(message: str, format: str) -> str:
+    """What the json, nagios or prometheus output says when the check could not run; nothing
+    for the table."""
     if format == "json":
-        from kpictl.cli.output import json_text
+        from kpictl.cli.output import failure, json_text
 
-        return json_text(error_document(message, *asked))
+        return json_text(failure(message, UNKNOWN_EXIT_CODE))
     if format == "nagios":
         return render_nagios_unknown(message) + "\n"
     if format == "prometheus":

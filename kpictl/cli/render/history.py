@@ -78,15 +78,28 @@ def write_json(tenant: Tenant, rows: Iterable[ExportRow], out: TextIO) -> int:
     out.write('{\n  "status": "success",\n  "tenant": ' + json.dumps(head) + ',\n  "data": [')
     count = 0
     for row in rows:
-        fields = [f'"as_of": "{row[0].isoformat()}"']
-        fields += [
-            f'"{name}": {"null" if value is None else decimal_json(value, places=2)}'
-            for name, value in zip(METRICS, row[1:], strict=True)
-        ]
-        out.write((",\n    " if count else "\n    ") + "{" + ", ".join(fields) + "}")
+        out.write((",\n    " if count else "\n    ") + _row_json(row))
         count += 1
     out.write("\n  ]\n}\n" if count else "]\n}\n")
     return count
+
+
+def write_ndjson(rows: Iterable[ExportRow], out: TextIO) -> int:
+    """One record per line, as in `write_json`'s `data`, no envelope. Returns the count."""
+    count = 0
+    for row in rows:
+        out.write(_row_json(row) + "\n")
+        count += 1
+    return count
+
+
+def _row_json(row: ExportRow) -> str:
+    fields = [f'"as_of": "{row[0].isoformat()}"']
+    fields += [
+        f'"{name}": {"null" if value is None else decimal_json(value, places=2)}'
+        for name, value in zip(METRICS, row[1:], strict=True)
+    ]
+    return "{" + ", ".join(fields) + "}"
 
 
 # --- history grant / revoke ----------------------------------------------------------------

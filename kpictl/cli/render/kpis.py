@@ -23,25 +23,11 @@ COLUMNS = [
 
 
 def as_document(values: list[KpiValue]) -> dict[str, Any]:
-    """The JSON document of docs/spec/pipeline.md §5 (camelCase keys, value null for no data)."""
-    return {
-        "status": "success",
-        "data": [
-            {
-                "kpiName": item.kpi_name,
-                "level": item.level,
-                "scopeId": item.scope_id,
-                "product": item.product,
-                "value": item.value,
-                "unit": item.unit,
-                "kpiVersion": item.kpi_version,
-                "periodStart": item.period_start,
-                "periodEnd": item.period_end,
-                "calculatedAt": item.calculated_at,
-            }
-            for item in values
-        ],
-    }
+    """The JSON document (docs/OUTPUT.md): the CSV's rows as objects keyed by its columns, value
+    null for no data."""
+    from kpictl.cli.output import rows_as_objects, success
+
+    return success(rows_as_objects(COLUMNS, csv_rows(values)))
 
 
 def csv_rows(values: list[KpiValue]) -> list[list[Any]]:

@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kpictl.services.adoption.steps import AdoptionResult
-    from kpictl.services.schema.migrate import MigrationResult, MigrationStatus
+    from kpictl.services.schema.migrate import (
+        AdoptAndMigrateResult,
+        MigrationResult,
+        MigrationStatus,
+    )
 
 
 def status_exit_code(state: MigrationStatus) -> int:
@@ -17,15 +21,35 @@ def status_exit_code(state: MigrationStatus) -> int:
 
 def status_document(state: MigrationStatus, adoption: list[str] | None) -> dict[str, Any]:
     """`migrate --status --format json`; `adoption` only for an AFU-9 database not adopted."""
+    from kpictl.cli.output import success
+
     document: dict[str, Any] = {
         "current": state.current,
         "head": state.head,
-        "upToDate": state.up_to_date,
+        "up_to_date": state.up_to_date,
         "pending": state.pending,
     }
     if adoption is not None:
         document["adoption"] = adoption
-    return document
+    return success(document)
+
+
+def migration_document(result: MigrationResult) -> dict[str, Any]:
+    """`migrate --format json`: the revisions before and after, and what it created or put back."""
+    from dataclasses import asdict
+
+    from kpictl.cli.output import success
+
+    return success(asdict(result))
+
+
+def adoption_document(result: AdoptAndMigrateResult) -> dict[str, Any]:
+    """`migrate --adopt --format json`: what the adoption did, then the upgrade that followed."""
+    from dataclasses import asdict
+
+    from kpictl.cli.output import success
+
+    return success({"adoption": asdict(result.adoption), **asdict(result.migration)})
 
 
 def status_lines(state: MigrationStatus, adoption: list[str] | None) -> list[str]:

@@ -5,21 +5,57 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpictl.cli.output import success
 from kpictl.services.pipeline.run import PipelineResult
-from kpictl.services.pipeline.steps import Plan
+from kpictl.services.pipeline.steps import PeriodCounts, Plan
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
-    """`aggregate --dry-run --format json`."""
+    """`aggregate --dry-run --format json` (docs/OUTPUT.md): what would be computed."""
+    return success(
+        {
+            "dry_run": True,
+            "period_start": plan.period.start,
+            "period_end": plan.period.end,
+            "run_level": int(plan.pending_runs),
+            "product_level": int(plan.products),
+            "factory_level": 1,
+            "terminal_runs": int(plan.terminal_runs),
+            "invalid_runs": int(plan.invalid_runs),
+        }
+    )
+
+
+def result_document(result: PipelineResult) -> dict[str, Any]:
+    """`aggregate` / `backfill --format json` (docs/OUTPUT.md): the job and, per period or
+    bucket, what it wrote; counts are integers."""
+    return success(
+        {
+            "job_id": result.job_id,
+            "job_type": result.job_type,
+            "job_status": result.status,
+            "snapshots_created": result.snapshots_created,
+            "invalid_runs": int(result.invalid_runs),
+            "duration_ms": int(result.duration_ms),
+            "skipped_buckets": int(result.skipped_buckets),
+            "failed_buckets": result.failed_buckets,
+            "periods": [_period(counts) for counts in result.periods],
+        }
+    )
+
+
+def _period(counts: PeriodCounts) -> dict[str, Any]:
     return {
-        "dryRun": True,
-        "periodStart": plan.period.start,
-        "periodEnd": plan.period.end,
-        "runLevel": plan.pending_runs,
-        "productLevel": plan.products,
-        "factoryLevel": 1,
-        "terminalRuns": plan.terminal_runs,
-        "invalidRuns": plan.invalid_runs,
+        "period_start": counts.period_start,
+        "period_end": counts.period_end,
+        "runs": int(counts.runs),
+        "products": int(counts.products),
+        "snapshots": int(counts.snapshots),
+        "run_snapshots": int(counts.run_snapshots),
+        "product_snapshots": int(counts.product_snapshots),
+        "factory_snapshots": int(counts.factory_snapshots),
+        "invalid_runs": int(counts.invalid_runs),
+        "timings_ms": {step: int(ms) for step, ms in counts.timings_ms.items()},
     }
 
 

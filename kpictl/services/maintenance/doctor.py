@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -41,13 +40,6 @@ class DoctorReport:
 
     def add(self, name: str, status: str, detail: str) -> None:
         self.checks.append(Check(name, status, detail))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": "healthy" if self.healthy else "unhealthy",
-            "timestamp": self.timestamp,
-            "checks": [asdict(check) for check in self.checks],
-        }
 
 
 # Extra checks registered by other areas (the pipeline adds its lock and last job).

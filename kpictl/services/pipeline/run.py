@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -67,30 +67,6 @@ class PipelineResult:
     @property
     def snapshots_created(self) -> int:
         return sum(counts.snapshots for counts in self.periods)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "jobId": self.job_id,
-            "jobType": self.job_type,
-            "status": self.status,
-            "snapshotsCreated": self.snapshots_created,
-            "invalidRuns": self.invalid_runs,
-            "durationMs": self.duration_ms,
-            "skippedBuckets": self.skipped_buckets,
-            "failedBuckets": self.failed_buckets,
-            "periods": [_period_dict(counts) for counts in self.periods],
-        }
-
-
-def _period_dict(counts: PeriodCounts) -> dict[str, Any]:
-    document = {_camel(key): value for key, value in asdict(counts).items()}
-    document["snapshots"] = counts.snapshots
-    return document
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 class _PipelineWork(JobWork[PipelineResult]):

@@ -266,8 +266,8 @@ def product_level(
         for statement in kpi_sql.collect_parts(clock):
             connection.execute(statement, parameters)
         parts = connection.execute(kpi_sql.parts_summary()).one()
-        counts.products = parts.products
-        counts.invalid_runs = (
+        counts.products = int(parts.products)
+        counts.invalid_runs = int(  # sum() of counts is numeric in SQL: a count is an int
             parts.invalid
             + connection.execute(kpi_sql.invalid_without_completion(clock), parameters).scalar_one()
         )
