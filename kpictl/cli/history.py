@@ -262,17 +262,14 @@ def _writer(
     if format == Format.csv:
         return lambda out: export.copy_csv(conn, tenant, query, out)
     rows = export.stream_history(conn, tenant, query)
-    if format == Format.json:
-        return lambda out: render.write_json(tenant, rows, out)
-    if format == Format.ndjson:
-        return lambda out: render.write_ndjson(rows, out)
+    if format in (Format.json, Format.ndjson):
+        write = render.write_json if format == Format.json else render.write_ndjson
+        return lambda out: write(tenant, rows, out)
 
     def write_table(out: TextIO) -> int:
         table_rows = render.table_rows(rows)
-        if to_stdout:
-            output.emit_table(list(export.COLUMNS), table_rows, title=tenant.slug)
-        else:
-            output.emit_table(list(export.COLUMNS), table_rows, stream=out)
+        where: dict[str, Any] = {"title": tenant.slug} if to_stdout else {"stream": out}
+        output.emit_table(list(export.COLUMNS), table_rows, **where)
         return len(table_rows)
 
     return write_table

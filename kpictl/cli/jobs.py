@@ -98,7 +98,9 @@ def show(
         job = service.show_job(connection, parsed)
     if format == Format.json:
         output.emit_success(job)
-    elif format in (Format.csv, Format.ndjson):
-        output.emit_rows(format.value, list(job), [render.show_csv_row(job)])
+    elif format == Format.ndjson:
+        output.emit_ndjson(list(job), [list(job.values())])
+    elif format == Format.csv:
+        output.emit_csv(list(job), [render.show_csv_row(job)])
     else:
         output.echo_lines(render.job_lines(job))

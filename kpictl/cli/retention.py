@@ -98,8 +98,7 @@ def _run(
     from kpictl.cli.database import open_database
     from kpictl.services.maintenance import retention as service
 
-    def show_partial(partial: Any) -> None:
-        # --format json: the failure's document only (one JSON document on stdout)
+    def show_partial(partial: Any) -> None:  # json: the failure's document only
         if isinstance(partial, service.RetentionResult) and partial.targets and format != "json":
             _show(partial, format)
 

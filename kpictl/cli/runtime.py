@@ -49,12 +49,21 @@ def run_command(
     except typer.Exit:
         raise
     except (Exception, KeyboardInterrupt) as exc:
-        code = exit_code_of(exc, verbose, secrets)
-        if isinstance(exc, UsageError) and common.get("output_format") == "nagios":
-            code = _nagios_unknown(exc, secrets)
-        elif common.get("output_format") == "json":
-            _json_failure(exc, code, secrets)
+        code = _failed(exc, common.get("output_format"), verbose, secrets)
     raise typer.Exit(int(code))
+
+
+def _failed(
+    exc: BaseException, output_format: str | None, verbose: bool, secrets: list[str]
+) -> int:
+    """Report what a command raised; with --format json also as a document, in a Nagios
+    plugin's usage error as UNKNOWN. Its exit code."""
+    code = exit_code_of(exc, verbose, secrets)
+    if isinstance(exc, UsageError) and output_format == "nagios":
+        return _nagios_unknown(exc, secrets)
+    if output_format == "json":
+        _json_failure(exc, code, secrets)
+    return code
 
 
 def _json_failure(exc: BaseException, code: int, secrets: list[str]) -> None:

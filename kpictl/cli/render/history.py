@@ -84,7 +84,7 @@ def write_json(tenant: Tenant, rows: Iterable[ExportRow], out: TextIO) -> int:
     return count
 
 
-def write_ndjson(rows: Iterable[ExportRow], out: TextIO) -> int:
+def write_ndjson(_tenant: Tenant, rows: Iterable[ExportRow], out: TextIO) -> int:
     """One record per line, as in `write_json`'s `data`, no envelope. Returns the count."""
     count = 0
     for row in rows:
