@@ -4,12 +4,19 @@
 failed` and `kpictl jobs show ID` work (`kpictl_group_default`).
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from kpictl.cli.commands import kpictl_command, kpictl_group_default, new_app
-from kpictl.cli.options import Format, JobsLimitOption, TableFormat, TableFormatOption
+from kpictl.cli.options import (
+    Format,
+    JobsLimitOption,
+    JobStatus,
+    JobType,
+    TableFormat,
+    TableFormatOption,
+)
 from kpictl.settings import Settings
 
 app = typer.Typer()
@@ -27,38 +34,33 @@ Examples:
 
     kpictl jobs --type backfill --format json
 
-    kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33
+    kpictl jobs show 0b6f5f2e
 """
 
 SHOW_HELP = """Show one job with every column and its metadata (host, pid, version, command
-line, per-step counts and timings). Exit 1 when there is no such job.
+line, per-step counts and timings). ID may be the start of the id, as long as one job has it:
+exit 2 listing the candidates when several do, exit 1 when none does.
 
 Examples:
 
     kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33
 
-    kpictl jobs show 0b6f5f2e-8d1c-4c41-9a57-1f0e7c1d2a33 --format json
+    kpictl jobs show 0b6f5f2e --format json
 """
 
 jobs_app = new_app("jobs", help=LIST_HELP)
 app.add_typer(jobs_app)
 
 StatusOption = Annotated[
-    str | None,
-    typer.Option(
-        "--status",
-        help="Only jobs with this status: running, completed, failed, cancelled, abandoned "
-        "(or pending).",
-        metavar="STATUS",
+    JobStatus | None, typer.Option("--status", help="Only jobs with this status.")
+]
+TypeOption = Annotated[JobType | None, typer.Option("--type", help="Only jobs of this type.")]
+JobIdArgument = Annotated[
+    str,
+    typer.Argument(
+        help="The job's id, or the start of it (as `kpictl jobs` shows it).", metavar="ID"
     ),
 ]
-TypeOption = Annotated[
-    str | None,
-    typer.Option(
-        "--type", help="Only jobs of this type (aggregate, backfill, ...).", metavar="TYPE"
-    ),
-]
-JobIdArgument = Annotated[str, typer.Argument(help="The job's id (a UUID).", metavar="ID")]
 
 
 @kpictl_group_default(jobs_app, help=LIST_HELP)
@@ -76,9 +78,10 @@ def list_jobs(
     from kpictl.services.jobs import listing as service
 
     count = whole_number(limit, "--limit")  # its range is the service's (check_filters)
-    service.check_filters(count, status, job_type)
+    wanted = {"status": status and status.value, "job_type": job_type and job_type.value}
+    service.check_filters(count, **wanted)
     with open_database(settings).engine.connect() as connection:
-        jobs = service.list_jobs(connection, limit=count, status=status, job_type=job_type)
+        jobs = service.list_jobs(connection, limit=count, **wanted)
     output.emit_rows(format.value, service.LIST_COLUMNS, render.list_rows(jobs))
 
 
@@ -88,14 +91,19 @@ def show(
     job_id: JobIdArgument,
     format: TableFormatOption = TableFormat.table,
 ) -> None:
-    from kpictl.cli import output
     from kpictl.cli.database import open_database
-    from kpictl.cli.render import jobs as render
     from kpictl.services.jobs import listing as service
 
-    parsed = service.parse_job_id(job_id)
+    prefix = service.parse_job_id_prefix(job_id)
     with open_database(settings).engine.connect() as connection:
-        job = service.show_job(connection, parsed)
+        job = service.show_job(connection, service.resolve_job_id(connection, prefix))
+    _show_job(job, format)
+
+
+def _show_job(job: dict[str, Any], format: Format) -> None:
+    from kpictl.cli import output
+    from kpictl.cli.render import jobs as render
+
     if format == Format.json:
         output.emit_success(job)
     elif format == Format.ndjson:

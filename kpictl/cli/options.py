@@ -100,6 +100,33 @@ class Grain(str, Enum):
     quarter = "quarter"
 
 
+class Bucket(str, Enum):
+    hour = "hour"
+    day = "day"
+    week = "week"
+
+
+class JobStatus(str, Enum):
+    """`kpi_aggregation_jobs.status` (kpictl.db.schema.JOB_STATUSES; a test keeps them equal)."""
+
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    abandoned = "abandoned"
+
+
+class JobType(str, Enum):
+    """The `job_type` of the jobs kpictl writes (a test keeps them equal to the job runner's)."""
+
+    aggregate = "aggregate"
+    backfill = "backfill"
+    retention = "retention"
+    history_fill = "history_fill"
+    adopt = "adopt"
+
+
 def _format_option(
     formats: type[Enum] | UnionType, help: str = "Output format.", **settings: Any
 ) -> Any:

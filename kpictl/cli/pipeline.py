@@ -8,6 +8,7 @@ import typer
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import (
     AlignOption,
+    Bucket,
     PeriodHoursOption,
     SinceInstantOption,
     TextFormat,
@@ -23,7 +24,7 @@ app = typer.Typer()
 DryRunFlag = Annotated[
     bool, typer.Option("--dry-run", help="Print what would be computed; write nothing.")
 ]
-BucketOption = Annotated[str, typer.Option("--bucket", help="hour, day or week.")]
+BucketOption = Annotated[Bucket, typer.Option("--bucket", help="Calendar bucket.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets already computed.")]
 
 
@@ -74,7 +75,7 @@ def backfill(
     settings: Settings,
     since: SinceInstantOption,
     until: UntilInstantOption = None,
-    bucket: BucketOption = "day",
+    bucket: BucketOption = Bucket.day,
     timezone: TimezoneOption = "UTC",
     force: ForceFlag = False,
     wait: WaitOption = None,
@@ -83,7 +84,7 @@ def backfill(
     from kpictl.cli import pipeline_run
     from kpictl.cli.options import wait_seconds
 
-    wanted = pipeline_run.backfill_range(since, until, bucket, timezone)
+    wanted = pipeline_run.backfill_range(since, until, bucket.value, timezone)
     wait_for = wait_seconds(wait)
     return pipeline_run.run_backfill(settings, wanted, force=force, wait=wait_for, format=format)
 

@@ -172,7 +172,10 @@ def test_unknown_job_exit_1(jobs, db_url):
         (["--limit", "0"], "--limit 0"),
         (["--limit", "1001"], "--limit 1001"),
         (["--limit", "ten"], "'ten'"),
-        (["--type", ""], "--type ''"),
+        (["--type", ""], "'' is not one of 'aggregate', 'backfill', 'retention', 'history_fill'"),
+        (["--type", "bogus"], "'bogus' is not one of"),
+        (["show", "59379dd5g"], "'59379dd5g'"),
+        (["show", ""], "invalid job ID ''"),
         (["--format", "xml"], "'xml'"),
     ],
 )
@@ -188,3 +191,58 @@ def test_bad_inputs_exit_2(jobs, db_url, engine, args, named):
 
 def test_rerun_is_read_only(jobs, db_url):
     assert listed(db_url) == listed(db_url)
+
+
+def test_show_takes_a_unique_prefix_and_lists_an_ambiguous_one(db_url, engine):
+    with engine.begin() as conn:
+        first = factories.job(
+            conn,
+            "aggregate",
+            "completed",
+            factories.at(1),
+            id="59379dd5-0000-4000-8000-000000000001",
+        )
+        second = factories.job(
+            conn, "backfill", "failed", factories.at(2), id="59379dd5-1111-4000-8000-000000000002"
+        )
+    for prefix in ("59379dd5-0", "59379DD5-0000", str(first)):
+        shown = run_cli(["jobs", "show", prefix, "--format", "json"], db_url)
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.stdout)["data"]["id"] == str(first)
+    ambiguous = run_cli(["jobs", "show", "59379dd5"], db_url)
+    assert ambiguous.exit_code == 2 and ambiguous.stdout == ""
+    assert (
+        f"kpictl: error: job ID '59379dd5' is ambiguous: {second}, {first}; give more of it"
+        in ambiguous.stderr
+    )
+    missing = run_cli(["jobs", "show", "59379dd6"], db_url)
+    assert missing.exit_code == 1 and "no such job: 59379dd6" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "--status", "done"],
+        ["jobs", "--type", "bogus"],
+        ["jobs", "show", "not-an-id"],
+        ["backfill", "--since", "2026-01-05", "--bucket", "month"],
+        ["kpis", "--level", "run"],
+        ["freshness", "--level", "global"],
+    ],
+)
+def test_bad_choices_are_refused_before_any_connection(args):
+    result = run_cli(args, "postgresql://kpictl@127.0.0.1:1/kpictl")  # nothing listens there
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("kpictl: error: ")
+
+
+def test_the_choices_are_the_schemas_and_the_job_runners():
+    from kpictl.cli.options import JobStatus, JobType
+    from kpictl.db.schema import JOB_STATUSES
+
+    assert tuple(status.value for status in JobStatus) == JOB_STATUSES
+    from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION
+
+    written = {kind for lock in (PIPELINE, RETENTION, HISTORY_FILL) for kind in lock.job_types}
+    written.add("adopt")  # the adoption's row (services/adoption/finish.py)
+    assert written == {job_type.value for job_type in JobType}

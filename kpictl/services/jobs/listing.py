@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, GenerativeSelect, func, select
+from sqlalchemy import Connection, GenerativeSelect, String, cast, func, select
 
 from kpictl.db.schema import JOB_STATUSES, kpi_aggregation_jobs, kpi_snapshots
 from kpictl.errors import CommandFailed, UsageError
@@ -68,6 +69,36 @@ def parse_job_id(value: str) -> uuid.UUID:
         return uuid.UUID(value.strip())
     except ValueError:
         raise UsageError(f"invalid job ID {value!r}: expected a UUID") from None
+
+
+_ID_PREFIX = re.compile(r"[0-9a-f][0-9a-f-]{0,35}")
+MAX_CANDIDATES = 10
+
+
+def parse_job_id_prefix(value: str) -> str:
+    """A whole job id or the start of one, lower-cased (`59379dd5`, `59379DD5-1c2`); a
+    UsageError for anything else, before any SQL."""
+    prefix = value.strip().lower()
+    if not _ID_PREFIX.fullmatch(prefix):
+        raise UsageError(
+            f"invalid job ID {value!r}: expected a UUID or its start (hex digits and dashes)"
+        )
+    return prefix
+
+
+def resolve_job_id(connection: Connection, prefix: str) -> uuid.UUID:
+    """The one job whose id starts with `prefix`; no such job is a CommandFailed (exit 1),
+    several a UsageError listing them (exit 2)."""
+    jobs = kpi_aggregation_jobs
+    query = select(jobs.c.id).where(cast(jobs.c.id, String).startswith(prefix, autoescape=True))
+    found = connection.execute(newest_first(query).limit(MAX_CANDIDATES + 1)).scalars().all()
+    if not found:
+        raise CommandFailed(f"no such job: {prefix}", hint="`kpictl jobs` lists recent jobs")
+    if len(found) > 1:
+        shown = ", ".join(str(job_id) for job_id in found[:MAX_CANDIDATES])
+        more = " and more" if len(found) > MAX_CANDIDATES else ""
+        raise UsageError(f"job ID {prefix!r} is ambiguous: {shown}{more}; give more of it")
+    return uuid.UUID(str(found[0]))
 
 
 def show_job(connection: Connection, job_id: uuid.UUID) -> dict[str, Any]:
