@@ -21,7 +21,7 @@ from kpictl.cli.commands import new_app
 app = new_app(
     help="KPIs for code factories, computed inside PostgreSQL.\n\n"
     "Examples:\n\n"
-    "    kpictl demo                              # try it: embedded database, sample data\n\n"
+    "    kpictl demo                  # try it: embedded database, sample data\n\n"
     "    kpictl migrate && kpictl aggregate --period-hours 168\n\n"
     "    kpictl history export --tenant acme --format csv"
 )

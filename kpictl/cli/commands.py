@@ -20,13 +20,23 @@ from kpictl.cli.usage import KpictlGroup
 CommandBody = TypeVar("CommandBody", bound=Callable[..., int | None])
 
 
+def verbatim_examples(help: str) -> str:
+    """`help` with Click's no-rewrap marker (`\\b`) before every paragraph of indented lines
+    (the examples), so that they are printed as written, one command a line, at any width."""
+    paragraphs = help.split("\n\n")
+    return "\n\n".join(
+        f"\b\n{paragraph}" if paragraph.strip() and paragraph.startswith("    ") else paragraph
+        for paragraph in paragraphs
+    )
+
+
 def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
     """Every (sub-)app is built here, with the same settings; the root reports Click's parsing
     errors in kpictl's style (`cli/usage.py`)."""
     root: dict[str, Any] = {"cls": KpictlGroup} if name is None else {}
     return typer.Typer(
         name=name,
-        help=help,
+        help=verbatim_examples(help) if help else help,
         no_args_is_help=True,
         add_completion=name is None,
         pretty_exceptions_enable=False,
@@ -39,11 +49,9 @@ def new_app(name: str | None = None, help: str | None = None) -> typer.Typer:
 def kpictl_command(
     app: typer.Typer, name: str, **command_kwargs: Any
 ) -> Callable[[CommandBody], CommandBody]:
-    """Register `func(settings, **options) -> exit code | None` as command `name`.
-
-    The wrapper adds the common options, resolves `Settings` once, configures logging and runs
-    the body inside the single error handler of `kpictl.cli.runtime`.
-    """
+    """Register `func(settings, **options) -> exit code | None` as command `name`: the wrapper
+    adds the common options, resolves `Settings` once, configures logging and runs the body
+    inside the single error handler of `kpictl.cli.runtime`."""
 
     def decorator(func: CommandBody) -> CommandBody:
         full_name = f"kpictl {app.info.name} {name}" if app.info.name else f"kpictl {name}"
@@ -57,6 +65,7 @@ def kpictl_command(
             common["output_format"] = getattr(kwargs.get("format"), "value", None)
             run_command(full_name, common, lambda settings: func(settings, **kwargs), sys.argv)
 
+        command_kwargs["help"] = verbatim_examples(command_kwargs.get("help") or "")
         app.command(name, **command_kwargs)(_with_signature(wrapper, func, COMMON_PARAMETERS))
         return func
 
@@ -95,7 +104,8 @@ def kpictl_group_default(group: typer.Typer, *, help: str) -> Callable[[CommandB
         parameters = [context, *inspect.signature(command).parameters.values()]
         default.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         default.__annotations__ = {"ctx": typer.Context, **command.__annotations__}
-        group.callback(invoke_without_command=True, no_args_is_help=False, help=help)(default)
+        shown = verbatim_examples(help)
+        group.callback(invoke_without_command=True, no_args_is_help=False, help=shown)(default)
         return func
 
     return decorator

@@ -27,7 +27,7 @@ Examples:
 
     kpictl demo --reset
 
-    kpictl demo --stop                # stop the embedded server the demo left running
+    kpictl demo --stop                # stop the embedded server it left
 
     KPICTL_DATABASE_URL=postgresql://localhost/scratch kpictl demo
 """

@@ -57,7 +57,7 @@ Examples:
 
     kpictl freshness --format nagios          # one status line with perfdata
 
-    kpictl freshness --format prometheus --output /var/lib/prometheus/node-exporter/kpictl.prom
+    kpictl freshness --format prometheus --output $TEXTFILE_DIR/kpictl.prom
 
 --output writes the json, nagios or prometheus text to FILE atomically (a temporary file in the
 same directory, then a rename): node_exporter's textfile collector never reads half a file.

@@ -128,7 +128,7 @@ def export(
     "Run as the owner of kpictl's tables. Granting again changes nothing.\n\n"
     "Examples:\n\n"
     "    kpictl history grant --tenant acme --role kpi_dashboard\n\n"
-    "    kpictl history grant --tenant acme --tenant globex --role grafana_acme",
+    "    kpictl history grant --tenant acme --tenant globex --role grafana",
 )
 def grant(settings: Settings, tenant: TenantsOption, role: RoleOption) -> int:
     from kpictl.cli import output

@@ -19,16 +19,15 @@ log = logging.getLogger(__name__)
 EXAMPLES = """
 Examples:
 
-    kpictl migrate                      # upgrade to head (source tables must exist)
-    kpictl migrate --with-sources       # standalone/demo database: create source tables too
-    kpictl migrate --status             # exit 1 when behind head
-    kpictl migrate --sql > kpictl.sql   # SQL for a DBA; touches no database
-    kpictl migrate --sql --from 0005    # ... for a database at 0005: the later revisions only
-    kpictl migrate --sql --from 0005    # ... for a database at 0005: the later revisions only
-    kpictl migrate --downgrade base     # remove kpictl's tables (never source tables)
-    kpictl migrate --downgrade base --yes  # ... even when they hold rows (back up first)
-    kpictl migrate --adopt --sql        # review the adoption of an AFU-9 database
-    kpictl migrate --adopt              # adopt it in place (back up first), then upgrade
+    kpictl migrate                     # to head (source tables must exist)
+    kpictl migrate --with-sources      # demo database: source tables too
+    kpictl migrate --status            # exit 1 when behind head
+    kpictl migrate --sql > kpictl.sql  # SQL for a DBA; no database
+    kpictl migrate --sql --from 0005   # ... only the revisions after 0005
+    kpictl migrate --downgrade base    # drop kpictl's tables (not sources)
+    kpictl migrate --downgrade base --yes  # ... even with rows (back up!)
+    kpictl migrate --adopt --sql       # review adopting an AFU-9 database
+    kpictl migrate --adopt             # adopt in place, then upgrade
 """
 
 ToOption = Annotated[

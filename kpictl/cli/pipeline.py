@@ -36,10 +36,10 @@ ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets alre
     "Exit codes: 0 done, 1 failed, 75 another run holds the lock, 143/130 stopped by "
     "SIGTERM/SIGINT.\n\n"
     "Examples:\n\n"
-    "    kpictl aggregate                        # last 24 h, every 5 min from a timer\n\n"
-    "    kpictl aggregate --period-hours 168     # catch up on a week\n\n"
+    "    kpictl aggregate                     # last 24 h, every 5 min (timer)\n\n"
+    "    kpictl aggregate --period-hours 168  # catch up on a week\n\n"
     "    kpictl aggregate --dry-run --format json\n\n"
-    "    kpictl aggregate --wait 120             # wait up to 2 min for a running cycle",
+    "    kpictl aggregate --wait 120          # wait up to 2 min for a running one",
 )
 def aggregate(
     settings: Settings,
@@ -68,8 +68,8 @@ def aggregate(
     "skipped unless --force; a failed bucket is reported and the rest continue.\n\n"
     "Examples:\n\n"
     "    kpictl backfill --since 2026-01-01 --until 2026-02-01\n\n"
-    "    kpictl backfill --since 2026-03-01 --until 2026-04-01 --timezone Europe/Berlin\n\n"
-    "    kpictl backfill --since 2026-01-05 --until 2026-01-06 --bucket hour --force",
+    "    kpictl backfill --since 2026-03-01 --timezone Europe/Berlin\n\n"
+    "    kpictl backfill --since 2026-01-05 --until 2026-01-06 --bucket hour",
 )
 def backfill(
     settings: Settings,

@@ -106,7 +106,8 @@ def _section(context: typer.Context) -> str:
     command = context.command
     usage = command.get_usage(context).removeprefix("Usage: ")
     lines = [f"## {context.command_path}", "", "```text", usage, "```", ""]
-    lines += [re.sub(r"\n{3,}", "\n\n", inspect.cleandoc(command.help or "")), ""]
+    text = inspect.cleandoc(command.help or "").replace("\b\n", "")  # the no-rewrap marks
+    lines += [re.sub(r"\n{3,}", "\n\n", text), ""]
     own = [p for p in command.params if not _is_common(p) and not getattr(p, "hidden", False)]
     if own:
         lines += ["Options:", "", *_option_lines(own, context), ""]

@@ -43,7 +43,7 @@ Examples:
 
     kpictl retention --run-days 30 --vacuum      # then VACUUM ANALYZE
 
-    kpictl retention --batch-size 1000 -q        # smaller batches, only errors on stderr
+    kpictl retention --batch-size 1000 -q        # smaller batches, quiet
 """
 
 DryRunFlag = Annotated[
