@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kpictl.cli import complete
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import (
     ErrorAfterOption,
@@ -31,6 +32,7 @@ KpiNamesOption = Annotated[
         "--kpi",
         help="Only this KPI (repeatable). Default: all KPIs of the level.",
         metavar="NAME",
+        autocompletion=complete.kpi_names,
     ),
 ]
 

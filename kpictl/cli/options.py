@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kpictl.cli import complete
 from kpictl.config import ERROR_AFTER_SECONDS as ERROR_AFTER_SECONDS
 from kpictl.config import WARN_AFTER_SECONDS as WARN_AFTER_SECONDS
 from kpictl.errors import UsageError, shown
@@ -287,7 +288,9 @@ WaitOption = _optional_text_option(
     "exiting 75.",
     metavar="[SECONDS]",
 )
-TimezoneOption = _text_option("--timezone", "IANA zone the buckets align to.")
+TimezoneOption = _text_option(
+    "--timezone", "IANA zone the buckets align to.", autocompletion=complete.time_zones
+)
 
 SinceDateOption = _optional_text_option("--since", "First date (YYYY-MM-DD, inclusive).")
 UntilDateOption = _optional_text_option("--until", "Last date (YYYY-MM-DD, inclusive).")
@@ -315,13 +318,23 @@ FreshnessLevelOption = Annotated[
 ]
 
 TENANT_HELP = "A tenant's UUID or slug"
-TenantOption = _optional_text_option("--tenant", f"{TENANT_HELP}. Default: every tenant.")
+TenantOption = _optional_text_option(
+    "--tenant", f"{TENANT_HELP}. Default: every tenant.", autocompletion=complete.tenants
+)
 RequiredTenantOption = Annotated[
-    str, typer.Option("--tenant", help=f"{TENANT_HELP}.", show_default=False)
+    str,
+    typer.Option(
+        "--tenant", help=f"{TENANT_HELP}.", show_default=False, autocompletion=complete.tenants
+    ),
 ]
 TenantsOption = Annotated[
     list[str],
-    typer.Option("--tenant", help=f"{TENANT_HELP}; repeat for several.", show_default=False),
+    typer.Option(
+        "--tenant",
+        help=f"{TENANT_HELP}; repeat for several.",
+        show_default=False,
+        autocompletion=complete.tenants,
+    ),
 ]
 OutputFileOption = Annotated[
     Path | None,
