@@ -82,7 +82,9 @@ def list_jobs(
     service.check_filters(count, **wanted)
     with open_database(settings).engine.connect() as connection:
         jobs = service.list_jobs(connection, limit=count, **wanted)
-    output.emit_rows(format.value, service.LIST_COLUMNS, render.list_rows(jobs))
+    output.emit_rows(
+        format.value, service.LIST_COLUMNS, render.list_rows(jobs), optional=render.OPTIONAL
+    )
 
 
 @kpictl_command(jobs_app, "show", help=SHOW_HELP)

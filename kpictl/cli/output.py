@@ -1,7 +1,7 @@
 """Rendering in one place: results to stdout as table, JSON or CSV; nothing else goes to stdout.
 
-Tables use rich on a terminal (colour unless NO_COLOR) and tabulate otherwise, so piped output
-is plain and deterministic. JSON is one document. CSV is RFC 4180 with LF line ends. What goes
+Tables (`cli/tables.py`) use rich on a terminal (colour unless NO_COLOR) and tabulate otherwise,
+so piped output is plain and deterministic. JSON is one document. CSV is RFC 4180 with LF line ends. What goes
 out is built from the services' results in `kpictl/cli/render/`.
 
 Output into a closed pipe (`kpictl ... | head`) is not an error: `reader_gone` is the one rule,
@@ -97,36 +97,16 @@ def emit_table(
     *,
     title: str | None = None,
     stream: TextIO | None = None,
+    optional: Sequence[str] = (),
 ) -> None:
-    """A rich table on a terminal (stdout only); plain tabulate text otherwise."""
-    if stream is None and stdout_is_terminal():
-        _rich_table(columns, rows, title)
-    else:
-        _plain_table(columns, rows, title, stream or sys.stdout)
+    """A table for people (`cli/tables.py`): rich on a terminal (stdout only), where the
+    `optional` columns, least useful first, make room when it is too narrow; plain tabulate
+    text otherwise."""
+    from kpictl.cli import tables
 
-
-def _rich_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, header_style="bold" if colour_enabled() else None)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(cell(value) for value in row))
-    Console(no_color=not colour_enabled(), highlight=False).print(table)
-
-
-def _plain_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None, out: TextIO
-) -> None:
-    from tabulate import tabulate
-
-    if title:
-        out.write(f"{title}\n")
-    cells = [[cell(value) for value in row] for row in rows]
-    out.write(tabulate(cells, headers=list(columns), tablefmt="simple", disable_numparse=True))
-    out.write("\n")
+    tables.write(
+        columns, rows, title=title, stream=stream, optional=optional, colour=colour_enabled()
+    )
 
 
 def emit_rows(

@@ -7,6 +7,9 @@ from typing import Any
 from kpictl.serialize import dumps
 from kpictl.services.jobs.listing import LIST_COLUMNS
 
+# Left out first when a terminal is too narrow for the table (ids are never cut).
+OPTIONAL = ("error", "completed_at", "duration_ms", "snapshots_created", "started_at")
+
 
 def list_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     """Rows under LIST_COLUMNS (JSON, CSV and table alike)."""
