@@ -17,7 +17,7 @@ app = typer.Typer()
 )
 def doctor(
     settings: Settings,
-    format: TextFormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.table,
 ) -> int:
     from kpictl.cli import output
     from kpictl.cli.database import open_database

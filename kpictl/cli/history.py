@@ -47,7 +47,8 @@ AllRowsFlag = Annotated[
 ]
 GrainOption = Annotated[Grain, typer.Option("--grain", help="Row per week, month or quarter.")]
 RoleOption = Annotated[
-    str, typer.Option("--role", help="An existing database role.", show_default=False)
+    str,
+    typer.Option("--role", help="An existing database role.", metavar="ROLE", show_default=False),
 ]
 
 
@@ -68,7 +69,7 @@ def fill(
     since: SinceDateOption = None,
     until: UntilDateOption = None,
     concurrency: ConcurrencyOption = "4",
-    format: TextFormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.table,
 ) -> int:
     from kpictl.cli.options import whole_number
     from kpictl.cli.render.history import fill_exit_code

@@ -80,7 +80,7 @@ def migrate(
     status: StatusFlag = False,
     sql: SqlFlag = False,
     with_sources: WithSourcesFlag = False,
-    format: TextFormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.table,
     adopt: AdoptFlag = False,
     yes: YesFlag = False,
 ) -> int:

@@ -44,7 +44,6 @@ class Format(str, Enum):
     json = "json"
     ndjson = "ndjson"
     csv = "csv"
-    text = "text"
     nagios = "nagios"
     prometheus = "prometheus"
 
@@ -61,7 +60,10 @@ class TableFormat(str, Enum):
 
 
 class TextFormat(str, Enum):
-    text = Format.text.value
+    """The commands whose output for people is lines, not rows: still `table`, one word for
+    the human format everywhere (`--format text` is read as `table`, see `normalize_argv`)."""
+
+    table = Format.table.value
     json = Format.json.value
 
 
@@ -281,7 +283,9 @@ ErrorAfterOption = Annotated[
         show_default=False,
     ),
 ]
-AlignOption = _text_option("--align", "Round the period end down to this (e.g. 5m, 1h, 300).")
+AlignOption = _text_option(
+    "--align", "Round the period end down to this (e.g. 5m, 1h, 300).", metavar="DUR"
+)
 WaitOption = _optional_text_option(
     "--wait",
     "If another run holds the pipeline lock, wait for it (for ever, or SECONDS) instead of "
@@ -289,15 +293,28 @@ WaitOption = _optional_text_option(
     metavar="[SECONDS]",
 )
 TimezoneOption = _text_option(
-    "--timezone", "IANA zone the buckets align to.", autocompletion=complete.time_zones
+    "--timezone",
+    "IANA zone the buckets align to.",
+    metavar="ZONE",
+    autocompletion=complete.time_zones,
 )
 
-SinceDateOption = _optional_text_option("--since", "First date (YYYY-MM-DD, inclusive).")
-UntilDateOption = _optional_text_option("--until", "Last date (YYYY-MM-DD, inclusive).")
-SinceInstantOption = _text_option("--since", "Start: a date or ISO date-time (in --timezone).")
+SinceDateOption = _optional_text_option(
+    "--since", "First date (YYYY-MM-DD, inclusive).", metavar="DATE"
+)
+UntilDateOption = _optional_text_option(
+    "--until", "Last date (YYYY-MM-DD, inclusive).", metavar="DATE"
+)
+SinceInstantOption = _text_option(
+    "--since", "Start: a date or ISO date-time (in --timezone).", metavar="TIME"
+)
 UntilInstantOption = Annotated[
     str | None,
-    typer.Option("--until", help="End, exclusive (default: the end of the current bucket)."),
+    typer.Option(
+        "--until",
+        help="End, exclusive: a date or ISO date-time (default: the end of the current bucket).",
+        metavar="TIME",
+    ),
 ]
 
 KpiLevelOption = Annotated[
@@ -319,12 +336,19 @@ FreshnessLevelOption = Annotated[
 
 TENANT_HELP = "A tenant's UUID or slug"
 TenantOption = _optional_text_option(
-    "--tenant", f"{TENANT_HELP}. Default: every tenant.", autocompletion=complete.tenants
+    "--tenant",
+    f"{TENANT_HELP}. Default: every tenant.",
+    metavar="TENANT",
+    autocompletion=complete.tenants,
 )
 RequiredTenantOption = Annotated[
     str,
     typer.Option(
-        "--tenant", help=f"{TENANT_HELP}.", show_default=False, autocompletion=complete.tenants
+        "--tenant",
+        help=f"{TENANT_HELP}.",
+        metavar="TENANT",
+        show_default=False,
+        autocompletion=complete.tenants,
     ),
 ]
 TenantsOption = Annotated[
@@ -332,6 +356,7 @@ TenantsOption = Annotated[
     typer.Option(
         "--tenant",
         help=f"{TENANT_HELP}; repeat for several.",
+        metavar="TENANT",
         show_default=False,
         autocompletion=complete.tenants,
     ),
@@ -355,6 +380,7 @@ DatabaseUrlOption = Annotated[
         help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
         "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
         "else the embedded server.",
+        metavar="URL",
         show_default=False,
         rich_help_panel="Common options",
     ),
@@ -431,11 +457,20 @@ COMMON_PARAMETERS = [
 OPTIONAL_VALUES = {"--wait": "forever"}
 
 
+# Earlier names of a --format value, still accepted.
+FORMAT_ALIASES = {"text": "table"}
+
+
 def normalize_argv(args: list[str]) -> list[str]:
     """`args` with the value of a bare optional-value option filled in (`--wait` -> `--wait
-    forever`); a following number (`--wait -3`) is taken as its value."""
+    forever`; a following number, `--wait -3`, is taken as its value) and old --format names
+    replaced (`--format text` -> `--format table`)."""
     normalized: list[str] = []
     for index, arg in enumerate(args):
+        if index and args[index - 1] == "--format" and arg in FORMAT_ALIASES:
+            arg = FORMAT_ALIASES[arg]
+        elif arg.startswith("--format=") and arg[9:] in FORMAT_ALIASES:
+            arg = "--format=" + FORMAT_ALIASES[arg[9:]]
         normalized.append(arg)
         if arg in OPTIONAL_VALUES:
             following = args[index + 1] if index + 1 < len(args) else None

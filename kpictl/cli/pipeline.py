@@ -47,7 +47,7 @@ def aggregate(
     align: AlignOption = "5m",
     dry_run: DryRunFlag = False,
     wait: WaitOption = None,
-    format: TextFormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.table,
 ) -> int:
     from kpictl.cli import pipeline_run
     from kpictl.cli.options import duration_seconds, wait_seconds
@@ -79,7 +79,7 @@ def backfill(
     timezone: TimezoneOption = "UTC",
     force: ForceFlag = False,
     wait: WaitOption = None,
-    format: TextFormatOption = TextFormat.text,
+    format: TextFormatOption = TextFormat.table,
 ) -> int:
     from kpictl.cli import pipeline_run
     from kpictl.cli.options import wait_seconds

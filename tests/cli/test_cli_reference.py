@@ -53,5 +53,5 @@ def test_every_command_has_a_section_with_examples():
 
 def test_common_options_are_listed_once():
     text = render_reference()
-    assert text.count("`--database-url <str>`") == 1
+    assert text.count("`--database-url URL`") == 1
     assert text.count("`--log-format <text|json>`") == 1

@@ -310,3 +310,10 @@ def test_bad_values_are_usage_errors_before_any_database(args, message):
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert result.stdout == "" and "Traceback" not in result.output
     assert not Path(os.environ["KPICTL_DATA_DIR"]).exists()  # no embedded server was started
+
+
+def test_the_old_text_format_is_read_as_table():
+    assert options.normalize_argv(["doctor", "--format", "text"]) == ["doctor", "--format", "table"]
+    assert options.normalize_argv(["doctor", "--format=text"]) == ["doctor", "--format=table"]
+    unchanged = ["doctor", "--log-format", "text", "--format", "json"]
+    assert options.normalize_argv(unchanged) == unchanged
