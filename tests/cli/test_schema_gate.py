@@ -129,10 +129,17 @@ def migrated_db(db_url):
     database.engine.dispose()
 
 
-def assert_stopped(result, *expected: str) -> None:
-    """Exit 1, nothing on stdout, one `kpictl: error:` line on stderr holding `expected`."""
+def assert_stopped(result, *expected: str, json_output: bool = False) -> None:
+    """Exit 1, nothing on stdout (with --format json: the error document of docs/OUTPUT.md),
+    one `kpictl: error:` line on stderr holding `expected`."""
+    import json
+
     assert result.exit_code == 1, result.output
-    assert result.stdout == ""
+    if json_output:
+        error = json.loads(result.stdout)["error"]
+        assert error["exit_code"] == 1 and all(text_ in error["message"] for text_ in expected)
+    else:
+        assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("kpictl: error: ")
@@ -185,7 +192,9 @@ def test_unknown_newer_revision_is_refused_and_untouched(migrated_db, args):
     before = migrated_db.fingerprint()
     result = run_cli(args, migrated_db.url)
     assert_stopped(
-        result, f"database is at revision {newer}, this kpictl knows up to {head()}: upgrade kpictl"
+        result,
+        f"database is at revision {newer}, this kpictl knows up to {head()}: upgrade kpictl",
+        json_output="json" in args,
     )
     assert migrated_db.scalar("SELECT count(*) FROM kpi_aggregation_jobs") == 0
     assert migrated_db.fingerprint() == before
@@ -211,7 +220,9 @@ def test_migrate_says_the_same_about_a_newer_revision(migrated_db, args):
     before = migrated_db.fingerprint()
     result = run_cli(args, migrated_db.url)
     assert_stopped(
-        result, f"database is at revision {newer}, this kpictl knows up to {head()}: upgrade kpictl"
+        result,
+        f"database is at revision {newer}, this kpictl knows up to {head()}: upgrade kpictl",
+        json_output="json" in args,
     )
     assert migrated_db.fingerprint() == before
 
@@ -222,7 +233,7 @@ def test_doctor_says_the_same_as_the_gate(migrated_db):
     def migrations_check() -> tuple[int, dict]:
         result = run_cli(["doctor", "--format", "json"], migrated_db.url)
         assert result.stdout, result.output
-        checks = {check["name"]: check for check in json.loads(result.stdout)["checks"]}
+        checks = {check["name"]: check for check in json.loads(result.stdout)["data"]["checks"]}
         return result.exit_code, checks["migrations"]
 
     code, check = migrations_check()
