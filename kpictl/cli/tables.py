@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -34,13 +35,22 @@ def table_cell(value: Any) -> str:
     return str(value)
 
 
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
+NO_NUMBER = ("no data", "never computed")  # what a renderer shows in a number's place
+
+
 def is_number(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(NUMBER.fullmatch(value))
     return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
 
 
 def right_aligned(rows: Sequence[Sequence[Any]], width: int) -> list[bool]:
-    """Per column: every value present is a number."""
-    present = [[row[i] for row in rows if row[i] is not None] for i in range(width)]
+    """Per column: it holds numbers (as values, or as text a renderer formatted), and nothing
+    else but "no data" words."""
+    present = [
+        [row[i] for row in rows if row[i] not in (None, "", *NO_NUMBER)] for i in range(width)
+    ]
     return [bool(values) and all(is_number(v) for v in values) for values in present]
 
 

@@ -357,3 +357,15 @@ def test_a_database_error_fails_the_job_and_keeps_committed_levels(db_url, engin
     # committed before the product step failed: 3 run durations and 3 token usages (every run
     # has one agent run); no product or factory rows
     assert levels == {"run": 6}
+
+
+def test_the_job_s_duration_is_one_number_everywhere(db_url, engine):
+    """What aggregate prints and logs is the job row's duration_ms (the database's clock)."""
+    with engine.begin() as conn:
+        f.recent_runs(conn)
+    result = run_cli(["aggregate", "--format", "json"], db_url)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)["data"]
+    shown = run_cli(["jobs", "show", printed["job_id"], "--format", "json"], db_url)
+    assert json.loads(shown.stdout)["data"]["duration_ms"] == printed["duration_ms"]
+    assert f"in {printed['duration_ms']}ms (job {printed['job_id']})" in result.stderr

@@ -72,8 +72,9 @@ def finish_job(
     snapshots_created: int = 0,
     error: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> None:
-    """Close the job; `metadata` is merged into what the row already holds."""
+) -> int | None:
+    """Close the job; `metadata` is merged into what the row already holds. Returns the row's
+    `duration_ms` (the database's clock: the one number every output shows for the job)."""
     if status not in ("completed", "failed", "cancelled"):
         raise ValueError(f"a job ends completed, failed or cancelled, not {status!r}")
     values: dict[str, Any] = {
@@ -87,8 +88,10 @@ def finish_job(
         values["metadata"] = func.coalesce(jobs.c.metadata, literal({}, JSONB)).op("||")(
             literal(metadata, JSONB)
         )
+    statement = update(jobs).where(jobs.c.id == job_id).values(**values)
     with engine.begin() as conn:
-        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+        duration = conn.execute(statement.returning(jobs.c.duration_ms)).scalar()
+    return None if duration is None else int(duration)
 
 
 # A job row nobody will finish once its process is gone: kpictl writes `running`; the AFU-9

@@ -110,9 +110,11 @@ class Job:
         finally:
             self.stop.unwatch(dbapi_connection)
 
-    def _ended(self, status: str) -> None:
+    def _ended(self, status: str, recorded_ms: int | None = None) -> None:
+        """The job's end: its duration as its row records it, else as measured here."""
         self.status = status
-        self.duration_ms = round((time.monotonic() - self.started) * 1000)
+        measured = round((time.monotonic() - self.started) * 1000)
+        self.duration_ms = measured if recorded_ms is None else recorded_ms
 
 
 class JobWork(Generic[R]):
@@ -180,7 +182,7 @@ def _run_and_finish(job: Job, work: JobWork[R]) -> R:
     row = work.row(result)
     status = "failed" if row.failure is not None else "completed"
     # on the guarded engine: a job that lost its lock is never recorded as completed
-    finish_job(
+    duration_ms = finish_job(
         job.engine,
         job.id,
         status,
@@ -188,7 +190,7 @@ def _run_and_finish(job: Job, work: JobWork[R]) -> R:
         error=row.failure,
         metadata=row.metadata,
     )
-    job._ended(status)
+    job._ended(status, duration_ms)
     work.ended(result, job)
     return result
 
