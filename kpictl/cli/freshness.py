@@ -152,24 +152,12 @@ def _check(
         )
 
 
-def _emit(text: str, target: Path | None) -> None:
-    """`text` to stdout, or atomically to `target` (a temporary file, then a rename)."""
-    from kpictl.cli import output
-
-    if target is None:
-        output.echo(text.rstrip("\n"))
-        return
-    from kpictl.services.history.export import write_atomically
-
-    write_atomically(target, lambda out: out.write(text))
-
-
 def _show(report: Any, format: Format, target: Path | None) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import freshness as render
 
     if format != Format.table:
-        _emit(render.monitoring_text(report, format.value), target)
+        output.emit_text(render.monitoring_text(report, format.value), target)
         return
     output.emit_table(
         render.TABLE_COLUMNS, render.table_rows(report), title=render.table_title(report)
@@ -188,7 +176,9 @@ def _could_not_check(
 
     text = render.unknown_text(_reason(settings, exc), format.value)
     if text:
-        _emit(text, target)
+        from kpictl.cli import output
+
+        output.emit_text(text, target)
     return render.UNKNOWN_EXIT_CODE
 
 

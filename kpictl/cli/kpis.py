@@ -1,12 +1,20 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kpictl.cli.commands import kpictl_command
-from kpictl.cli.options import Format, KpiLevelOption, TableFormat, TableFormatOption
+from kpictl.cli.options import (
+    Format,
+    KpiLevelOption,
+    KpisFormat,
+    KpisFormatOption,
+    OutputFileOption,
+    output_file,
+)
 from kpictl.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,6 +47,13 @@ Examples:
     kpictl kpis --product acme/app --format json
 
     kpictl kpis --format csv > kpis.csv
+
+    kpictl kpis --format prometheus --output $TEXTFILE_DIR/kpis.prom
+
+--format prometheus: every KPI of both levels (or of --level), one gauge family per KPI with
+level and scope (the product) labels, the end of each value's period, and the jobs' health
+(last success, last duration, failures). --output writes it atomically (a temporary file, then
+a rename) for node_exporter's textfile collector.
 """
 
 
@@ -47,10 +62,14 @@ def kpis(
     settings: Settings,
     level: KpiLevelOption = None,
     product: ProductOption = None,
-    format: TableFormatOption = TableFormat.table,
+    format: KpisFormatOption = KpisFormat.table,
+    output_path: OutputFileOption = None,
 ) -> None:
     from kpictl.services.reports import latest as service
 
+    target = _output_target(output_path, format)
+    if format == Format.prometheus:
+        return _prometheus(settings, level.value if level else None, product, target)
     chosen = service.resolve_level(level.value if level else None, product)
     owner_name = service.parse_product(product) if product is not None else None
     values = _latest_values(settings, chosen, owner_name)
@@ -86,3 +105,33 @@ def _show(values: "list[KpiValue]", level: str, format: Format) -> None:
     else:
         columns, rows = render.table(values, level)
         output.emit_table(columns, rows, title=f"{level} KPIs (latest)")
+
+
+def _output_target(path: Path | None, format: Format) -> Path | None:
+    from kpictl.errors import UsageError
+
+    if path is not None and format != Format.prometheus:
+        raise UsageError("--output writes the prometheus text: add --format prometheus")
+    return output_file(path)
+
+
+def _prometheus(
+    settings: Settings, level: str | None, product: str | None, target: Path | None
+) -> None:
+    """Both levels (or `level`), of every product (or `product`), and the jobs' health."""
+    from kpictl.cli import output
+    from kpictl.cli.database import open_database
+    from kpictl.cli.render import kpi_metrics
+    from kpictl.services.reports import job_health, latest
+
+    owner_name = latest.parse_product(product) if product is not None else None
+    with open_database(settings).engine.connect() as connection:
+        scope_ids = latest.product_ids(connection, *owner_name) if owner_name else None
+        levels = [level] if level else (["product"] if product else ["factory", "product"])
+        values = [
+            value
+            for each in levels
+            for value in latest.latest_values(connection, level=each, scope_ids=scope_ids)
+        ]
+        health = job_health.job_health(connection)
+    output.emit_text(kpi_metrics.render(values, health), target)

@@ -59,6 +59,14 @@ class TableFormat(str, Enum):
     csv = Format.csv.value
 
 
+class KpisFormat(str, Enum):
+    table = Format.table.value
+    json = Format.json.value
+    ndjson = Format.ndjson.value
+    csv = Format.csv.value
+    prometheus = Format.prometheus.value
+
+
 class TextFormat(str, Enum):
     """The commands whose output for people is lines, not rows: still `table`, one word for
     the human format everywhere (`--format text` is read as `table`, see `normalize_argv`)."""
@@ -137,6 +145,7 @@ def _format_option(
 
 
 TableFormatOption = _format_option(TableFormat)
+KpisFormatOption = _format_option(KpisFormat)
 TextFormatOption = _format_option(TextFormat)
 MonitoringFormatOption = _format_option(MonitoringFormat)
 ExportFormatOption = _format_option(

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from kpictl.serialize import json_default
@@ -122,6 +123,17 @@ def emit_rows(
         emit_csv(columns, rows)
     else:
         emit_table(columns, rows, **kwargs)
+
+
+def emit_text(text: str, target: Path | None = None) -> None:
+    """`text` to stdout, or atomically to the file `target` (a temporary file in its directory,
+    then a rename: a reader such as node_exporter never sees half of it)."""
+    if target is None:
+        echo(text.rstrip("\n"))
+        return
+    from kpictl.services.history.export import write_atomically
+
+    write_atomically(target, lambda out: out.write(text))
 
 
 def echo(line: str = "") -> None:

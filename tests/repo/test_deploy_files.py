@@ -97,7 +97,8 @@ def test_service_settings(job):
     # the URL is a credential, never in the environment of the unit
     text = (UNITS / f"kpictl-{job}.service").read_text()
     assert "DATABASE_URL=" not in text and "postgresql://" not in text
-    assert len(exec_starts(UNITS / f"kpictl-{job}.service")) == 1
+    # one command per unit; the metrics unit writes its two textfiles one after the other
+    assert len(exec_starts(UNITS / f"kpictl-{job}.service")) == (2 if job == "prometheus" else 1)
 
 
 @pytest.mark.parametrize(
@@ -230,8 +231,8 @@ def test_freshness_waits_after_boot_without_failing():
 
 def test_prometheus_textfile_unit():
     service = read_unit(UNITS / "kpictl-prometheus.service")["Service"]
-    (command,) = exec_starts(UNITS / "kpictl-prometheus.service")
-    assert kpictl_args(command) == [
+    freshness, kpis = exec_starts(UNITS / "kpictl-prometheus.service")
+    assert kpictl_args(freshness) == [
         "freshness",
         "--format",
         "prometheus",
@@ -239,6 +240,8 @@ def test_prometheus_textfile_unit():
         TEXTFILE,
         "-q",
     ]
+    kpis_file = str(Path(TEXTFILE).parent / "kpictl_kpis.prom")
+    assert kpictl_args(kpis) == ["kpis", "--format", "prometheus", "--output", kpis_file, "-q"]
     # stale or missing KPIs are the metrics' news, not the unit's failure; 3 (could not check)
     # still fails it
     assert service["SuccessExitStatus"].split() == ["1", "2"]
