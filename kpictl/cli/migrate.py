@@ -84,6 +84,10 @@ def migrate(
     adopt: AdoptFlag = False,
     yes: YesFlag = False,
 ) -> int:
+    if sql and format == Format.json:
+        from kpictl.errors import UsageError
+
+        raise UsageError("--sql prints SQL, not JSON: leave out --format json")
     if adopt:
         _refuse_with_adopt(to=to, start=start, downgrade=downgrade, status=status)
         return _adopt(settings, sql=sql, with_sources=with_sources, format=format)

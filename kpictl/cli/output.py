@@ -44,6 +44,17 @@ def emit_json(document: Any, stream: TextIO | None = None) -> None:
 # --- the one JSON contract (docs/OUTPUT.md) ----------------------------------------------------
 
 
+_STREAMED = {"stdout": False}  # a document streamed to stdout has begun (history export)
+
+
+def streamed_document_begun(begun: bool | None = None) -> bool:
+    """Whether a JSON document streamed piece by piece to stdout has begun: a failure after that
+    cannot print a second document (the cut one is not valid JSON; the exit code says why)."""
+    if begun is not None:
+        _STREAMED["stdout"] = begun
+    return _STREAMED["stdout"]
+
+
 def success(data: Any, **extras: Any) -> dict[str, Any]:
     """The document of a command that produced its result: `status`, the command's extras
     (`tenant`, `overall`), then `data` (a list of rows keyed by the CSV/table columns, or one

@@ -70,11 +70,15 @@ def _json_failure(exc: BaseException, code: int, secrets: list[str]) -> None:
     """`--format json`: the failure as a JSON document on stdout too (docs/OUTPUT.md)."""
     from kpictl.cli import output
 
-    if isinstance(exc, BrokenPipeError):
+    begun = output.streamed_document_begun()
+    output.streamed_document_begun(False)
+    if isinstance(exc, BrokenPipeError) or begun:
         return
     error = as_kpictl_error(exc)
     message = error.message if error else f"internal error: {type(exc).__name__}: {exc}"
-    output.emit_json(output.failure(redact(message, secrets), code))
+    job_id = getattr(getattr(error, "partial", None), "job_id", None)  # a job stopped part-way
+    details = {"job_id": str(job_id)} if job_id else {}
+    output.emit_json(output.failure(redact(message, secrets), code, **details))
 
 
 def _nagios_unknown(exc: UsageError, secrets: list[str]) -> int:

@@ -72,8 +72,8 @@ def fit(
 
 def _least_width(columns: Sequence[str], cells: list[list[str]], shown: list[int]) -> int:
     """The narrowest the table can be: no-wrap columns at their widest cell, the others at
-    their longest word (or header)."""
-    total = 0
+    their longest word (or header), plus the edges and gaps between columns."""
+    total = len(shown) + 1
     for i in shown:
         texts = [row[i] for row in cells] + [columns[i]]
         if columns[i] in NO_WRAP:
@@ -105,10 +105,17 @@ def rich_table(
         justify: Literal["right", "left"] = "right" if right[i] else "left"
         table.add_column(columns[i], justify=justify, no_wrap=no_wrap, overflow="fold")
     for row in cells:
-        table.add_row(*(row[i] for i in shown))
+        table.add_row(*(_text(row[i]) for i in shown))
     console.print(table)
     if hidden:
         console.print(f"(left out at this width: {', '.join(hidden)}; see --format csv or json)")
+
+
+def _text(cell: str) -> Any:
+    """A cell as rich text, never markup: a job error with "[/x]" in it is shown as it is."""
+    from rich.text import Text
+
+    return Text(cell)
 
 
 def plain_table(

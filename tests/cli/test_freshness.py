@@ -140,7 +140,7 @@ def test_table_output(engine, db_url):
     assert result.exit_code == 2
     lines = result.stdout.splitlines()
     assert lines[0] == "factory KPIs: stale after 5m 0s, expired after 15m 0s"
-    assert lines[1].split() == ["kpi", "level", "status", "age", "last_calculated_at"]
+    assert lines[1].split() == ["kpi_name", "level", "status", "age", "last_calculated_at"]
     assert lines[3].split()[:3] == ["mtti", "factory", "stale"]
     assert lines[4].split() == ["success_rate", "factory", "missing", "never"]
 

@@ -97,12 +97,11 @@ def test_factory_table(factory_data, db_url):
     lines = result.stdout.splitlines()
     assert lines[0] == "factory KPIs (latest)"
     assert lines[1].split() == [
-        "kpi",
+        "kpi_name",
         "value",
         "unit",
-        "version",
+        "kpi_version",
         "period",
-        "(UTC)",
         "calculated_at",
     ]
     rows = {line.split()[0]: line for line in lines[3:]}
@@ -221,7 +220,7 @@ def test_product_filter(product_data, db_url):
     assert table.exit_code == 0
     assert "acme/api" not in table.stdout and table.stdout.count("acme/app") == 2
     lines = table.stdout.splitlines()
-    assert lines[1].split()[:3] == ["kpi", "product", "value"]
+    assert lines[1].split()[:3] == ["kpi_name", "product", "value"]
     assert lines[3].split()[:4] == ["product_success_rate", "acme/app", "75", "percent"]
 
 

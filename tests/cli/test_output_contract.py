@@ -180,6 +180,7 @@ def test_an_unreachable_database_is_a_document(args):
         (["kpis", "--level", "nope"], "invalid value for '--level'"),
         (["jobs", "--bogus"], "no such option: --bogus"),
         (["aggregate", "--period-hours", "x"], "invalid value for --period-hours"),
+        (["migrate", "--sql"], "--sql prints SQL, not JSON"),
     ],
 )
 def test_a_bad_value_is_a_document_before_any_connection(args, message):

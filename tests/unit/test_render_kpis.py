@@ -112,7 +112,7 @@ def test_csv_rows_are_raw_values_in_column_order():
 
 def test_factory_table_has_no_product_column():
     columns, rows = render.table(VALUES, "factory")
-    assert columns == ["kpi", "value", "unit", "version", "period (UTC)", "calculated_at"]
+    assert columns == ["kpi_name", "value", "unit", "kpi_version", "period", "calculated_at"]
     assert rows == [
         ["success_rate", "66.67", "%", "1", "2026-12-01 00:00 .. 2026-12-02 00:00", CALCULATED],
         ["mtti", "no data", "%", "1", "2026-12-01 00:00 .. 2026-12-02 00:00", CALCULATED],
@@ -124,7 +124,7 @@ def test_product_table_shows_the_product_or_its_id():
     named = value("mtti", Decimal("12.5"), level="product", scope_id=SCOPE, product="acme/app")
     unnamed = value("mtti", Decimal("1"), level="product", scope_id=SCOPE, period_end=CALCULATED)
     columns, rows = render.table([named, unnamed], "product")
-    assert columns[:3] == ["kpi", "product", "value"]
+    assert columns[:3] == ["kpi_name", "product", "value"]
     assert rows[0][:3] == ["mtti", "acme/app", "12.5"]
     assert rows[1][1] == str(SCOPE) and rows[1][5].endswith(".. 2026-12-02 00:05:30")
 

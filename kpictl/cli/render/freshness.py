@@ -21,7 +21,7 @@ from kpictl.services.reports.freshness import (
 EXIT_CODES = {FRESH: 0, STALE: 1, EXPIRED: 2, MISSING: 2}
 UNKNOWN_EXIT_CODE = 3  # the check itself could not run (Nagios UNKNOWN)
 NAGIOS_WORDS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
-TABLE_COLUMNS = ["kpi", "level", "status", "age", "last_calculated_at"]
+TABLE_COLUMNS = ["kpi_name", "level", "status", "age", "last_calculated_at"]
 PROMETHEUS_PREFIX = "kpictl_"
 
 

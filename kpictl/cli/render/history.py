@@ -6,7 +6,9 @@ The export's CSV is not built here: PostgreSQL writes it with COPY
 
 from __future__ import annotations
 
+import itertools
 import json
+import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, TextIO
@@ -74,13 +76,19 @@ def table_rows(rows: Iterable[ExportRow]) -> list[list[str]]:
 def write_json(tenant: Tenant, rows: Iterable[ExportRow], out: TextIO) -> int:
     """`{"status", "tenant": {"id", "slug"}, "data": [...]}`, one record per line, written as
     rows arrive; numbers keep their 2 decimals (12.50), NULL is null. Returns the record count."""
+    from kpictl.cli.output import streamed_document_begun
+
+    rows = iter(rows)
+    first = next(rows, None)  # the query runs here: a failure before any output is clean
     head = {"id": str(tenant.id), "slug": tenant.slug}
+    streamed_document_begun(out is sys.stdout)
     out.write('{\n  "status": "success",\n  "tenant": ' + json.dumps(head) + ',\n  "data": [')
     count = 0
-    for row in rows:
+    for row in itertools.chain([first] if first is not None else [], rows):
         out.write((",\n    " if count else "\n    ") + _row_json(row))
         count += 1
     out.write("\n  ]\n}\n" if count else "]\n}\n")
+    streamed_document_begun(False)
     return count
 
 

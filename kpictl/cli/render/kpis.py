@@ -38,7 +38,7 @@ def csv_rows(values: list[KpiValue]) -> list[list[Any]]:
 def table(values: list[KpiValue], level: str) -> tuple[list[str], list[list[Any]]]:
     """For people: 'no data' for a NULL value, 'never computed' for a KPI without snapshots;
     a product column at product level only."""
-    columns = ["kpi", "product", "value", "unit", "version", "period (UTC)", "calculated_at"]
+    columns = ["kpi_name", "product", "value", "unit", "kpi_version", "period", "calculated_at"]
     rows = []
     for item in values:
         if item.never_computed:
