@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -72,8 +72,8 @@ def kpis(
         return _prometheus(settings, level.value if level else None, product, target)
     chosen = service.resolve_level(level.value if level else None, product)
     owner_name = service.parse_product(product) if product is not None else None
-    values = _latest_values(settings, chosen, owner_name)
-    _show(values, chosen, format)
+    values, trends = _latest_values(settings, chosen, owner_name, trends=format == Format.table)
+    _show(values, chosen, format, trends)
     if not values:
         log.warning(
             "no %s-level snapshots%s yet; run `kpictl aggregate`",
@@ -83,18 +83,23 @@ def kpis(
 
 
 def _latest_values(
-    settings: Settings, level: str, owner_name: tuple[str, str] | None
-) -> "list[KpiValue]":
-    """The latest value of each KPI at `level`, of one product (owner, name) when given."""
+    settings: Settings, level: str, owner_name: tuple[str, str] | None, *, trends: bool
+) -> "tuple[list[KpiValue], dict[Any, Any] | None]":
+    """The latest value of each KPI at `level`, of one product (owner, name) when given; with
+    `trends`, also the values of the same windows before (`services/reports/trends.py`)."""
     from kpictl.cli.database import open_database
     from kpictl.services.reports import latest as service
+    from kpictl.services.reports.trends import trends as trends_of
 
     with open_database(settings).engine.connect() as connection:
         scope_ids = service.product_ids(connection, *owner_name) if owner_name else None
-        return service.latest_values(connection, level=level, scope_ids=scope_ids)
+        values = service.latest_values(connection, level=level, scope_ids=scope_ids)
+        return values, (trends_of(connection, values) if trends else None)
 
 
-def _show(values: "list[KpiValue]", level: str, format: Format) -> None:
+def _show(
+    values: "list[KpiValue]", level: str, format: Format, trends: "dict[Any, Any] | None"
+) -> None:
     from kpictl.cli import output
     from kpictl.cli.render import kpis as render
 
@@ -103,8 +108,9 @@ def _show(values: "list[KpiValue]", level: str, format: Format) -> None:
     elif format in (Format.csv, Format.ndjson):
         output.emit_rows(format.value, render.COLUMNS, render.csv_rows(values))
     else:
-        columns, rows = render.table(values, level)
-        output.emit_table(columns, rows, title=f"{level} KPIs (latest)")
+        columns, rows = render.table(values, level, trends)
+        title = f"{level} KPIs (latest)"
+        output.emit_table(columns, rows, title=title, optional=render.OPTIONAL)
 
 
 def _output_target(path: Path | None, format: Format) -> Path | None:

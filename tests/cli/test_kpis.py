@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -103,6 +103,7 @@ def test_factory_table(factory_data, db_url):
         "kpi_version",
         "period",
         "calculated_at",
+        "trend",
     ]
     rows = {line.split()[0]: line for line in lines[3:]}
     assert rows["mtti"].split() == [
@@ -117,6 +118,9 @@ def test_factory_table(factory_data, db_url):
         "00:00",
         "2026-01-10",  # tables shorten timestamps (UTC); JSON and CSV keep ISO 8601
         "01:00:00",
+        "▁█",  # the trend: the same one-day window the day before (1000), then 2500.125
+        "↑",
+        "+1500.13",
     ]
     assert " no data " in rows["success_rate"] and " 0 " not in rows["success_rate"]
     assert rows["factory_throughput"].split()[1] == "40"
@@ -312,3 +316,23 @@ def test_a_period_not_yet_over_does_not_hide_the_last_cycle(engine, db_url):
     result = run_cli(["kpis", "--format", "json"], db_url)
     values = {item["kpi_name"]: item["value"] for item in json.loads(result.stdout)["data"]}
     assert values["mtti"] == 100
+
+
+def test_the_table_shows_each_kpi_s_trend(db_url, engine):
+    """The same one-day window on the days before (one missing), oldest first, and the change
+    since the previous value; JSON and CSV stay the values of docs/OUTPUT.md."""
+    end = datetime(2026, 1, 10, tzinfo=UTC)
+    with engine.begin() as conn:
+        for days_back, value in ((0, "40"), (1, "20"), (3, "10")):
+            window_end = end - timedelta(days=days_back)
+            factories.snapshot(
+                conn, "mtti", Decimal(value), window_end - timedelta(days=1), window_end
+            )
+    result = run_cli(["kpis"], db_url)
+    assert result.exit_code == 0, result.output
+    header = result.stdout.splitlines()[1]
+    assert header.split()[-1] == "trend"
+    mtti = next(line for line in result.stdout.splitlines() if line.startswith("mtti "))
+    assert mtti.rstrip().endswith("  ▁ ▃█ ↑ +20")  # 10, (none), 20, 40
+    as_csv = run_cli(["kpis", "--format", "csv"], db_url).stdout
+    assert "trend" not in as_csv.splitlines()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -35,26 +36,57 @@ def csv_rows(values: list[KpiValue]) -> list[list[Any]]:
     return [[getattr(item, name) for name in COLUMNS] for item in values]
 
 
-def table(values: list[KpiValue], level: str) -> tuple[list[str], list[list[Any]]]:
+# Left out first when a terminal is too narrow (KPI names are never cut).
+OPTIONAL = ("calculated_at", "kpi_version", "unit", "period", "trend")
+
+
+def table(
+    values: list[KpiValue],
+    level: str,
+    trends: Mapping[tuple[str, Any], Sequence[Decimal | None]] | None = None,
+) -> tuple[list[str], list[list[Any]]]:
     """For people: 'no data' for a NULL value, 'never computed' for a KPI without snapshots;
-    a product column at product level only."""
+    a product column at product level only; with `trends`, a trend column (the same window
+    before, as a sparkline, and the change since the previous value)."""
     columns = ["kpi_name", "product", "value", "unit", "kpi_version", "period", "calculated_at"]
-    rows = []
-    for item in values:
-        if item.never_computed:
-            shown, period = "never computed", ""
-        else:
-            shown = "no data" if item.value is None else format_value(item.value)
-            period = f"{_instant(item.period_start)} .. {_instant(item.period_end)}"
-        product = item.product or ("" if item.scope_id is None else str(item.scope_id))
-        unit = item.unit or ""
-        rows.append(
-            [item.kpi_name, product, shown, unit, item.kpi_version, period, item.calculated_at]
-        )
+    rows = [_table_row(item) for item in values]
+    if trends is not None:
+        _add_trends(values, columns, rows, trends)
     if level == "factory":
         columns.pop(1)
         rows = [row[:1] + row[2:] for row in rows]
     return columns, rows
+
+
+def _table_row(item: KpiValue) -> list[Any]:
+    if item.never_computed:
+        shown, period = "never computed", ""
+    else:
+        shown = "no data" if item.value is None else format_value(item.value)
+        period = f"{_instant(item.period_start)} .. {_instant(item.period_end)}"
+    product = item.product or ("" if item.scope_id is None else str(item.scope_id))
+    unit = item.unit or ""
+    return [item.kpi_name, product, shown, unit, item.kpi_version, period, item.calculated_at]
+
+
+def _add_trends(
+    values: list[KpiValue],
+    columns: list[str],
+    rows: list[list[Any]],
+    trends: Mapping[tuple[str, Any], Sequence[Decimal | None]],
+) -> None:
+    columns.append("trend")
+    for item, row in zip(values, rows, strict=True):
+        row.append(trend_cell(trends.get((item.kpi_name, item.scope_id), [])))
+
+
+def trend_cell(series: Sequence[Decimal | None]) -> str:
+    """`▁▃▅█ ↑ +3.5`: the sparkline from the first value on (the windows before it hold none),
+    then the change since the previous value."""
+    from kpictl.cli.render.trends import change, sparkline
+
+    first = next((i for i, value in enumerate(series) if value is not None), len(series))
+    return f"{sparkline(series[first:])} {change(series)}".strip()
 
 
 def format_value(value: Decimal) -> str:

@@ -5,7 +5,7 @@ line chart of fixed width and height for a terminal or a pipe."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from kpictl.serialize import plain_number
 
@@ -40,7 +40,14 @@ def change(series: Sequence[Value]) -> str:
     delta = present[-1] - present[-2]
     arrow = "↑" if delta > 0 else "↓" if delta < 0 else "→"
     sign = "+" if delta > 0 else ""
-    return f"{arrow} {sign}{plain_number(delta, 2)}"
+    return f"{arrow} {sign}{two_decimals(delta)}"
+
+
+def two_decimals(value: Decimal) -> str:
+    """At most two decimals, half away from zero like the values beside it: 1500.125 ->
+    '1500.13', 3.50 -> '3.5', 0 -> '0'."""
+    text = f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def line_chart(series: Sequence[Value], *, width: int, height: int = 8) -> list[str]:
