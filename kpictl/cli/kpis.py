@@ -1,11 +1,15 @@
 """`kpictl kpis`: the latest value of each KPI with its period, unit and version."""
 
 import logging
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kpictl.cli import complete
 from kpictl.cli.commands import kpictl_command
 from kpictl.cli.options import (
     Format,
@@ -13,8 +17,10 @@ from kpictl.cli.options import (
     KpisFormat,
     KpisFormatOption,
     OutputFileOption,
+    SinceDateOption,
     output_file,
 )
+from kpictl.errors import UsageError
 from kpictl.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,6 +29,15 @@ if TYPE_CHECKING:
 app = typer.Typer()
 log = logging.getLogger(__name__)
 
+TrendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--trend",
+        help="Draw this KPI over time (since --since) instead of the table.",
+        metavar="KPI",
+        autocompletion=complete.kpi_names,
+    ),
+]
 ProductOption = Annotated[
     str | None,
     typer.Option("--product", help="Only this product (owner/name).", metavar="OWNER/NAME"),
@@ -48,6 +63,10 @@ Examples:
 
     kpictl kpis --format csv > kpis.csv
 
+    kpictl kpis --trend mtti --since 2026-01-01
+
+    kpictl kpis --trend product_success_rate --product acme/app
+
     kpictl kpis --format prometheus --output $TEXTFILE_DIR/kpis.prom
 
 --format prometheus: every KPI of both levels (or of --level), one gauge family per KPI with
@@ -64,9 +83,13 @@ def kpis(
     product: ProductOption = None,
     format: KpisFormatOption = KpisFormat.table,
     output_path: OutputFileOption = None,
+    trend: TrendOption = None,
+    since: SinceDateOption = None,
 ) -> None:
     from kpictl.services.reports import latest as service
 
+    if trend is not None:
+        return _trend(settings, trend, product, since, format)
     target = _output_target(output_path, format)
     if format == Format.prometheus:
         return _prometheus(settings, level.value if level else None, product, target)
@@ -141,3 +164,68 @@ def _prometheus(
         ]
         health = job_health.job_health(connection)
     output.emit_text(kpi_metrics.render(values, health), target)
+
+
+TREND_DAYS = 30  # --trend without --since
+
+
+def _trend(
+    settings: Settings, kpi: str, product: str | None, since: str | None, format: Format
+) -> None:
+    """One KPI over time: a line chart as wide as the terminal (80 columns in a pipe), or its
+    points in JSON / CSV / NDJSON."""
+    from kpictl.cli import output
+    from kpictl.cli.render import kpis as render
+
+    width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else 80
+    points = TREND_POINTS_MAX if format != Format.table else max(width - TREND_AXIS, 10)
+    series, definition = _trend_series(settings, kpi, product, _trend_start(since), points)
+    if format in (Format.json, Format.csv, Format.ndjson):
+        output.emit_rows(format.value, render.TREND_COLUMNS, render.trend_rows(series))
+    elif format == Format.table:
+        output.echo_lines(render.trend_lines(series, definition, product, width))
+    else:
+        raise UsageError(f"--trend draws a chart or lists its points, not {format.value}")
+
+
+def _trend_start(since: str | None) -> datetime:
+    from kpictl.cli.options import calendar_date
+
+    day = calendar_date(since, "--since")
+    if day is None:
+        return datetime.now(UTC) - timedelta(days=TREND_DAYS)
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+def _trend_series(
+    settings: Settings, kpi: str, product: str | None, start: datetime, points: int
+) -> "tuple[list[Any], Any]":
+    from kpictl import kpis as registry
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports import latest, trends
+
+    definition = registry.BY_NAME.get(kpi)
+    if definition is None or definition.level == "run":
+        raise UsageError(f"invalid value for --trend: {kpi!r} is not a factory or product KPI")
+    if (definition.level == "product") != (product is not None):
+        raise UsageError(
+            f"--trend {kpi} is a {definition.level}-level KPI: "
+            + ("give --product owner/name" if product is None else "leave out --product")
+        )
+    with open_database(settings).engine.connect() as connection:
+        scope = (
+            latest.product_ids(connection, *latest.parse_product(product)) if product else [None]
+        )
+        series = trends.history(
+            connection,
+            kpi,
+            level=definition.level,
+            scope_id=scope[0],
+            since=start,
+            points=TREND_POINTS_MAX,
+        )
+    return series, definition
+
+
+TREND_POINTS_MAX = 1000  # JSON/CSV: more points than this are averaged in groups
+TREND_AXIS = 14  # a chart's y-axis labels: one point per remaining column

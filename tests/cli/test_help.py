@@ -45,3 +45,23 @@ def test_help_at_80_columns_keeps_every_example_verbatim(path):
         assert example in shown, f"{example!r} is not a line of `kpictl {' '.join(path)} --help`"
     too_wide = [line for line in result.output.splitlines() if len(line) > WIDTH]
     assert too_wide == []
+
+
+def test_kpictl_alone_prints_its_help_and_exits_2():
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    assert "Usage: kpictl [OPTIONS] COMMAND" in result.output
+    assert "kpictl: error" not in result.output
+
+
+def test_a_parse_error_in_kpictl_s_style_also_with_format_equals_json():
+    result = CliRunner().invoke(app, ["jobs", "--bogus", "--format=json"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("kpictl: error: no such option: --bogus")
+    assert "hint: see `kpictl jobs --help`" in result.stderr
+    assert '"exit_code": 2' in result.stdout and "Usage:" not in result.output
+
+
+def test_the_root_command_in_click_s_non_standalone_mode_is_click_s():
+    command = typer.main.get_command(app)
+    assert command.main(["--version"], prog_name="kpictl", standalone_mode=False) == 0

@@ -102,3 +102,26 @@ def _instant(moment: datetime | None) -> str:
     if moment is None:
         return ""
     return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+
+
+TREND_COLUMNS = ["period_end", "value"]
+
+
+def trend_rows(series: Sequence[Any]) -> list[list[Any]]:
+    return [[point.period_end, point.value] for point in series]
+
+
+def trend_lines(
+    series: Sequence[Any], definition: Any, product: str | None, width: int
+) -> list[str]:
+    """A title, the chart (the newest points that fit), and the span it covers."""
+    from kpictl.cli.render.trends import line_chart
+
+    scope = product or "factory"
+    title = f"{definition.name} ({scope}, {definition.unit})"
+    if not series:
+        return [title, "(no values in this range; run `kpictl aggregate` or `kpictl backfill`)"]
+    chart = line_chart([point.value for point in series], width=width, height=10)
+    first, last = series[0].period_end, series[-1].period_end
+    span = f"{_instant(first)} .. {_instant(last)} UTC, {len(series)} points"
+    return [title, *chart, span]

@@ -10,11 +10,25 @@ snapshot is a gap (None). Read by one query for all KPIs and scopes.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, Integer, String, cast, column, func, select, true, values
+from sqlalchemy import (
+    Connection,
+    Integer,
+    String,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+    true,
+    values,
+)
 from sqlalchemy.dialects.postgresql import UUID
 
+from kpictl import kpis as registry
 from kpictl.db.schema import TIMESTAMPTZ, kpi_snapshots
 from kpictl.services.reports.latest import KpiValue
 
@@ -69,3 +83,57 @@ def trends(
     for row in connection.execute(statement):
         series[(row.kpi_name, row.scope_id)][points - 1 - row.k] = row.value
     return series
+
+
+@dataclass(frozen=True)
+class Point:
+    period_end: datetime  # the newest period end of the points averaged into this one
+    value: Decimal | None  # their mean (NULL values left out); None: no data
+
+
+def history(
+    connection: Connection,
+    kpi_name: str,
+    *,
+    level: str,
+    scope_id: uuid.UUID | None = None,
+    since: datetime,
+    points: int,
+) -> list[Point]:
+    """One KPI's values over time, oldest first: the snapshots of the same window length as its
+    latest one whose period ended since `since`, averaged server-side into at most `points`
+    consecutive groups (a chart has fewer columns than a year has 5-minute cycles)."""
+    snapshots = kpi_snapshots
+    same_series = (
+        snapshots.c.level == level,
+        snapshots.c.kpi_name == kpi_name,
+        snapshots.c.kpi_version == registry.BY_NAME[kpi_name].version,
+        snapshots.c.scope_id.is_not_distinct_from(cast(literal(scope_id), UUID(as_uuid=True))),
+        snapshots.c.period_end <= func.now(),
+    )
+    window = (
+        select((snapshots.c.period_end - snapshots.c.period_start).label("length"))
+        .where(*same_series)
+        .order_by(snapshots.c.period_end.desc(), snapshots.c.calculated_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    chosen = (
+        select(
+            snapshots.c.period_end,
+            snapshots.c.value,
+            func.ntile(points).over(order_by=snapshots.c.period_end).label("bucket"),
+        )
+        .where(*same_series, snapshots.c.period_end >= since)
+        .where(snapshots.c.period_end - snapshots.c.period_start == window)
+        .subquery("chosen")
+    )
+    statement = (
+        select(
+            func.max(chosen.c.period_end).label("period_end"),
+            func.avg(chosen.c.value).label("value"),
+        )
+        .group_by(chosen.c.bucket)
+        .order_by(chosen.c.bucket)
+    )
+    return [Point(row.period_end, row.value) for row in connection.execute(statement)]
