@@ -98,11 +98,12 @@ def kpis(
     values, trends = _latest_values(settings, chosen, owner_name, trends=format == Format.table)
     _show(values, chosen, format, trends)
     if not values:
-        log.warning(
-            "no %s-level snapshots%s yet; run `kpictl aggregate`",
-            chosen,
-            f" for {product}" if product else "",
-        )
+        _nothing_yet(chosen, product)
+
+
+def _nothing_yet(level: str, product: str | None) -> None:
+    scope = f" for {product}" if product else ""
+    log.warning("no %s-level snapshots%s yet; run `kpictl aggregate`", level, scope)
 
 
 def _latest_values(
@@ -197,32 +198,31 @@ def _trend_start(since: str | None) -> datetime:
     return datetime.combine(day, datetime.min.time(), UTC)
 
 
-def _trend_series(
-    settings: Settings, kpi: str, product: str | None, start: datetime, points: int
-) -> "tuple[list[Any], Any]":
+def _trend_kpi(kpi: str, product: str | None) -> Any:
+    """The definition of a factory or product KPI, with --product exactly for the latter."""
     from kpictl import kpis as registry
-    from kpictl.cli.database import open_database
-    from kpictl.services.reports import latest, trends
 
     definition = registry.BY_NAME.get(kpi)
     if definition is None or definition.level == "run":
         raise UsageError(f"invalid value for --trend: {kpi!r} is not a factory or product KPI")
     if (definition.level == "product") != (product is not None):
-        raise UsageError(
-            f"--trend {kpi} is a {definition.level}-level KPI: "
-            + ("give --product owner/name" if product is None else "leave out --product")
-        )
+        need = "give --product owner/name" if product is None else "leave out --product"
+        raise UsageError(f"--trend {kpi} is a {definition.level}-level KPI: {need}")
+    return definition
+
+
+def _trend_series(
+    settings: Settings, kpi: str, product: str | None, start: datetime, points: int
+) -> "tuple[list[Any], Any]":
+    from kpictl.cli.database import open_database
+    from kpictl.services.reports import latest, trends
+
+    definition = _trend_kpi(kpi, product)
     with open_database(settings).engine.connect() as connection:
-        scope = (
-            latest.product_ids(connection, *latest.parse_product(product)) if product else [None]
-        )
+        owner_name = latest.parse_product(product) if product else None
+        scope = latest.product_ids(connection, *owner_name) if owner_name else [None]
         series = trends.history(
-            connection,
-            kpi,
-            level=definition.level,
-            scope_id=scope[0],
-            since=start,
-            points=TREND_POINTS_MAX,
+            connection, kpi, level=definition.level, scope_id=scope[0], since=start, points=points
         )
     return series, definition
 

@@ -48,14 +48,14 @@ def test_help_at_80_columns_keeps_every_example_verbatim(path):
 
 
 def test_kpictl_alone_prints_its_help_and_exits_2():
-    result = CliRunner().invoke(app, [])
+    result = CliRunner().invoke(app, [], prog_name="kpictl")
     assert result.exit_code == 2
     assert "Usage: kpictl [OPTIONS] COMMAND" in result.output
     assert "kpictl: error" not in result.output
 
 
 def test_a_parse_error_in_kpictl_s_style_also_with_format_equals_json():
-    result = CliRunner().invoke(app, ["jobs", "--bogus", "--format=json"])
+    result = CliRunner().invoke(app, ["jobs", "--bogus", "--format=json"], prog_name="kpictl")
     assert result.exit_code == 2
     assert result.stderr.startswith("kpictl: error: no such option: --bogus")
     assert "hint: see `kpictl jobs --help`" in result.stderr

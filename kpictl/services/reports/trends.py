@@ -18,6 +18,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     String,
+    case,
     cast,
     column,
     func,
@@ -131,7 +132,11 @@ def history(
     statement = (
         select(
             func.max(chosen.c.period_end).label("period_end"),
-            func.avg(chosen.c.value).label("value"),
+            # one value as stored (avg() would give it 16 decimals); several: their mean
+            case(
+                (func.count(chosen.c.value) == 1, func.min(chosen.c.value)),
+                else_=func.avg(chosen.c.value),
+            ).label("value"),
         )
         .group_by(chosen.c.bucket)
         .order_by(chosen.c.bucket)
