@@ -215,6 +215,16 @@ def test_show_takes_a_unique_prefix_and_lists_an_ambiguous_one(db_url, engine):
         f"kpictl: error: job ID '59379dd5' is ambiguous: {second}, {first}; give more of it"
         in ambiguous.stderr
     )
+    with engine.begin() as conn:
+        third = factories.job(
+            conn,
+            "retention",
+            "completed",
+            factories.at(3),
+            id="a1b2c3d4-2222-4000-8000-000000000003",
+        )
+    eight = run_cli(["jobs", "show", str(third)[:8], "--format", "json"], db_url)  # `a1b2c3d4`
+    assert eight.exit_code == 0 and json.loads(eight.stdout)["data"]["id"] == str(third)
     missing = run_cli(["jobs", "show", "59379dd6"], db_url)
     assert missing.exit_code == 1 and "no such job: 59379dd6" in missing.stderr
 
