@@ -8,6 +8,9 @@ production signature (settings, options, service parameters) carries them.
   a step is running (the server sees a statement that a stop request can cancel). Steps: the
   pipeline's `run`, `product`, `factory`, `views`; history fill's `fill` (each chunk, after its
   writes); retention's `retention` (each DELETE batch, before it).
+- `KPICTL_DEBUG_STEP_GATE="product"`: at the same points, the step waits for
+  `pg_advisory_xact_lock_shared(GATE_KEY)` inside its transaction, so a test that holds
+  `pg_advisory_lock(GATE_KEY)` decides when the step goes on (no race against a fixed sleep).
 - `KPICTL_DEBUG_ADOPT_FAIL_AT=step`: `fail_after(step)` raises CommandFailed after that adoption
   step, inside the adoption's transaction.
 
@@ -24,6 +27,8 @@ from sqlalchemy import Connection, text
 from kpictl.errors import CommandFailed, ConfigurationError
 
 STEP_SLEEP = "KPICTL_DEBUG_STEP_SLEEP"
+STEP_GATE = "KPICTL_DEBUG_STEP_GATE"
+GATE_KEY = 0x6B70_6963_7465_7374  # "kpictest": far from the job locks' 7-byte keys
 ADOPT_FAIL_AT = "KPICTL_DEBUG_ADOPT_FAIL_AT"
 
 
@@ -40,10 +45,13 @@ def step_delays() -> dict[str, float]:
 
 
 def pause(connection: Connection, step: str) -> None:
-    """Sleep on the server, inside `connection`'s transaction, when `step` is given a delay."""
+    """Sleep on the server, inside `connection`'s transaction, when `step` is given a delay; then
+    wait at the gate when `step` is gated."""
     seconds = step_delays().get(step)
     if seconds:
         connection.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    if step in os.environ.get(STEP_GATE, "").replace(" ", "").split(","):
+        connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": GATE_KEY})
 
 
 def adopt_fail_at() -> str | None:

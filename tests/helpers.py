@@ -23,6 +23,7 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from kpictl._testing import GATE_KEY
 from tests.conftest import ENV_KEYS, libpq
 
 # The backends of this database (other than the asking one) sleeping in a step's pg_sleep, as
@@ -55,6 +56,35 @@ def scalar(engine, query: str, **parameters):
 def sleeping_backends(engine) -> int:
     """How many backends of this database sleep in a step's pg_sleep right now."""
     return scalar(engine, SLEEPING)
+
+
+# The backends of this database waiting at the step gate of KPICTL_DEBUG_STEP_GATE.
+AT_GATE = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+    "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted "
+    f"AND l.classid::bigint = {GATE_KEY >> 32} AND l.objid::bigint = {GATE_KEY & 0xFFFFFFFF}"
+)
+
+
+@contextmanager
+def step_gate(engine) -> Iterator[Callable[[], None]]:
+    """Close the gate of KPICTL_DEBUG_STEP_GATE for the block; yields `open_gate()`, which lets
+    the waiting steps go on (the block's end opens it too). The holding session never times out."""
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    conn.exec_driver_sql("SET idle_session_timeout = 0")
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": GATE_KEY})
+    held = [True]
+
+    def open_gate() -> None:
+        if held[0]:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": GATE_KEY})
+            held[0] = False
+
+    try:
+        yield open_gate
+    finally:
+        open_gate()
+        conn.close()
 
 
 def spawn(args: list[str], url: str, **env: str) -> subprocess.Popen:

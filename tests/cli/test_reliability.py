@@ -22,7 +22,7 @@ from kpictl.db.engine import make_engine
 from kpictl.services.jobs import lock as locks
 from tests import factories as f
 from tests.conftest import PgServer, test_settings
-from tests.helpers import SLEEPING, scalar, spawn, terminate, wait_for
+from tests.helpers import AT_GATE, SLEEPING, scalar, spawn, step_gate, terminate, wait_for
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 REPO = Path(__file__).resolve().parents[2]
@@ -84,18 +84,18 @@ def test_idle_session_timeout_never_takes_the_lock_from_a_running_aggregate(db_u
     set_idle_session_timeout(engine, "2s")
     with engine.begin() as conn:
         f.completed_runs(conn, 5)
-    # the lock session idles through both sleeps (3 s before the second starts, then 8 s more)
-    first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="run:3,product:8")
-    try:
-        wait_for(
-            lambda: scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 5
-        )
-        wait_for(lambda: scalar(engine, SLEEPING) == 1)  # in the product step, 3 s after start
-        assert lock_session_pid(engine, locks.PIPELINE) is not None
-        second = spawn(["aggregate"], db_url)
-        _stdout, second_stderr = second.communicate(timeout=60)
-    finally:
-        stdout, stderr = first.communicate(timeout=60)
+    with step_gate(engine) as open_gate:
+        first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_GATE="product")
+        try:
+            wait_for(lambda: scalar(engine, AT_GATE) == 1)  # in the product step, lock held
+            time.sleep(3)  # the lock session idles past the server's 2 s idle_session_timeout
+            assert lock_session_pid(engine, locks.PIPELINE) is not None
+            second = spawn(["aggregate"], db_url)
+            _stdout, second_stderr = second.communicate(timeout=60)
+            time.sleep(3)  # and idles on while the first still computes
+            open_gate()
+        finally:
+            stdout, stderr = first.communicate(timeout=60)
     assert second.returncode == 75, second_stderr
     assert first.returncode == 0, stderr
     assert "completed" in stdout

@@ -123,8 +123,6 @@ def render_prometheus(report: FreshnessReport | None) -> str:
     """Prometheus text exposition (node_exporter textfile collector), made by prometheus_client.
     A KPI never computed has no timestamp or age sample but still its status samples; with
     `report=None` (the check could not run) only `kpictl_freshness_check_success 0` is written."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
     families = [
         _family(
             "freshness_check_success",
@@ -135,13 +133,19 @@ def render_prometheus(report: FreshnessReport | None) -> str:
     ]
     if report is not None:
         families += _kpi_families(report) + _check_families(report)
+    return exposition(families)
 
-    class _Report:
+
+def exposition(families: list[Any]) -> str:
+    """The text exposition of metric families (prometheus_client's), for every renderer."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class _Families:
         def collect(self) -> list[Any]:
             return families
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Report())
+    registry.register(_Families())
     return generate_latest(registry).decode("utf-8")
 
 

@@ -28,17 +28,9 @@ def scope_of(value: KpiValue) -> str:
 
 
 def render(values: Iterable[KpiValue], health: Iterable[JobHealth]) -> str:
-    from prometheus_client import CollectorRegistry, generate_latest
+    from kpictl.cli.render.freshness import exposition
 
-    families = kpi_families(list(values)) + job_families(list(health))
-
-    class _Exposition:
-        def collect(self) -> list[Any]:
-            return families
-
-    collectors = CollectorRegistry(auto_describe=False)
-    collectors.register(_Exposition())
-    return generate_latest(collectors).decode("utf-8")
+    return exposition(kpi_families(list(values)) + job_families(list(health)))
 
 
 def kpi_families(values: list[KpiValue]) -> list[Any]:

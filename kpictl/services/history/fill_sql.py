@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from datetime import date
 
-VALUE_COLUMNS = (
-    "aiv_pct",
-    "ati_pct",
-    "crs_pct",
-    "elasticity_usd_per_point",
-    "vli_integrity_pct",
-    "hrp_pct",
-    "vli_fallback",
-)
+from kpictl.services.history.export import METRICS
+
+VALUE_COLUMNS = (*METRICS, "vli_fallback")  # the export's metrics, and the fallback flag
 # A JSON string counts as a probability when it holds a plain decimal number.
 DECIMAL_REGEX = r"^\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\s*$"
 
