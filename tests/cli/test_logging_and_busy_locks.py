@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import date
 
 import pytest
@@ -15,6 +14,7 @@ from sqlalchemy import text
 
 from tests import factories
 from tests.conftest import ENV_KEYS
+from tests.helpers import AT_GATE, scalar, spawn, step_gate, wait_for
 
 
 def env_for(url: str, **extra: str) -> dict[str, str]:
@@ -109,54 +109,31 @@ def test_kpictl_log_level(db_url):
     assert "Traceback" not in stderr
 
 
-def wait_until(predicate, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
-def sleeping_in_the_server(engine) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%'"
-                )
-            ).scalar()
-        )
-
-
 @pytest.mark.parametrize(
-    ("command", "pause"),
-    # the first run holds its lock for >= 10 s (fill: one pause; retention: one per level)
-    [(["history", "fill"], "fill:10"), (["retention"], "retention:3")],
+    ("command", "step"),
+    # the first run waits at its step's gate, holding its lock, until both others have exited
+    [(["history", "fill"], "fill"), (["retention"], "retention")],
     ids=["history-fill", "retention"],
 )
-def test_two_at_once_one_runs_one_exits_75_and_quiet_means_silent(db_url, engine, command, pause):
+def test_two_at_once_one_runs_one_exits_75_and_quiet_means_silent(db_url, engine, command, step):
     with engine.begin() as conn:
         acme = factories.tenant(conn, "acme")
         factories.avi_report(conn, acme, date(2026, 1, 5))
-    first = subprocess.Popen(
-        [sys.executable, "-m", "kpictl", *command],
-        env=env_for(db_url, KPICTL_DEBUG_STEP_SLEEP=pause),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until(lambda: sleeping_in_the_server(engine))  # it holds its lock, mid-run
-        quiet = run([*command, "-q"], env_for(db_url))
-        assert quiet == (75, "", "")  # nothing for cron to mail
-        told = run(command, env_for(db_url))
-        assert told[0] == 75 and told[1] == ""
-        assert "error" not in told[2] and "lock" in told[2]  # an info line, not an error
-        _, stderr = first.communicate(timeout=120)
-        assert first.returncode == 0, stderr
-    finally:
-        if first.poll() is None:
-            first.kill()
+    with step_gate(engine) as open_gate:
+        first = spawn(command, db_url, KPICTL_DEBUG_STEP_GATE=step)
+        try:
+            wait_for(lambda: scalar(engine, AT_GATE) == 1)  # it holds its lock, mid-run
+            quiet = run([*command, "-q"], env_for(db_url))
+            assert quiet == (75, "", "")  # nothing for cron to mail
+            told = run(command, env_for(db_url))
+            assert told[0] == 75 and told[1] == ""
+            assert "error" not in told[2] and "lock" in told[2]  # an info line, not an error
+            open_gate()
+            _, stderr = first.communicate(timeout=120)
+            assert first.returncode == 0, stderr
+        finally:
+            if first.poll() is None:
+                first.kill()
     with engine.connect() as conn:
         statuses = conn.execute(text("SELECT status FROM kpi_aggregation_jobs")).scalars().all()
     assert statuses == ["completed"]  # the refused runs wrote no job row

@@ -12,7 +12,7 @@ import pytest
 from kpictl.services.jobs.lock import PIPELINE_LOCK_KEY
 from tests import factories as f
 from tests.conftest import libpq, run_cli
-from tests.helpers import SLEEPING, scalar, spawn, wait_for
+from tests.helpers import AT_GATE, SLEEPING, scalar, spawn, step_gate, wait_for
 
 
 def lock_sessions(engine) -> int:
@@ -74,16 +74,18 @@ def test_lock_held_exits_75_naming_the_holder_and_wait_proceeds(db_url, engine):
 def test_second_run_names_a_running_kpictl(db_url, engine):
     with engine.begin() as conn:
         f.completed_runs(conn)
-    first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_SLEEP="product:4")
-    try:
-        wait_for(lambda: job_status(engine) == "running")
-        job_id = scalar(engine, "SELECT id FROM kpi_aggregation_jobs WHERE status = 'running'")
-        second = run_cli(["aggregate"], db_url)
-        assert second.exit_code == 75
-        assert f"host {socket.gethostname()} pid {first.pid}" in second.stderr
-        assert str(job_id) in second.stderr
-    finally:
-        first.communicate(timeout=60)
+    with step_gate(engine) as open_gate:
+        first = spawn(["aggregate"], db_url, KPICTL_DEBUG_STEP_GATE="product")
+        try:
+            wait_for(lambda: scalar(engine, AT_GATE) == 1)
+            job_id = scalar(engine, "SELECT id FROM kpi_aggregation_jobs WHERE status = 'running'")
+            second = run_cli(["aggregate"], db_url)
+            assert second.exit_code == 75
+            assert f"host {socket.gethostname()} pid {first.pid}" in second.stderr
+            assert str(job_id) in second.stderr
+        finally:
+            open_gate()
+            first.communicate(timeout=60)
     assert first.returncode == 0
 
 
