@@ -14,6 +14,7 @@ from kpictl.cli import (
     kpis,
     migrate,
     pipeline,
+    report,
     retention,
 )
 from kpictl.cli.commands import new_app
@@ -43,7 +44,7 @@ def root(
 
 
 # One module per command group, in the order `--help` lists them.
-for group in (demo, migrate, pipeline, kpis, freshness, jobs, history, retention, doctor):
+for group in (demo, migrate, pipeline, kpis, report, freshness, jobs, history, retention, doctor):
     app.registered_commands.extend(group.app.registered_commands)
     app.registered_groups.extend(group.app.registered_groups)
 

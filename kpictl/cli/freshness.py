@@ -82,8 +82,8 @@ def freshness(
 
     target = _output_target(output_path, format)
     chosen_level, kpis = service.select_kpis(kpi or [], level.value if level else None)
-    warn, error = _thresholds(settings, warn_after, error_after)
-    per_kpi = _per_kpi_thresholds(settings, warn_after, error_after, kpis)
+    warn, error = thresholds(settings, warn_after, error_after)
+    per_kpi = per_kpi_thresholds(settings, warn_after, error_after, kpis)
     try:
         report = _check(settings, kpis, chosen_level, (warn, error), per_kpi)
     except (SchemaNotReady, UsageError):  # not migrated ...: 1; no database configured: 2
@@ -94,7 +94,7 @@ def freshness(
     return exit_code(report)
 
 
-def _thresholds(
+def thresholds(
     settings: Settings, warn_flag: str | None, error_flag: str | None, kpi: str | None = None
 ) -> tuple[float, float]:
     """(warn, error) in seconds, each from its flag, variable, config file or default; with
@@ -113,12 +113,12 @@ def _thresholds(
     return warn, error
 
 
-def _per_kpi_thresholds(
+def per_kpi_thresholds(
     settings: Settings, warn_flag: str | None, error_flag: str | None, kpis: "list[KpiDefinition]"
 ) -> dict[str, tuple[float, float]]:
     """The thresholds of the KPIs the config file names in [freshness.kpis.NAME]."""
     named = [kpi.name for kpi in kpis if kpi.name in settings.config.freshness_per_kpi]
-    return {name: _thresholds(settings, warn_flag, error_flag, name) for name in named}
+    return {name: thresholds(settings, warn_flag, error_flag, name) for name in named}
 
 
 def _output_target(path: Path | None, format: Format) -> Path | None:

@@ -84,6 +84,23 @@ def test_more_points_than_columns_are_averaged_in_the_database(engine, windows):
         ]
 
 
+def test_the_window_most_snapshots_have_is_the_series_not_the_latest_ones(engine, windows):
+    with engine.begin() as conn:  # one aggregate cycle's week after five daily buckets
+        f.snapshot(
+            conn, "mtti", Decimal(777), END + timedelta(hours=1) - 7 * DAY, END + timedelta(hours=1)
+        )
+    with engine.connect() as conn:
+        series = history(conn, "mtti", level="factory", since=END - 30 * DAY, points=10)
+    assert [point.value for point in series] == [10, 20, 30, 40, 50]
+    with engine.begin() as conn:  # five weeks more: the weekly windows are now the most
+        for hours in (2, 3, 4, 5, 6):
+            end = END + timedelta(hours=hours)
+            f.snapshot(conn, "mtti", Decimal(hours), end - 7 * DAY, end)
+    with engine.connect() as conn:
+        series = history(conn, "mtti", level="factory", since=END - 30 * DAY, points=10)
+    assert [point.value for point in series] == [777, 2, 3, 4, 5, 6]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -40,6 +40,7 @@ GATED = [
     pytest.param(["retention"], id="retention"),
     pytest.param(["history", "fill"], id="history-fill"),
     pytest.param(["history", "export", "--tenant", "x"], id="history-export"),
+    pytest.param(["report", "--output", "/tmp/kpictl-gated-report.html"], id="report"),
 ]
 
 CLI_DIR = Path(__file__).resolve().parents[2] / "kpictl" / "cli"

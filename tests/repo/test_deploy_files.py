@@ -18,7 +18,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "docs" / "deploy"
 UNITS = DEPLOY / "systemd"
 CRONTAB = DEPLOY / "crontab"
 JOBS = ("aggregate", "history-fill", "retention", "freshness")
-UNIT_JOBS = (*JOBS, "prometheus")  # prometheus: freshness metrics as a node_exporter textfile
+UNIT_JOBS = (*JOBS, "prometheus", "report")  # metrics for node_exporter; the HTML report
 TEXTFILE = "/var/lib/prometheus/node-exporter/kpictl.prom"
 KPICTL_BIN = "/usr/local/bin/kpictl"
 # `kpictl` as a word, then its arguments up to a shell operator or redirection.
@@ -108,13 +108,15 @@ def test_service_settings(job):
         ("history-fill", "*-*-* 04:00:00 UTC"),
         ("retention", "*-*-* 03:30:00 UTC"),
         ("freshness", "*:2/5"),
+        ("report", "*:4/15"),
     ],
 )
 def test_timer_settings(job, calendar):
     unit = read_unit(UNITS / f"kpictl-{job}.timer")
     assert unit["Timer"]["OnCalendar"] == calendar
     # a missed freshness slot is not run at boot: it would alert before the aggregate caught up
-    assert unit["Timer"]["Persistent"] == ("false" if job == "freshness" else "true")
+    # nor is a missed report (the next comes within 15 minutes)
+    assert unit["Timer"]["Persistent"] == ("false" if job in ("freshness", "report") else "true")
     assert unit["Install"]["WantedBy"] == "timers.target"
     # no Unit= override: each timer starts the service of the same name
     assert "Unit" not in unit["Timer"]
@@ -182,6 +184,7 @@ def test_crontab_schedule_matches_the_timers():
         "retention": "30 3 * * *",
         "freshness": "2-59/5 * * * *",
         "prometheus": "* * * * *",
+        "report": "4-59/15 * * * *",
     }
     for name in ("aggregate", "history fill", "retention"):
         lock = name.replace(" ", "-")

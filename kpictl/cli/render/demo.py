@@ -12,7 +12,9 @@ Next:
   kpictl jobs                              what ran, how long, how many snapshots
   kpictl history export --tenant acme      a tenant's weekly KPI history (CSV)
   docs/OPERATIONS.md, docs/deploy/         production setup and timers
-  kpictl demo --stop                       stop the embedded server (it keeps running)"""
+  kpictl demo --stop                       stop the embedded server (it keeps running)
+
+See the trends: kpictl report --output kpis.html, then open kpis.html in a browser."""
 
 
 def summary_lines(result: DemoResult) -> list[str]:

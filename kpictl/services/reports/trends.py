@@ -101,9 +101,13 @@ def history(
     since: datetime,
     points: int,
 ) -> list[Point]:
-    """One KPI's values over time, oldest first: the snapshots of the same window length as its
-    latest one whose period ended since `since`, averaged server-side into at most `points`
-    consecutive groups (a chart has fewer columns than a year has 5-minute cycles)."""
+    """One KPI's values over time, oldest first: its snapshots of one window length whose
+    period ended since `since`, averaged server-side into at most `points` consecutive groups (a
+    chart has fewer columns than a year has 5-minute cycles).
+
+    The window length is the one most of those snapshots have (the newest such on a tie): the
+    aggregate cycles' rolling window on a timer's database, the daily buckets after a backfill
+    with a single aggregate, never a mix of both (their values measure different spans)."""
     snapshots = kpi_snapshots
     same_series = (
         snapshots.c.level == level,
@@ -111,11 +115,14 @@ def history(
         snapshots.c.kpi_version == registry.BY_NAME[kpi_name].version,
         snapshots.c.scope_id.is_not_distinct_from(cast(literal(scope_id), UUID(as_uuid=True))),
         snapshots.c.period_end <= func.now(),
+        snapshots.c.period_end >= since,
     )
+    length = snapshots.c.period_end - snapshots.c.period_start
     window = (
-        select((snapshots.c.period_end - snapshots.c.period_start).label("length"))
+        select(length)
         .where(*same_series)
-        .order_by(snapshots.c.period_end.desc(), snapshots.c.calculated_at.desc())
+        .group_by(length)
+        .order_by(func.count().desc(), func.max(snapshots.c.period_end).desc())
         .limit(1)
         .scalar_subquery()
     )
@@ -125,8 +132,7 @@ def history(
             snapshots.c.value,
             func.ntile(points).over(order_by=snapshots.c.period_end).label("bucket"),
         )
-        .where(*same_series, snapshots.c.period_end >= since)
-        .where(snapshots.c.period_end - snapshots.c.period_start == window)
+        .where(*same_series, length == window)
         .subquery("chosen")
     )
     statement = (
