@@ -140,6 +140,10 @@ class Bench:
             for statement in filter(str.strip, script.split(";\n")):
                 conn.execute(statement, parameters)
 
+    def count(self, rows: str) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {rows}")).scalar_one())
+
     def checkpoint(self) -> None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("CHECKPOINT"))
@@ -338,6 +342,83 @@ def history_scenarios(bench: Bench, scale: str) -> list[Row]:
     return [*rows, export_scenario(bench, sizes["export_rows"])]
 
 
+# 30 days of a 5-minute aggregate timer (`--period-hours 24`): per cycle every factory KPI and
+# every product KPI of every product, and its job row; one job in 50 failed.
+CYCLES_SQL = """
+WITH cycles AS (
+    SELECT date_trunc('minute', CAST(:end AS timestamptz)) - g * interval '5 minutes' AS period_end, g
+    FROM generate_series(0, :cycles - 1) g
+), kpis(level, kpi_name, unit) AS (
+    VALUES ('factory', 'mtti', 'ms'), ('factory', 'success_rate', 'percent'),
+           ('factory', 'factory_throughput', 'runs_per_day'),
+           ('factory', 'steering_accuracy', 'percent'),
+           ('product', 'product_success_rate', 'percent'),
+           ('product', 'product_throughput', 'runs_per_day'),
+           ('product', 'product_avg_duration', 'ms')
+), scopes AS (
+    SELECT 'factory' AS level, CAST(NULL AS uuid) AS scope_id
+    UNION ALL SELECT 'product', id FROM repositories
+)
+INSERT INTO kpi_snapshots (kpi_name, level, scope_id, value, unit, period_start, period_end,
+                           calculated_at)
+SELECT k.kpi_name, k.level, s.scope_id, 50 + 40 * sin(c.g / 288.0 + length(k.kpi_name)),
+       k.unit, c.period_end - interval '24 hours', c.period_end, c.period_end + interval '20 s'
+FROM cycles c CROSS JOIN kpis k JOIN scopes s ON s.level = k.level
+ON CONFLICT DO NOTHING
+"""
+CYCLE_JOBS_SQL = """
+INSERT INTO kpi_aggregation_jobs (job_type, status, period_start, period_end, started_at,
+                                  completed_at, duration_ms, snapshots_created, error)
+SELECT 'aggregate', CASE WHEN g % 50 = 7 THEN 'failed' ELSE 'completed' END,
+       t - interval '24 hours', t, t, t + interval '700 ms', 700, 40,
+       CASE WHEN g % 50 = 7 THEN 'connection to server lost' END
+FROM generate_series(0, :cycles - 1) g,
+     LATERAL (SELECT date_trunc('minute', CAST(:end AS timestamptz)) - g * interval '5 minutes') AS c(t)
+"""
+
+
+def report_scenario(bench: Bench, scale: str) -> list[Row]:
+    """`kpictl report` as a process, on the runs of the backfill scenario (their run-level
+    snapshots and daily buckets) plus 30 days of 5-minute aggregate cycles and their jobs."""
+    sizes = SCALES[scale]
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    cycles = 30 * 24 * 12
+    if bench.count("workflow_executions") < sizes["backfill_runs"]:
+        reset_sources(bench)
+        load_runs(bench, seed=3, days=30, runs_per_day=sizes["backfill_runs"] // 30, now=end)
+    bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
+    day = end.replace(hour=0, minute=0)
+    pipeline.backfill(
+        bench.engine,
+        periods.buckets(day - timedelta(days=30), day, "day", periods.zone("UTC"), day),
+        force=False,
+        metadata={},
+        options=steps.PipelineOptions(),
+        stop=StopRequest(),
+        now=day,
+    )
+    bench.sql(CYCLES_SQL, end=end, cycles=cycles)
+    bench.sql(CYCLE_JOBS_SQL, end=end, cycles=cycles)
+    bench.vacuum()
+    snapshots = bench.count("kpi_snapshots")
+    target = Path(tempfile.mkdtemp(prefix="kpictl-report-")) / "kpis.html"
+    command = [sys.executable, "-m", "kpictl", "report", "--output", str(target), "-q"]
+    environment = {**os.environ, "KPICTL_DATABASE_URL": bench.url}
+    kpictl_s = median_time(
+        lambda: subprocess.run(command, env=environment, check=True), bench.repeat
+    )
+    size = target.stat().st_size // 1024
+    return [
+        Row(
+            "report --days 30 (HTML, process start included)",
+            f"{sizes['backfill_runs']:,} runs, {snapshots:,} snapshots",
+            kpictl_s,
+            None,
+            note=f"{cycles:,} cycles of 24 h windows in range; page {size} kB",
+        )
+    ]
+
+
 def export_scenario(bench: Bench, count: int) -> Row:
     tenant = "00000000-0000-4000-8000-00000000e890"
     bench.sql(
@@ -498,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["aggregate", "backfill", "history", "cli"], action="append"
+        "--only",
+        choices=["aggregate", "backfill", "history", "report", "cli"],
+        action="append",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
     args = parser.parse_args(argv)
@@ -511,11 +594,13 @@ def main(argv: list[str] | None = None) -> int:
                 text("SELECT 'PostgreSQL ' || current_setting('server_version')")
             ).scalar_one()
         rows: list[Row] = []
-        wanted = set(args.only or ["aggregate", "backfill", "history", "cli"])
+        wanted = set(args.only or ["aggregate", "backfill", "history", "report", "cli"])
         if "aggregate" in wanted:
             rows += aggregate_scenarios(bench, args.scale)
         if "backfill" in wanted:
             rows += backfill_scenario(bench, args.scale)
+        if "report" in wanted:
+            rows += report_scenario(bench, args.scale)
         if "history" in wanted:
             rows += history_scenarios(bench, args.scale)
         if "cli" in wanted:

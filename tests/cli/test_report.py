@@ -132,7 +132,7 @@ def test_the_charts_follow_the_daily_buckets_of_the_demo(demo, engine, tmp_path)
             )
         ).scalar_one()
     assert days >= 13
-    assert f"{days} points over the last 30 days" in page.text_of("kpi-mtti")
+    assert f"{days} points over the last 30 days, periods of 24 h" in page.text_of("kpi-mtti")
 
 
 def test_an_empty_database_gives_a_page_that_says_so(db_url, tmp_path):

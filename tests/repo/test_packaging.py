@@ -1,4 +1,5 @@
-"""The wheel ships the migrations, so an installed `kpictl migrate` needs no source checkout."""
+"""The wheel ships the migrations and the report's template, so an installed `kpictl migrate` or
+`kpictl report` needs no source checkout."""
 
 from __future__ import annotations
 
@@ -36,5 +37,6 @@ def test_wheel_contains_migrations(tmp_path):
     assert "kpictl/_alembic/env.py" in names
     assert "kpictl/_alembic/alembic.ini" in names
     assert {f"kpictl/_alembic/versions/{name}" for name in revisions} <= names
+    assert "kpictl/cli/render/templates/report.html.j2" in names  # `kpictl report`'s page
     assert not [name for name in names if "__pycache__" in name]
     assert any(name.endswith("entry_points.txt") for name in names)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -19,7 +19,6 @@ from kpictl import kpis as registry
 from kpictl.services.history.export import METRICS
 from kpictl.services.reports.latest import KpiValue
 from kpictl.services.reports.report import Report
-from kpictl.services.reports.trends import Point
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -34,6 +33,7 @@ class FactoryCard:
     period: str
     chart: str  # inline SVG, or "" without points in range
     points: int
+    window: str  # the length of the charted periods
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,7 @@ def html(report: Report) -> str:
         .render(
             report=report,
             version=__version__,
-            factory=[
-                _factory_card(value, report.factory_series.get(value.kpi_name, []))
-                for value in report.factory
-            ],
+            factory=[_factory_card(report, value) for value in report.factory],
             product_kpis=registry.at_level("product"),
             products=product_rows(report),
             tenant_charts=_tenant_charts(report),
@@ -89,11 +86,13 @@ def instant(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M") + " UTC"
 
 
-def _factory_card(latest: KpiValue, series: Sequence[Point]) -> FactoryCard:
+def _factory_card(report: Report, latest: KpiValue) -> FactoryCard:
+    """The latest value, its change as in `kpictl kpis`, the chart of the range."""
     from kpictl.cli.render.kpis import format_value
     from kpictl.cli.render.svg_charts import line_chart
     from kpictl.cli.render.trends import change
 
+    series = report.factory_series.get(latest.kpi_name, [])
     chart = ""
     if series:
         labels = [point.period_end for point in series]
@@ -103,13 +102,26 @@ def _factory_card(latest: KpiValue, series: Sequence[Point]) -> FactoryCard:
         name=latest.kpi_name,
         unit=latest.unit or "",
         value=_shown(latest, format_value),
-        change=change([point.value for point in series]),
-        period=""
-        if latest.never_computed
-        else f"{instant(latest.period_start)} .. {instant(latest.period_end)}",
+        change=change(report.factory_trends.get((latest.kpi_name, None), [])),
+        period=_period(latest),
         chart=chart,
         points=len(series),
+        window=_hours(series[-1].window) if series else "",
     )
+
+
+def _period(latest: KpiValue) -> str:
+    if latest.never_computed:
+        return ""
+    return f"{instant(latest.period_start)} .. {instant(latest.period_end)}"
+
+
+def _hours(window: timedelta | None) -> str:
+    """A window length as the operator set it: '24 h', '168 h', '90 min'."""
+    if window is None:
+        return ""
+    seconds = int(window.total_seconds())
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
 
 
 def _shown(latest: KpiValue, format_value: Any) -> str:

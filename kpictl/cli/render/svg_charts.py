@@ -42,29 +42,29 @@ def _new_chart(*, dots: bool) -> Any:
     import pygal
     from pygal.style import Style
 
-    style = Style(
-        colors=(COLOUR,),
-        background="transparent",
-        plot_background="transparent",
-        font_family="system-ui, sans-serif",
-        label_font_size=11,
-        major_label_font_size=11,
-    )
-    return pygal.Line(
-        js=[],
-        style=style,
-        width=WIDTH,
-        height=HEIGHT,
-        show_legend=False,
-        allow_interruptions=True,  # a period without a value is a gap, not a line across it
-        show_dots=dots,
-        dots_size=2.5,
-        show_minor_x_labels=False,
-        x_labels_major_count=X_LABELS,
-        truncate_label=-1,
-        margin=8,
-        disable_xml_declaration=True,
-    )
+    style = Style(colors=(COLOUR,), font_family="system-ui, sans-serif", **STYLE)
+    return pygal.Line(js=[], style=style, show_dots=dots, **CONFIG)
+
+
+STYLE = {
+    "background": "transparent",
+    "plot_background": "transparent",
+    "label_font_size": 11,
+    "major_label_font_size": 11,
+}
+CONFIG = {
+    "width": WIDTH,
+    "height": HEIGHT,
+    "show_legend": False,
+    "allow_interruptions": True,  # a period without a value is a gap, not a line across it
+    "dots_size": 2.5,
+    "show_minor_x_labels": False,
+    "x_labels_major_count": X_LABELS,
+    "truncate_label": -1,
+    "margin": 8,
+    "margin_right": 36,  # the last date label is centred on the right edge
+    "disable_xml_declaration": True,
+}
 
 
 def _label(moment: date | datetime) -> str:

@@ -60,6 +60,7 @@ class Report:
     days: int
     factory: list[KpiValue]
     factory_series: dict[str, list[Point]]  # per factory KPI, oldest first
+    factory_trends: dict[Key, list[Decimal | None]]  # the latest value's window moved back
     products: list[KpiValue]
     product_trends: dict[Key, list[Decimal | None]]
     freshness: FreshnessReport
@@ -92,6 +93,7 @@ def gather(
             )
             for kpi in registry.at_level("factory")
         },
+        factory_trends=trends(connection, factory),
         products=products,
         product_trends=trends(connection, products),
         freshness=check_freshness(

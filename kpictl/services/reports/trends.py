@@ -10,8 +10,8 @@ snapshot is a gap (None). Read by one query for all KPIs and scopes.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -90,6 +90,7 @@ def trends(
 class Point:
     period_end: datetime  # the newest period end of the points averaged into this one
     value: Decimal | None  # their mean (NULL values left out); None: no data
+    window: timedelta | None = field(default=None, compare=False)  # their periods' length
 
 
 def history(
@@ -130,6 +131,7 @@ def history(
         select(
             snapshots.c.period_end,
             snapshots.c.value,
+            length.label("length"),
             func.ntile(points).over(order_by=snapshots.c.period_end).label("bucket"),
         )
         .where(*same_series, length == window)
@@ -138,6 +140,7 @@ def history(
     statement = (
         select(
             func.max(chosen.c.period_end).label("period_end"),
+            func.max(chosen.c.length).label("window"),
             # one value as stored (avg() would give it 16 decimals); several: their mean
             case(
                 (func.count(chosen.c.value) == 1, func.min(chosen.c.value)),
@@ -147,4 +150,4 @@ def history(
         .group_by(chosen.c.bucket)
         .order_by(chosen.c.bucket)
     )
-    return [Point(row.period_end, row.value) for row in connection.execute(statement)]
+    return [Point(row.period_end, row.value, row.window) for row in connection.execute(statement)]
