@@ -26,6 +26,14 @@ DryRunFlag = Annotated[
 ]
 BucketOption = Annotated[Bucket, typer.Option("--bucket", help="Calendar bucket.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets already computed.")]
+FullRefreshFlag = Annotated[
+    bool,
+    typer.Option(
+        "--full-refresh",
+        help="Recompute every key of the window, ignoring what earlier runs computed (the job "
+        "row records it).",
+    ),
+]
 
 
 @kpictl_command(
@@ -39,13 +47,15 @@ ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets alre
     "    kpictl aggregate                     # last 24 h, every 5 min (timer)\n\n"
     "    kpictl aggregate --period-hours 168  # catch up on a week\n\n"
     "    kpictl aggregate --dry-run --format json\n\n"
-    "    kpictl aggregate --wait 120          # wait up to 2 min for a running one",
+    "    kpictl aggregate --wait 120          # wait up to 2 min for a running one\n\n"
+    "    kpictl aggregate --full-refresh      # after fixing source data or snapshots",
 )
 def aggregate(
     settings: Settings,
     period_hours: PeriodHoursOption = None,
     align: AlignOption = "5m",
     dry_run: DryRunFlag = False,
+    full_refresh: FullRefreshFlag = False,
     wait: WaitOption = None,
     format: TextFormatOption = TextFormat.table,
 ) -> int:
@@ -54,10 +64,8 @@ def aggregate(
 
     align_seconds = int(duration_seconds(align, "--align"))
     hours = _period_hours(settings, period_hours)
-    wait_for = wait_seconds(wait)
-    return pipeline_run.run_aggregate(
-        settings, hours, align_seconds, dry_run=dry_run, wait=wait_for, format=format
-    )
+    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format)
+    return pipeline_run.run_aggregate(settings, hours, align_seconds, dry_run=dry_run, run=run)
 
 
 @kpictl_command(
@@ -65,7 +73,8 @@ def aggregate(
     "backfill",
     help="Compute KPIs for calendar buckets (hour, day or week, aligned in --timezone) covering "
     "[--since, --until). Each bucket is committed on its own; buckets already computed are "
-    "skipped unless --force; a failed bucket is reported and the rest continue.\n\n"
+    "skipped unless --force; a failed bucket is reported and the rest continue. --full-refresh "
+    "recomputes every key of every bucket, as --force does, and records it in the job row.\n\n"
     "Examples:\n\n"
     "    kpictl backfill --since 2026-01-01 --until 2026-02-01\n\n"
     "    kpictl backfill --since 2026-03-01 --timezone Europe/Berlin\n\n"
@@ -78,6 +87,7 @@ def backfill(
     bucket: BucketOption = Bucket.day,
     timezone: TimezoneOption = "UTC",
     force: ForceFlag = False,
+    full_refresh: FullRefreshFlag = False,
     wait: WaitOption = None,
     format: TextFormatOption = TextFormat.table,
 ) -> int:
@@ -85,8 +95,8 @@ def backfill(
     from kpictl.cli.options import wait_seconds
 
     wanted = pipeline_run.backfill_range(since, until, bucket.value, timezone)
-    wait_for = wait_seconds(wait)
-    return pipeline_run.run_backfill(settings, wanted, force=force, wait=wait_for, format=format)
+    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format)
+    return pipeline_run.run_backfill(settings, wanted, force=force, run=run)
 
 
 def _period_hours(settings: Settings, flag: str | None) -> int:

@@ -40,42 +40,43 @@ def backfill_range(since: str, until: str | None, bucket: str, timezone: str) ->
     return BackfillRange(since_at, until_at, bucket, zone)
 
 
+@dataclass(frozen=True)
+class RunFlags:
+    """What aggregate and backfill share: --wait, --full-refresh, --format."""
+
+    wait: float | None
+    full_refresh: bool
+    format: Format
+
+
 def run_aggregate(
-    settings: Settings,
-    period_hours: int,
-    align_seconds: int,
-    *,
-    dry_run: bool,
-    wait: float | None,
-    format: Format,
+    settings: Settings, period_hours: int, align_seconds: int, *, dry_run: bool, run: RunFlags
 ) -> int:
-    options = _options(settings, wait)
+    options = _options(settings, run)
     engine = open_database(settings).engine
     period = periods.aligned_period(_database_now(engine), period_hours, align_seconds)
     if dry_run:
-        return _show_plan(engine, period, options, format)
-    with running.long_job(settings, _show_partial(format)) as (stop, progress):
+        return _show_plan(engine, period, options, run.format)
+    with running.long_job(settings, _show_partial(run.format)) as (stop, progress):
         result = pipeline.aggregate(
             engine,
             period,
-            metadata=running.job_metadata(settings),
+            metadata=_metadata(settings, run),
             options=options,
             stop=stop,
             progress=progress,
         )
-    return _show_result(result, format)
+    return _show_result(result, run.format)
 
 
-def run_backfill(
-    settings: Settings, wanted: BackfillRange, *, force: bool, wait: float | None, format: Format
-) -> int:
-    options = _options(settings, wait)
+def run_backfill(settings: Settings, wanted: BackfillRange, *, force: bool, run: RunFlags) -> int:
+    options = _options(settings, run)
     engine = open_database(settings).engine
     now = _database_now(engine)
     buckets = _buckets(wanted, now)
-    metadata = running.job_metadata(settings)
+    metadata = _metadata(settings, run)
     metadata.update(bucket=wanted.bucket, timezone=wanted.zone.key)
-    with running.long_job(settings, _show_partial(format)) as (stop, progress):
+    with running.long_job(settings, _show_partial(run.format)) as (stop, progress):
         result = pipeline.backfill(
             engine,
             buckets,
@@ -86,11 +87,23 @@ def run_backfill(
             progress=progress,
             now=now,
         )
-    return _show_result(result, format)
+    return _show_result(result, run.format)
 
 
-def _options(settings: Settings, wait: float | None) -> steps.PipelineOptions:
-    return steps.PipelineOptions(source_timezone=settings.source_timezone, wait_seconds=wait)
+def _options(settings: Settings, run: RunFlags) -> steps.PipelineOptions:
+    return steps.PipelineOptions(
+        source_timezone=settings.source_timezone,
+        wait_seconds=run.wait,
+        full_refresh=run.full_refresh,
+    )
+
+
+def _metadata(settings: Settings, run: RunFlags) -> dict[str, Any]:
+    """The job row's metadata: who ran it, and `full_refresh: true` when it was one."""
+    metadata = running.job_metadata(settings)
+    if run.full_refresh:
+        metadata["full_refresh"] = True
+    return metadata
 
 
 def _database_now(engine: Engine) -> datetime:

@@ -86,15 +86,17 @@ def keep_current(
     source_timezone: str,
     lookback: timedelta,
     full_scan_every: timedelta,
+    full_refresh: bool = False,
 ) -> PartsScan:
     """Recompute the hours that may have changed since the previous cycle, in the caller's
-    transaction (the product level's: its rows and the parts they add up commit together)."""
+    transaction (the product level's: its rows and the parts they add up commit together);
+    every hour with `full_refresh`."""
     clock = kpi_sql.SourceClock.detect(connection)
     now = connection.execute(text("SELECT now()")).scalar_one()
     needed_from = floor_hour(min(period.start, period.end - VIEW_SPAN))
     hours_to = floor_hour(period.end)
     kept_from, kept_to = connection.execute(KEPT_RANGE).one()
-    previous = last_completed_aggregate_scan(connection, "parts_scan")
+    previous = None if full_refresh else last_completed_aggregate_scan(connection, "parts_scan")
     parameters: dict[str, Any] = {"source_tz": source_timezone, "hours_to": hours_to}
     scan: PartsScan | None = None
     if previous and kept_from is not None and kept_from <= needed_from:

@@ -194,7 +194,7 @@ def aggregate(
             job_id,
             options,
             counts,
-            only_new=True,
+            only_new=not options.full_refresh,
             commit_chunks=True,
             progress=progress,
             stop=stop,
@@ -209,6 +209,7 @@ def aggregate(
                     source_timezone=options.source_timezone,
                     lookback=options.lookback,
                     full_scan_every=options.full_scan_every,
+                    full_refresh=options.full_refresh,
                 )
             window = parts.window(period)
             product_level(work, period, job_id, options, counts, announce=True, parts_window=window)
@@ -245,10 +246,12 @@ def backfill(
     progress: Progress | None = None,
     now: datetime | None = None,
 ) -> PipelineResult:
-    """Compute each bucket in its own transaction; skip computed ones unless `force`; a failed
+    """Compute each bucket in its own transaction; skip computed ones unless `force` (or
+    --full-refresh, which rewrites every key of every bucket); a failed
     bucket is recorded and the rest continue. A bucket not over by the look-back at `now` is
     never skipped, nor one last computed before that (it saw only part of its runs)."""
     progress = progress or Progress()
+    force = force or options.full_refresh
 
     def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
         log.info("Starting backfill of %d bucket(s)", len(periods))

@@ -41,6 +41,9 @@ class PipelineOptions:
     # `full_scan_every` a cycle checks the whole period again (runs recorded later still).
     lookback: timedelta = timedelta(minutes=15)
     full_scan_every: timedelta = timedelta(hours=1)
+    # --full-refresh: recompute every key of the window, whatever the previous cycles did (no
+    # incremental scan, every run's snapshots rewritten, every kept hour rebuilt).
+    full_refresh: bool = False
 
 
 @dataclass
@@ -123,9 +126,11 @@ class RunScan:
 
 def run_scan(connection: Connection, period: Period, options: PipelineOptions) -> RunScan:
     """Incremental when the previous completed aggregate covered this period's start and its
-    last full scan is recent; a full scan of the period otherwise."""
+    last full scan is recent; a full scan of the period otherwise (always with --full-refresh)."""
     now = connection.execute(text("SELECT now()")).scalar_one()
-    previous = last_completed_aggregate_scan(connection, "run_scan")
+    previous = (
+        None if options.full_refresh else last_completed_aggregate_scan(connection, "run_scan")
+    )
     if previous:
         covered_from = datetime.fromisoformat(previous["covered_from"])
         through = datetime.fromisoformat(previous["through"])
