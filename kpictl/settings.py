@@ -73,6 +73,8 @@ class Settings:
     config: ConfigFile = field(default_factory=ConfigFile)  # what the config file set
     source_timezone_origin: str = "default"
     chosen: Mapping[str, Chosen] = field(default_factory=dict)  # config.SETTINGS, without flags
+    # --read-url and its variables: where the commands of READ_COMMANDS read (None: `target`)
+    read_target: DatabaseTarget | None = None
     # Test hooks (KPICTL_DEBUG_*) are read by kpictl/_testing.py, not here.
 
     def setting(self, key: str, flag: str | None) -> Chosen:
@@ -129,6 +131,53 @@ def resolve_target(
     if not embedded_allowed:
         return DatabaseTarget("none", None, refusal=why_not_embedded)
     return DatabaseTarget(EMBEDDED, None)
+
+
+# The commands that only read, and so may read from a replica (--read-url); `doctor` checks it.
+READ_COMMANDS = (
+    "kpictl kpis",
+    "kpictl freshness",
+    "kpictl jobs",
+    "kpictl jobs show",
+    "kpictl history export",
+    "kpictl report",
+)
+
+
+def resolve_read_target(
+    flag_url: str | None, environ: Mapping[str, str], command: str
+) -> DatabaseTarget | None:
+    """The read URL of a command of READ_COMMANDS (and of `doctor`, which checks it): --read-url,
+    KPICTL_READ_DATABASE_URL, KPICTL_READ_DATABASE_URL_FILE, then a `read-database-url`
+    credential when there is one; None when none is set. A command that writes refuses the
+    flag (exit 2) and ignores the variables, which are meant for every command's environment."""
+    reads = command in READ_COMMANDS or command == "kpictl doctor"
+    if flag_url is not None:
+        _not_empty(flag_url, "--read-url")
+        if not reads:
+            names = ", ".join(name.removeprefix("kpictl ") for name in READ_COMMANDS)
+            raise UsageError(
+                f"--read-url is for the commands that only read ({names}): `{command}` "
+                "writes, to the database of --database-url"
+            )
+        return DatabaseTarget("--read-url", normalize_url(flag_url, "--read-url"))
+    if not reads:
+        return None
+    if "KPICTL_READ_DATABASE_URL" in environ:
+        value = environ["KPICTL_READ_DATABASE_URL"]
+        _not_empty(value, "KPICTL_READ_DATABASE_URL")
+        return DatabaseTarget(
+            "KPICTL_READ_DATABASE_URL", normalize_url(value, "KPICTL_READ_DATABASE_URL")
+        )
+    if "KPICTL_READ_DATABASE_URL_FILE" in environ:
+        origin = "KPICTL_READ_DATABASE_URL_FILE"
+        _not_empty(environ[origin], origin)
+        path = Path(environ[origin])
+        return DatabaseTarget(f"{origin} ({path})", _read_url_file(path, origin))
+    credential = Path(environ.get("CREDENTIALS_DIRECTORY") or "/nonexistent") / "read-database-url"
+    if environ.get("CREDENTIALS_DIRECTORY") and credential.exists():
+        return DatabaseTarget(f"credential {credential}", _read_url_file(credential, "credential"))
+    return None
 
 
 def embedded_refusal(
@@ -294,6 +343,7 @@ def settings_from_environment(
     *,
     flag_url: str | None,
     command: str,
+    flag_read_url: str | None = None,
     environ: Mapping[str, str] | None = None,
     verbose: bool = False,
     quiet: bool = False,
@@ -353,6 +403,7 @@ def settings_from_environment(
         argv=argv,
         config=config,
         chosen=chosen_settings(config, env),
+        read_target=resolve_read_target(flag_read_url, env, command),
     )
 
 

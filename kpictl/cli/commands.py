@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from kpictl.cli.options import COMMON_PARAMETERS
+from kpictl.cli.common_options import COMMON_PARAMETERS
 from kpictl.cli.usage import KpictlGroup
 
 # A command's body: `func(settings, **options) -> exit code | None`.

@@ -19,9 +19,15 @@ if TYPE_CHECKING:
 
 def open_database(settings: Settings, *, schema_gate: bool = True) -> Database:
     """The command's database (starting the embedded server if needed), checked to be at head
-    unless `schema_gate` is False."""
-    from kpictl.db import engine
+    unless `schema_gate` is False. A command that only reads reads from the read URL when one
+    is set (`Settings.read_target`, e.g. a replica)."""
+    from dataclasses import replace
 
+    from kpictl.db import engine
+    from kpictl.settings import READ_COMMANDS
+
+    if settings.read_target is not None and settings.command in READ_COMMANDS:
+        settings = replace(settings, target=settings.read_target)
     database = engine.open_database(settings)
     if schema_gate:
         from kpictl.services.schema.gate import check_schema

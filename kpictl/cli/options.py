@@ -1,8 +1,8 @@
 """Options declared once, as `Annotated` aliases, with the one rule that checks each kind of
-value: the common options every command gets, `--format` and its subsets, `--tenant`, `--since`
+value: `--format` and its subsets, `--tenant`, `--since`
 / `--until`, `--limit` and the other whole numbers, durations, `--timezone`, `--wait`,
 `--output`. An option that only one command has and that needs no rule is declared next to its
-command.
+command. The common options every command gets are in `cli/common_options.py`.
 
 A bad value is a `UsageError` that names the option and the value (exit 2, one line on stderr,
 before any SQL). The option takes the text as typed (`str`); the command body turns it into a
@@ -11,7 +11,6 @@ value with the rule below, inside the error handler of `cli/runtime.py`.
 No heavy imports here: this module is on the `--help` and completion path.
 """
 
-import inspect
 import math
 import re
 from datetime import date
@@ -87,11 +86,6 @@ class ExportFormat(str, Enum):
     json = Format.json.value
     ndjson = Format.ndjson.value
     table = Format.table.value
-
-
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
 
 
 class KpiLevel(str, Enum):
@@ -378,86 +372,6 @@ OutputFileOption = Annotated[
         metavar="FILE",
         show_default=False,
     ),
-]
-
-# --- the common options of every command (added by `cli/commands.py::kpictl_command`) ------
-
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="PostgreSQL URL (postgresql:// or postgres://). Default: $KPICTL_DATABASE_URL, "
-        "$DATABASE_URL, $KPICTL_DATABASE_URL_FILE, $CREDENTIALS_DIRECTORY/database-url, "
-        "else the embedded server.",
-        metavar="URL",
-        show_default=False,
-        rich_help_panel="Common options",
-    ),
-]
-VerboseOption = Annotated[
-    bool,
-    typer.Option(
-        "--verbose",
-        "-v",
-        help="Debug logs; tracebacks on errors.",
-        rich_help_panel="Common options",
-    ),
-]
-QuietOption = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        help="Only warnings and errors on stderr.",
-        rich_help_panel="Common options",
-    ),
-]
-LogFormatOption = Annotated[
-    LogFormat,
-    typer.Option(
-        "--log-format",
-        help="Log lines on stderr as text or JSON lines.",
-        envvar="KPICTL_LOG_FORMAT",
-        case_sensitive=False,
-        rich_help_panel="Common options",
-    ),
-]
-
-ConfigOption = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        help="Config file (TOML). Default: $KPICTL_CONFIG, else config.toml in the user "
-        "config directory when it exists.",
-        metavar="FILE",
-        show_default=False,
-        rich_help_panel="Common options",
-    ),
-]
-EmbeddedOption = Annotated[
-    bool,
-    typer.Option(
-        "--embedded",
-        help="Use the embedded server when no URL is set, even without a terminal "
-        "(cron, scripts; also KPICTL_EMBEDDED=1).",
-        rich_help_panel="Common options",
-    ),
-]
-
-
-def _common(name: str, default: Any, annotation: Any) -> inspect.Parameter:
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
-    )
-
-
-COMMON_PARAMETERS = [
-    _common("database_url", None, DatabaseUrlOption),
-    _common("verbose", False, VerboseOption),
-    _common("quiet", False, QuietOption),
-    _common("log_format", LogFormat.text, LogFormatOption),
-    _common("config", None, ConfigOption),
-    _common("embedded", False, EmbeddedOption),
 ]
 
 # --- options whose value is optional -------------------------------------------------------

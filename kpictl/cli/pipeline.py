@@ -48,7 +48,7 @@ FullRefreshFlag = Annotated[
     "    kpictl aggregate --period-hours 168  # catch up on a week\n\n"
     "    kpictl aggregate --dry-run --format json\n\n"
     "    kpictl aggregate --wait 120          # wait up to 2 min for a running one\n\n"
-    "    kpictl aggregate --full-refresh      # after fixing source data or snapshots",
+    "    kpictl aggregate --full-refresh      # after fixing data or snapshots",
 )
 def aggregate(
     settings: Settings,

@@ -38,13 +38,14 @@ def run_command(
     """Resolve the settings, run `body` and exit with its code, or with the code of what it
     raised (a message on stderr, the traceback only with -v)."""
     verbose, quiet = bool(common["verbose"]), bool(common["quiet"])
-    secrets = _known_secrets(common.get("database_url"))
+    secrets = _known_secrets(common.get("database_url"), common.get("read_url"))
     try:
         configure_logging(
             verbose=verbose, quiet=quiet, log_format=_log_format(common), secrets=secrets
         )
         settings = _settings(command, common, argv)
         secrets += secrets_of_url(settings.target.url)
+        secrets += secrets_of_url(settings.read_target.url if settings.read_target else None)
         code = body(settings) or 0
     except typer.Exit:
         raise
@@ -92,6 +93,7 @@ def _nagios_unknown(exc: UsageError, secrets: list[str]) -> int:
 def _settings(command: str, common: Mapping[str, Any], argv: Sequence[str]) -> Settings:
     return settings_from_environment(
         flag_url=common["database_url"],
+        flag_read_url=common.get("read_url"),
         command=command,
         verbose=bool(common["verbose"]),
         quiet=bool(common["quiet"]),
@@ -108,11 +110,11 @@ def _log_format(common: Mapping[str, Any]) -> str:
     return cast(str, getattr(common["log_format"], "value", common["log_format"]))
 
 
-def _known_secrets(flag_url: str | None) -> list[str]:
+def _known_secrets(flag_url: str | None, read_url: str | None = None) -> list[str]:
     """The passwords of every URL kpictl may be given, to mask before anything is logged."""
-    secrets = secrets_of_url(flag_url)
-    secrets += secrets_of_url(os.environ.get("KPICTL_DATABASE_URL"))
-    secrets += secrets_of_url(os.environ.get("DATABASE_URL"))
+    secrets = secrets_of_url(flag_url) + secrets_of_url(read_url)
+    for name in ("KPICTL_DATABASE_URL", "DATABASE_URL", "KPICTL_READ_DATABASE_URL"):
+        secrets += secrets_of_url(os.environ.get(name))
     return secrets
 
 

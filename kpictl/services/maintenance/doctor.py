@@ -46,11 +46,38 @@ class DoctorReport:
 EXTRA_CHECKS: list[Callable[[Connection, DoctorReport], None]] = []
 
 
+@dataclass(frozen=True)
+class ReadReplica:
+    """The read URL's database (--read-url), as doctor shows and checks it."""
+
+    engine: Engine
+    source: str
+    shown_url: str
+
+
+REPLICA_LAG_WARN_SECONDS = 60.0
+REPLICA_STATE = text(
+    """
+SELECT pg_is_in_recovery() AS standby,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag_seconds,
+       CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replayed
+"""
+)
+
+
 def run_checks(
-    engine: Engine, *, source: str, shown_url: str, settings: Sequence[tuple[str, str]] = ()
+    engine: Engine,
+    *,
+    source: str,
+    shown_url: str,
+    settings: Sequence[tuple[str, str]] = (),
+    replica: ReadReplica | None = None,
 ) -> DoctorReport:
-    """Every check, one line each; then `settings` as given ((name, "value (from origin)"),
-    `config.describe`), whether the database could be reached or not."""
+    """Every check, one line each; the read replica's when one is configured; then `settings`
+    as given ((name, "value (from origin)"), `config.describe`), whether the database could be
+    reached or not."""
     report = DoctorReport()
     report.add("database", OK, f"{shown_url} (from {source})")
     try:
@@ -78,9 +105,43 @@ def run_checks(
             report.add("reachable", FAIL, error.message)
         else:
             report.add("query", FAIL, error.message)
+    if replica is not None:
+        check_read_replica(engine, replica, report)
     for name, shown in settings:
         report.add(f"setting {name}", OK, shown)
     return report
+
+
+def check_read_replica(primary: Engine, replica: ReadReplica, report: DoctorReport) -> None:
+    """Reachable, a standby, and how far behind the primary: its replay lag in seconds (0 when
+    it has replayed all it received) and the WAL bytes between the primary and its replay."""
+    where = f"{replica.shown_url} (from {replica.source})"
+    try:
+        with replica.engine.connect() as connection:
+            state = connection.execute(REPLICA_STATE).one()
+    except Exception as exc:
+        error = classify_database_error(exc, connecting=True)
+        if error is None:
+            raise
+        report.add("read replica", FAIL, f"{where}: {error.message}")
+        return
+    if not state.standby:
+        report.add("read replica", WARN, f"{where}: not a standby (pg_is_in_recovery() is false)")
+        return
+    behind = _bytes_behind(primary, state.replayed)
+    lag = float(state.lag_seconds or 0)
+    status = OK if lag <= REPLICA_LAG_WARN_SECONDS else WARN
+    report.add("read replica", status, f"{where}: standby, lag {lag:.1f} s{behind}")
+
+
+def _bytes_behind(primary: Engine, replayed: str) -> str:
+    try:
+        with primary.connect() as connection:
+            lsn_diff = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:lsn AS pg_lsn))"
+            behind = connection.execute(text(lsn_diff), {"lsn": replayed}).scalar_one()
+    except Exception:  # the primary's own checks above say why it cannot be read
+        return ""
+    return f", {int(behind):,} bytes of WAL behind the primary"
 
 
 def _check_server(connection: Connection, report: DoctorReport) -> None:
