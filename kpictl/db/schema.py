@@ -59,17 +59,19 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 kpi_snapshots = Table(
     "kpi_snapshots",
     metadata,
-    _uuid_pk(),
+    # revision 0008: partitioned by level, then by period_end (kpictl/db/partitions.py); a
+    # partitioned table's primary key must hold the partition keys
+    Column("id", UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")),
     Column("kpi_name", String(100), nullable=False),
     Column("kpi_version", String(20), nullable=False, server_default=text("'1.0.0'")),
-    Column("level", String(20), nullable=False),
+    Column("level", String(20), primary_key=True),
     Column("scope_id", UUID(as_uuid=True), nullable=True),
     Column("value", Numeric, nullable=True),
     Column("unit", String(50), nullable=True),
     Column("metadata", JSONB, nullable=True),
     Column("calculated_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     Column("period_start", TIMESTAMPTZ, nullable=False),
-    Column("period_end", TIMESTAMPTZ, nullable=False),
+    Column("period_end", TIMESTAMPTZ, primary_key=True),
     Column("job_id", UUID(as_uuid=True), nullable=True),
     Column("created_at", TIMESTAMPTZ, nullable=False, server_default=text("now()")),
     CheckConstraint(_in_list("level", LEVELS), name="level"),
@@ -103,6 +105,7 @@ kpi_snapshots = Table(
     Index("ix_kpi_snapshots_calculated_at", "calculated_at"),
     # backfill resume and jobs show: what a job wrote
     Index("ix_kpi_snapshots_job_id", "job_id"),
+    postgresql_partition_by="LIST (level)",
 )
 
 kpi_aggregation_jobs = Table(

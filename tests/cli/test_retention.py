@@ -50,7 +50,10 @@ def test_cli_dry_run_table(db_url, engine):
     result = run_cli(["retention", "--dry-run", "--format", "csv"], db_url)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "target,table,older_than_days,cutoff,would_delete"
+    assert lines[0] == (
+        "target,table,older_than_days,cutoff,would_delete,would_drop_partitions,"
+        "partition_rows_estimated"
+    )
     assert [line.split(",")[0::4] for line in lines[1:]] == [
         ["run", "1"],
         ["product", "0"],

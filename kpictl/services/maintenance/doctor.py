@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, text
 
-from kpictl.db import migrations
+from kpictl.db import migrations, partitions
 from kpictl.db.schema import HISTORY_SOURCES, SOURCE_COLUMNS, TYPE_FAMILIES
 from kpictl.errors import DatabaseUnavailable, classify_database_error
 from kpictl.services.jobs.lock import HISTORY_FILL, PIPELINE, RETENTION, lock_holder, lock_waiters
@@ -89,6 +89,7 @@ def run_checks(
             if at_head:
                 _check_views(connection, report)
                 _check_snapshot_key(connection, report)
+                _check_partitions(connection, report)
                 _check_history_security(connection, report)
             _check_source_indexes(connection, report)
             _check_pipeline_lock(connection, report)
@@ -142,6 +143,28 @@ def _bytes_behind(primary: Engine, replayed: str) -> str:
     except Exception:  # the primary's own checks above say why it cannot be read
         return ""
     return f", {int(behind):,} bytes of WAL behind the primary"
+
+
+def _check_partitions(connection: Connection, report: DoctorReport) -> None:
+    """The partitioned kpi_snapshots (revision 0008): today's run partition exists, and the
+    default partitions are empty (rows there mean partitions were not made in time)."""
+    if not partitions.is_partitioned(connection):
+        return
+    today = partitions.containing("run", connection.execute(text("SELECT now()")).scalar_one())
+    made = connection.execute(text("SELECT to_regclass(:n)"), {"n": today.name}).scalar()
+    stray = {level: rows for level, rows in partitions.rows_in_defaults(connection).items() if rows}
+    if stray:
+        listed = ", ".join(f"{level} {rows:,}" for level, rows in stray.items())
+        report.add(
+            "partitions",
+            WARN,
+            f"default partitions hold rows ({listed}): their periods have no partition yet; "
+            "`kpictl aggregate`, `backfill` or `retention` run by the table's owner moves them",
+        )
+    elif made is None:
+        report.add("partitions", WARN, f"{today.name} does not exist: run `kpictl aggregate`")
+    else:
+        report.add("partitions", OK, f"partitioned by level and period_end; {today.name} ready")
 
 
 def _check_server(connection: Connection, report: DoctorReport) -> None:

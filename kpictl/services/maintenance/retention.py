@@ -1,5 +1,11 @@
 """Retention: delete old KPI snapshots per level and old job rows, in short bounded batches.
 
+On the partitioned `kpi_snapshots` (revision 0008) a partition whose rows are all past the
+cut-off is dropped whole first (`kpictl/db/partitions.py::expired`: no WAL record per row, no
+dead tuples to vacuum); only the rows of partitions that straddle the cut-off (and of the
+default partitions) are deleted in batches. The rows of a dropped partition are reported as the
+planner's estimate (`pg_class.reltuples`): counting them would cost what dropping saves.
+
 Each batch is one `DELETE ... WHERE id IN (SELECT id ... LIMIT :batch FOR UPDATE SKIP LOCKED)`
 in its own transaction, so no statement holds row locks for long and a concurrent aggregate is
 never blocked behind a large delete. Only `kpi_snapshots` and `kpi_aggregation_jobs` are touched:
@@ -33,6 +39,7 @@ from sqlalchemy import (
 )
 
 from kpictl import _testing
+from kpictl.db import partitions
 from kpictl.db.schema import kpi_aggregation_jobs as jobs
 from kpictl.db.schema import kpi_snapshots as snapshots
 from kpictl.services.jobs import lock as locks
@@ -75,6 +82,8 @@ class TargetResult:
     cutoff: datetime
     deleted: int = 0  # rows deleted, or that would be deleted with dry_run
     batches: int = 0  # DELETE statements executed
+    partitions: list[str] = field(default_factory=list)  # dropped (or that would be) whole
+    partition_rows: int = 0  # their rows, as estimated (pg_class.reltuples)
 
 
 @dataclass
@@ -96,6 +105,10 @@ class RetentionResult:
             "deleted": {t.target: t.deleted for t in self.targets},
             "batches": {t.target: t.batches for t in self.targets},
             "cutoffs": {t.target: t.cutoff for t in self.targets},
+            "partitions_dropped": {t.target: t.partitions for t in self.targets if t.partitions},
+            "partition_rows_estimated": {
+                t.target: t.partition_rows for t in self.targets if t.partitions
+            },
             "vacuumed": self.vacuumed,
         }
 
@@ -143,16 +156,40 @@ def delete_batch(
 
 
 def plan(engine: Engine, policy: RetentionPolicy, now: datetime) -> list[TargetResult]:
-    """The targets with their cutoffs (`now - days`) and how many rows are past them."""
+    """The targets with their cutoffs (`now - days`), how many rows are past them (exactly) and
+    which partitions would go whole."""
     results = []
     with engine.connect() as conn:
         for target in TARGETS:
-            days = policy.days(target)
-            cutoff = now - timedelta(days=days)
-            result = TargetResult(target, TABLE_OF_TARGET[target], days, cutoff)
-            result.deleted = count_expired(conn, target, cutoff)
+            result = _target(policy, target, now)
+            result.deleted = count_expired(conn, target, result.cutoff)
+            if target in partitions.LEVELS:
+                whole = partitions.expired(conn, target, result.cutoff)
+                result.partitions = [partition.name for partition in whole]
+                result.partition_rows = sum(partition.rows for partition in whole)
             results.append(result)
     return results
+
+
+def _target(policy: RetentionPolicy, target: str, now: datetime) -> TargetResult:
+    days = policy.days(target)
+    return TargetResult(target, TABLE_OF_TARGET[target], days, now - timedelta(days=days))
+
+
+def drop_expired_partitions(engine: Engine, done: TargetResult, stop: Any = None) -> None:
+    """Drop the partitions of `done.target` whose rows are all past its cut-off, one
+    transaction each, and make the partitions ahead of need while here."""
+    with engine.begin() as conn:
+        now = conn.execute(select(func.now())).scalar_one()
+        partitions.ensure_around(conn, now, now, now)
+        whole = partitions.expired(conn, done.target, done.cutoff)
+    for partition in whole:
+        if stop is not None:
+            stop.check()
+        with engine.begin() as conn:
+            partitions.drop(conn, partition.name)
+        done.partitions.append(partition.name)
+        done.partition_rows += partition.rows
 
 
 def apply_retention(
@@ -178,15 +215,18 @@ def apply_retention(
     a batch still running after the grace period is cancelled server-side.
     """
     now = now or database_now(engine)
-    planned = plan(engine, policy, now)
     result = into if into is not None else RetentionResult(dry_run=dry_run)
     result.now, result.dry_run = now, dry_run
     if dry_run:
-        result.targets = planned
+        result.targets = plan(engine, policy, now)
         return result
-    for target in planned:
-        done = TargetResult(target.target, target.table, target.days, target.cutoff)
+    for name in TARGETS:
+        done = _target(policy, name, now)
         result.targets.append(done)
+        if name in partitions.LEVELS:
+            drop_expired_partitions(engine, done, stop)
+        with engine.connect() as conn:
+            planned = count_expired(conn, name, done.cutoff)  # what is left to delete in batches
         while True:
             if stop is not None:
                 stop.check()
@@ -195,16 +235,14 @@ def apply_retention(
                     stop.watch(conn.connection.dbapi_connection)
                 try:
                     _testing.pause(conn, "retention")  # KPICTL_DEBUG_STEP_SLEEP="retention:N"
-                    rows = delete_batch(
-                        conn, target.target, target.cutoff, policy.batch_size, own_job_id
-                    )
+                    rows = delete_batch(conn, name, done.cutoff, policy.batch_size, own_job_id)
                 finally:
                     if stop is not None:
                         stop.unwatch()
             done.batches += 1
             done.deleted += rows
             if on_batch and rows:
-                on_batch(target.target, rows, target.deleted)
+                on_batch(name, rows, planned)
             if rows < policy.batch_size:
                 break
     if vacuum:

@@ -37,6 +37,7 @@ from kpictl.services.pipeline.steps import (
     count_pending_runs,
     counted_on_commit,
     factory_level,
+    make_partitions,
     product_level,
     refresh_statistics_if_stale,
     refresh_views,
@@ -181,7 +182,8 @@ def aggregate(
         log.info("Period: %s to %s", period.start.isoformat(), period.end.isoformat())
         counts = PeriodCounts(period.start, period.end)
         result.periods.append(counts)
-        refresh_statistics_if_stale(work)
+        make_partitions(work, period.start, period.end)
+        refresh_statistics_if_stale(work, period)
         scan = run_scan(work, period, options)
         result.run_scan = scan.as_metadata(period.end)
         pending = count_pending_runs(work, period, options, scan.scan_from)
@@ -256,6 +258,8 @@ def backfill(
     def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
         log.info("Starting backfill of %d bucket(s)", len(periods))
         progress.start("buckets", len(periods))
+        if periods:
+            make_partitions(work, periods[0].start, periods[-1].end)
         refresh_statistics_if_stale(work)
         work.commit()
         is_computed = kpi_sql.bucket_computed()

@@ -18,8 +18,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import ProgrammingError
 
 from kpictl import _testing, kpis
+from kpictl.db import partitions
 from kpictl.services.jobs.progress import Progress
 from kpictl.services.jobs.rows import last_completed_aggregate_scan
 from kpictl.services.jobs.stop import StopRequest
@@ -143,22 +145,56 @@ def run_scan(connection: Connection, period: Period, options: PipelineOptions) -
 
 STALE_STATISTICS = text(
     """
-SELECT coalesce(last_analyze, last_autoanalyze) IS NULL
-       OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 10000)
-FROM pg_stat_user_tables WHERE relid = 'kpi_snapshots'::regclass
+SELECT s.relid::regclass::text
+FROM pg_stat_user_tables s
+WHERE s.relid = ANY(CAST(:tables AS regclass[]))
+  AND (coalesce(s.last_analyze, s.last_autoanalyze) IS NULL
+       OR s.n_mod_since_analyze > 0.2 * greatest(s.n_live_tup, 10000))
 """
 )
 
 
-def refresh_statistics_if_stale(connection: Connection) -> None:
-    """ANALYZE kpi_snapshots when the planner's statistics are missing or well behind.
+def refresh_statistics_if_stale(connection: Connection, period: Period | None = None) -> None:
+    """ANALYZE the run snapshots a cycle probes when the planner's statistics are missing or
+    well behind: `kpi_snapshots` itself, or, partitioned (revision 0008), the run partitions of
+    `period` (ANALYZE of the parent would sample every partition, every cycle).
 
-    Without them (a new installation, a bulk load, a TRUNCATE) PostgreSQL guesses, and the
-    per-run existence probe may walk an index of every run snapshot instead of the key index.
-    Autovacuum catches up eventually; a 5-minute cycle should not wait for it. (A role that does
-    not own the table gets a warning from ANALYZE and carries on.)"""
-    if connection.execute(STALE_STATISTICS).scalar():
-        connection.execute(text("ANALYZE kpi_snapshots"))
+    Without them (a new installation, a bulk load, a TRUNCATE, a new day's partition) PostgreSQL
+    guesses, and the per-run existence probe may walk an index of every run snapshot instead of
+    the key index. Autovacuum catches up eventually; a 5-minute cycle should not wait for it. (A
+    role that does not own the table gets a warning from ANALYZE and carries on.)"""
+    tables = ["kpi_snapshots"]
+    if partitions.is_partitioned(connection):
+        now = connection.execute(text("SELECT now()")).scalar_one()
+        start, end = (period.start, period.end) if period else (now, now)
+        tables = [
+            partition.name
+            for partition in partitions.covering("run", start, end)
+            if connection.execute(text("SELECT to_regclass(:n)"), {"n": partition.name}).scalar()
+        ]
+    if not tables:
+        return
+    for stale in connection.execute(STALE_STATISTICS, {"tables": tables}).scalars():
+        connection.execute(text(f"ANALYZE {stale}"))
+
+
+def make_partitions(connection: Connection, start: datetime, end: datetime) -> None:
+    """The partitions that the rows of [start, end] go to, and those ahead of now, made before
+    the cycle writes (`kpictl/db/partitions.py`) and committed at once. A role that may not
+    make them (not the table's owner) is warned: its rows go to the default partitions."""
+    now = connection.execute(text("SELECT now()")).scalar_one()
+    try:
+        with connection.begin_nested():
+            partitions.ensure_around(connection, start, end, now)
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        log.warning(
+            "partitions of kpi_snapshots not made (%s); rows go to the default partitions until "
+            "a role that owns the table runs aggregate, backfill or retention",
+            str(exc.orig).splitlines()[0],
+        )
+    connection.commit()
 
 
 def count_pending_runs(

@@ -90,7 +90,7 @@ def test_upgrade_renames_the_doubled_names_in_place_and_keeps_them_enforced(empt
 def test_the_sql_from_a_revision_upgrades_a_database_at_that_revision(empty_db_url):
     migrated_to(empty_db_url, "0006")
     as_before_0007(empty_db_url)
-    script = migrate.offline_sql(upgrade_from="0006")
+    script = migrate.offline_sql("0007", upgrade_from="0006")
     assert "Running upgrade 0006 -> 0007" in script
     assert "Running upgrade 0005" not in script and "CREATE TABLE" not in script
     with psycopg.connect(libpq(empty_db_url), autocommit=True) as conn:
@@ -104,10 +104,15 @@ def test_the_sql_from_a_revision_upgrades_a_database_at_that_revision(empty_db_u
 @pytest.mark.parametrize(
     ("start", "end", "upgrades"),
     [
-        ("0003", "head", ["0003 -> 0004", "0004 -> 0005", "0005 -> 0006", "0006 -> 0007"]),
+        (
+            "0003",
+            "head",
+            ["0003 -> 0004", "0004 -> 0005", "0005 -> 0006", "0006 -> 0007", "0007 -> 0008"],
+        ),
         ("0003", "0005", ["0003 -> 0004", "0004 -> 0005"]),
         ("base", "0001", [" -> 0001"]),
-        ("0007", "head", []),
+        ("0007", "head", ["0007 -> 0008"]),
+        ("0008", "head", []),
         ("head", "head", []),
     ],
 )
