@@ -173,10 +173,11 @@ def _attach(connection: Connection, partition: Partition) -> None:
 
 
 def ensure_around(connection: Connection, start: datetime, end: datetime, now: datetime) -> None:
-    """Every level's partitions for [start, end] and ahead of `now` (aggregate, backfill)."""
+    """Every level's partitions for [start, end] (a backfill's range may be long past) and for
+    the days or months from `now` to AHEAD of it; not those between the two."""
     for level in LEVELS:
-        ahead = AHEAD[GRAIN[level]]
-        ensure(connection, level, min(start, now), max(end, now + ahead))
+        ensure(connection, level, start, end)
+        ensure(connection, level, now, now + AHEAD[GRAIN[level]])
 
 
 # --- retention: whole partitions --------------------------------------------------------------

@@ -131,7 +131,7 @@ def _partitions_for_the_rows(connection: Connection, now: datetime) -> None:
         oldest = connection.execute(
             text(
                 f"SELECT min(period_end) FROM {TABLE} WHERE level = :level "
-                "AND period_end >= :floor AND isfinite(period_end)"
+                "AND period_end >= :floor AND period_end < 'infinity'"
             ),
             {"level": level, "floor": now - HISTORY[level]},
         ).scalar()
