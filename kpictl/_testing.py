@@ -7,7 +7,8 @@ production signature (settings, options, service parameters) carries them.
   `pg_sleep(seconds)` inside the step's transaction, so that a test can signal the process while
   a step is running (the server sees a statement that a stop request can cancel). Steps: the
   pipeline's `run`, `product`, `factory`, `views`; history fill's `fill` (each chunk, after its
-  writes); retention's `retention` (each DELETE batch, before it).
+  writes); retention's `retention` (each DELETE batch, before it); revision 0008's `convert`
+  (after each batch of its copy).
 - `KPICTL_DEBUG_STEP_GATE="product"`: at the same points, the step waits for
   `pg_advisory_xact_lock_shared(GATE_KEY)` inside its transaction, so a test that holds
   `pg_advisory_lock(GATE_KEY)` decides when the step goes on (no race against a fixed sleep).

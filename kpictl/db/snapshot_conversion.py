@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from kpictl import _testing
 from kpictl.db import dependent_views as saved
 from kpictl.db import partitions
 
@@ -182,6 +183,7 @@ def copy(
         copied += result.rowcount
         if progress is not None:
             progress(copied)
+        _testing.pause(connection, "convert")  # a test's KPICTL_DEBUG_STEP_GATE="convert"
     return copied
 
 

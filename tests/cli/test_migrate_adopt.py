@@ -630,6 +630,24 @@ def test_the_platforms_service_still_inserts_snapshots(db):
     assert row.created_at is not None
 
 
+def test_adoption_ends_partitioned_with_the_tables_grants_and_views(db):
+    """Revision 0008 runs after the adoption: the platform's table becomes the partitioned one
+    with its grants, and the platform's view over it (and the site's view over that) are
+    recreated with their owners (revision 0008, `kpictl/db/snapshot_conversion.py`)."""
+    acl = "SELECT relacl::text, pg_get_userbyid(relowner) FROM pg_class WHERE relname = :name"
+    table_acl = db.rows(acl, name="kpi_snapshots")
+    db.adopt()
+    assert db.scalar("SELECT relkind::text FROM pg_class WHERE relname = 'kpi_snapshots'") == "p"
+    assert db.rows(acl, name="kpi_snapshots") == table_acl
+    for view in ("v_product_kpi_performance", "v_product_kpi_latest"):
+        assert (
+            db.scalar("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = :n", n=view)
+            == afu9.APP_ROLE
+        )
+    # the platform's own indexes came along, on the partitioned table
+    assert db.scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 'kpi_snapshots'") >= 5
+
+
 def test_aggregate_and_freshness_after_adoption(db):
     db.adopt()
     result = run_cli(["aggregate", "--period-hours", "24"], db.url)
