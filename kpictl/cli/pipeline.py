@@ -26,6 +26,15 @@ DryRunFlag = Annotated[
 ]
 BucketOption = Annotated[Bucket, typer.Option("--bucket", help="Calendar bucket.")]
 ForceFlag = Annotated[bool, typer.Option("--force", help="Recompute buckets already computed.")]
+JobsOption = Annotated[
+    str,
+    typer.Option(
+        "--jobs",
+        help="Compute this many buckets at once, each on a connection of its own (1-16), or "
+        "auto: the server's max_parallel_workers or the CPU count, the smaller.",
+        metavar="N",
+    ),
+]
 FullRefreshFlag = Annotated[
     bool,
     typer.Option(
@@ -78,7 +87,8 @@ def aggregate(
     "Examples:\n\n"
     "    kpictl backfill --since 2026-01-01 --until 2026-02-01\n\n"
     "    kpictl backfill --since 2026-03-01 --timezone Europe/Berlin\n\n"
-    "    kpictl backfill --since 2026-01-05 --until 2026-01-06 --bucket hour",
+    "    kpictl backfill --since 2026-01-05 --until 2026-01-06 --bucket hour\n\n"
+    "    kpictl backfill --since 2025-12-01 --jobs auto   # catch up on a year",
 )
 def backfill(
     settings: Settings,
@@ -88,6 +98,7 @@ def backfill(
     timezone: TimezoneOption = "UTC",
     force: ForceFlag = False,
     full_refresh: FullRefreshFlag = False,
+    jobs: JobsOption = "1",
     wait: WaitOption = None,
     format: TextFormatOption = TextFormat.table,
 ) -> int:
@@ -95,7 +106,8 @@ def backfill(
     from kpictl.cli.options import wait_seconds
 
     wanted = pipeline_run.backfill_range(since, until, bucket.value, timezone)
-    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format)
+    workers = pipeline_run.jobs_value(jobs)
+    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format, workers)
     return pipeline_run.run_backfill(settings, wanted, force=force, run=run)
 
 

@@ -47,13 +47,24 @@ class RunFlags:
     wait: float | None
     full_refresh: bool
     format: Format
+    jobs: int | None = 1  # None: auto (the server's max_parallel_workers, the CPU count)
+
+
+def jobs_value(value: str) -> int | None:
+    """--jobs: a whole number 1-16, or `auto` (None, resolved on the database)."""
+    from kpictl.cli.options import whole_number
+    from kpictl.services.pipeline.parallel import MAX_WORKERS
+
+    if value.strip().lower() == "auto":
+        return None
+    return whole_number(value, "--jobs", within=(1, MAX_WORKERS))
 
 
 def run_aggregate(
     settings: Settings, period_hours: int, align_seconds: int, *, dry_run: bool, run: RunFlags
 ) -> int:
-    options = _options(settings, run)
     engine = open_database(settings).engine
+    options = _options(settings, run, engine)
     period = periods.aligned_period(_database_now(engine), period_hours, align_seconds)
     if dry_run:
         return _show_plan(engine, period, options, run.format)
@@ -70,12 +81,12 @@ def run_aggregate(
 
 
 def run_backfill(settings: Settings, wanted: BackfillRange, *, force: bool, run: RunFlags) -> int:
-    options = _options(settings, run)
     engine = open_database(settings).engine
+    options = _options(settings, run, engine)
     now = _database_now(engine)
     buckets = _buckets(wanted, now)
     metadata = _metadata(settings, run)
-    metadata.update(bucket=wanted.bucket, timezone=wanted.zone.key)
+    metadata.update(bucket=wanted.bucket, timezone=wanted.zone.key, jobs=options.jobs)
     with running.long_job(settings, _show_partial(run.format)) as (stop, progress):
         result = pipeline.backfill(
             engine,
@@ -90,11 +101,18 @@ def run_backfill(settings: Settings, wanted: BackfillRange, *, force: bool, run:
     return _show_result(result, run.format)
 
 
-def _options(settings: Settings, run: RunFlags) -> steps.PipelineOptions:
+def _options(settings: Settings, run: RunFlags, engine: Engine) -> steps.PipelineOptions:
+    jobs = run.jobs
+    if jobs is None:
+        from kpictl.services.pipeline.parallel import auto_workers
+
+        with engine.connect() as connection:
+            jobs = auto_workers(connection)
     return steps.PipelineOptions(
         source_timezone=settings.source_timezone,
         wait_seconds=run.wait,
         full_refresh=run.full_refresh,
+        jobs=jobs,
     )
 
 

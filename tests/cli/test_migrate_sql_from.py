@@ -28,8 +28,9 @@ def test_sql_from_a_revision_prints_only_the_later_revisions(args):
         "0004 -> 0005",
         "0005 -> 0006",
         "0006 -> 0007",
+        "0007 -> 0008",
     ]
-    assert "CREATE TABLE kpi_snapshots" not in result.stdout
+    assert "CREATE TABLE kpi_snapshots (" not in result.stdout  # 0001's table is not made again
 
 
 def test_sql_from_a_range_and_with_no_database_configured(tmp_path):

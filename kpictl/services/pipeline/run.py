@@ -14,6 +14,7 @@ Each run is one job of the job runner (`jobs.runner.run_job`): one pipeline at a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from kpictl.services.jobs import lock as locks
 from kpictl.services.jobs.progress import Progress
 from kpictl.services.jobs.runner import Job, JobSpec, JobWork, RowEnd, run_job
 from kpictl.services.jobs.stop import StopRequest
-from kpictl.services.pipeline import hourly_parts, kpi_sql
+from kpictl.services.pipeline import hourly_parts, kpi_sql, parallel
 from kpictl.services.pipeline.periods import Period
 from kpictl.services.pipeline.steps import (
     PeriodCounts,
@@ -74,14 +75,14 @@ class _PipelineWork(JobWork[PipelineResult]):
     """Aggregate or backfill as a job (`jobs.runner`): the body runs on one guarded connection
     watched by the stop request; the result it fills in is also the partial result."""
 
-    def __init__(self, job_type: str, body: Callable[[Any, Connection, PipelineResult], None]):
+    def __init__(self, job_type: str, body: Callable[[Job, Connection, PipelineResult], None]):
         self.body = body
         self.result = PipelineResult("", job_type, "running", [])
 
     def run(self, job: Job) -> PipelineResult:
         self.result.job_id = str(job.id)
         with job.connect() as work:
-            self.body(job.id, work, self.result)
+            self.body(job, work, self.result)
         return self.result
 
     def partial(self) -> PipelineResult:
@@ -106,7 +107,7 @@ def _run_job(
     metadata: dict[str, Any],
     options: PipelineOptions,
     stop: StopRequest,
-    body: Callable[[Any, Connection, PipelineResult], None],
+    body: Callable[[Job, Connection, PipelineResult], None],
 ) -> PipelineResult:
     """One pipeline at a time (`lock.PIPELINE`); the job row ends completed / failed / cancelled,
     a failed job's error carries the result committed so far (`jobs.runner.run_job`)."""
@@ -177,7 +178,8 @@ def aggregate(
     """One aggregation cycle over `period`: each level in its own transaction."""
     progress = progress or Progress()
 
-    def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
+    def body(job: Job, work: Connection, result: PipelineResult) -> None:
+        job_id = job.id
         log.info("Starting aggregation pipeline")
         log.info("Period: %s to %s", period.start.isoformat(), period.end.isoformat())
         counts = PeriodCounts(period.start, period.end)
@@ -237,6 +239,81 @@ def aggregate(
     return result
 
 
+class _Buckets:
+    """One backfill bucket in its own transaction, on whichever connection computes it (one, or
+    one per worker with --jobs); the result is filled in under a lock."""
+
+    def __init__(
+        self,
+        job_id: Any,
+        options: PipelineOptions,
+        force: bool,
+        now: datetime | None,
+        stop: StopRequest,
+        progress: Progress,
+        result: PipelineResult,
+    ):
+        self.job_id, self.options, self.force, self.now = job_id, options, force, now
+        self.stop, self.progress, self.result = stop, progress, result
+        self.lock = threading.Lock()
+        self.is_computed = kpi_sql.bucket_computed()
+
+    def compute(self, work: Connection, period: Period) -> None:
+        self.stop.check()
+        counts = PeriodCounts(period.start, period.end)
+        try:
+            with work.begin():
+                if self._already_computed(work, period):
+                    with self.lock:
+                        self.result.skipped_buckets += 1
+                    self.progress.advance(1)
+                    return
+                run_level(
+                    work,
+                    period,
+                    self.job_id,
+                    self.options,
+                    counts,
+                    only_new=not self.force,
+                    commit_chunks=False,
+                    progress=Progress(),
+                    stop=self.stop,
+                )
+                product_level(work, period, self.job_id, self.options, counts)
+                factory_level(work, period, self.job_id, self.options, counts)
+        except Exception as exc:
+            if self.stop.requested or isinstance(exc, LockLost) or server_gone(exc):
+                raise  # the whole job ends: no bucket can commit now
+            self._failed(period, exc)
+            return
+        with self.lock:
+            self.result.periods.append(counts)
+            self.result.invalid_runs += counts.invalid_runs
+        self.progress.advance(1)
+
+    def _already_computed(self, work: Connection, period: Period) -> bool:
+        """Skipped unless forced: computed after its look-back had passed (a bucket not over by
+        the look-back at `now` is never skipped)."""
+        finished = self.now is None or period.end + self.options.lookback <= self.now
+        if self.force or not finished:
+            return False
+        parameters = base_parameters(period, self.job_id, self.options)
+        settled = {**parameters, "settled": self.options.lookback}
+        return bool(work.execute(self.is_computed, settled).scalar_one())
+
+    def _failed(self, period: Period, exc: Exception) -> None:
+        error = _error_text(exc, self.stop)
+        log.error("Bucket %s failed: %s", period.label(), error)
+        failure = {
+            "period_start": period.start.isoformat(),
+            "period_end": period.end.isoformat(),
+            "error": error,
+        }
+        with self.lock:
+            self.result.failed_buckets.append(failure)
+        self.progress.advance(1)
+
+
 def backfill(
     engine: Engine,
     periods: list[Period],
@@ -255,56 +332,20 @@ def backfill(
     progress = progress or Progress()
     force = force or options.full_refresh
 
-    def body(job_id: Any, work: Connection, result: PipelineResult) -> None:
+    def body(job: Job, work: Connection, result: PipelineResult) -> None:
         log.info("Starting backfill of %d bucket(s)", len(periods))
         progress.start("buckets", len(periods))
         if periods:
             make_partitions(work, periods[0].start, periods[-1].end)
         refresh_statistics_if_stale(work)
         work.commit()
-        is_computed = kpi_sql.bucket_computed()
-        for period in periods:
-            stop.check()
-            counts = PeriodCounts(period.start, period.end)
-            parameters = base_parameters(period, job_id, options)
-            try:
-                with work.begin():
-                    finished = now is None or period.end + options.lookback <= now
-                    settled = {**parameters, "settled": options.lookback}
-                    if not force and finished and work.execute(is_computed, settled).scalar_one():
-                        result.skipped_buckets += 1
-                        progress.advance(1)
-                        continue
-                    run_level(
-                        work,
-                        period,
-                        job_id,
-                        options,
-                        counts,
-                        only_new=not force,
-                        commit_chunks=False,
-                        progress=Progress(),
-                        stop=stop,
-                    )
-                    product_level(work, period, job_id, options, counts)
-                    factory_level(work, period, job_id, options, counts)
-            except Exception as exc:
-                if stop.requested or isinstance(exc, LockLost) or server_gone(exc):
-                    raise  # the whole job ends: no bucket can commit now
-                error = _error_text(exc, stop)
-                log.error("Bucket %s failed: %s", period.label(), error)
-                result.failed_buckets.append(
-                    {
-                        "period_start": period.start.isoformat(),
-                        "period_end": period.end.isoformat(),
-                        "error": error,
-                    }
-                )
-                progress.advance(1)
-                continue
-            result.periods.append(counts)
-            result.invalid_runs += counts.invalid_runs
-            progress.advance(1)
+        buckets = _Buckets(job.id, options, force, now, stop, progress, result)
+        if options.jobs > 1 and len(periods) > 1:
+            parallel.each(job, periods, buckets.compute, workers=options.jobs)
+        else:
+            for period in periods:
+                buckets.compute(work, period)
+        result.periods.sort(key=lambda counts: counts.period_start)
         stop.check()
         with work.begin():
             refresh_views(work, options)

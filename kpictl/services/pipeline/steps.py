@@ -46,6 +46,8 @@ class PipelineOptions:
     # --full-refresh: recompute every key of the window, whatever the previous cycles did (no
     # incremental scan, every run's snapshots rewritten, every kept hour rebuilt).
     full_refresh: bool = False
+    # --jobs: backfill buckets computed on this many connections at once (under the one lock)
+    jobs: int = 1
 
 
 @dataclass
