@@ -30,8 +30,9 @@ JobsOption = Annotated[
     str,
     typer.Option(
         "--jobs",
-        help="Compute this many buckets at once, each on a connection of its own (1-16), or "
-        "auto: the server's max_parallel_workers or the CPU count, the smaller.",
+        help="Work on this many connections at once (1-16), or auto: the server's "
+        "max_parallel_workers or the CPU count, the smaller. backfill: buckets; aggregate: the "
+        "run level of a cycle that scans its whole period.",
         metavar="N",
     ),
 ]
@@ -65,6 +66,7 @@ def aggregate(
     align: AlignOption = "5m",
     dry_run: DryRunFlag = False,
     full_refresh: FullRefreshFlag = False,
+    jobs: JobsOption = "1",
     wait: WaitOption = None,
     format: TextFormatOption = TextFormat.table,
 ) -> int:
@@ -73,7 +75,8 @@ def aggregate(
 
     align_seconds = int(duration_seconds(align, "--align"))
     hours = _period_hours(settings, period_hours)
-    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format)
+    workers = pipeline_run.jobs_value(jobs)
+    run = pipeline_run.RunFlags(wait_seconds(wait), full_refresh, format, workers)
     return pipeline_run.run_aggregate(settings, hours, align_seconds, dry_run=dry_run, run=run)
 
 

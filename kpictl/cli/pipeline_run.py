@@ -72,7 +72,7 @@ def run_aggregate(
         result = pipeline.aggregate(
             engine,
             period,
-            metadata=_metadata(settings, run),
+            metadata={**_metadata(settings, run), "jobs": options.jobs},
             options=options,
             stop=stop,
             progress=progress,

@@ -13,6 +13,7 @@ Each run is one job of the job runner (`jobs.runner.run_job`): one pipeline at a
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
@@ -192,18 +193,21 @@ def aggregate(
         work.commit()
         log.info("Processing %d run-level aggregations", pending)
         progress.start("run level", pending)
-        run_level(
-            work,
-            period,
-            job_id,
-            options,
-            counts,
-            only_new=not options.full_refresh,
-            commit_chunks=True,
-            progress=progress,
-            stop=stop,
-            scan_from=scan.scan_from,
-        )
+        if options.jobs > 1 and scan.full:
+            _run_level_in_slices(job, period, scan.scan_from, options, counts, progress, stop)
+        else:
+            run_level(
+                work,
+                period,
+                job_id,
+                options,
+                counts,
+                only_new=not options.full_refresh,
+                commit_chunks=True,
+                progress=progress,
+                stop=stop,
+                scan_from=scan.scan_from,
+            )
         stop.check()
         with counted_on_commit(counts, "product_snapshots"), work.begin():
             with timed(counts, "parts"):
@@ -237,6 +241,45 @@ def aggregate(
             result.job_id,
         )
     return result
+
+
+def _run_level_in_slices(
+    job: Job,
+    period: Period,
+    scan_from: datetime,
+    options: PipelineOptions,
+    counts: PeriodCounts,
+    progress: Progress,
+    stop: StopRequest,
+) -> None:
+    """--jobs N on a cycle that scans its whole period (from scratch, hourly, --full-refresh):
+    the runs completed in [scan_from, period end) cut into N consecutive time slices, each
+    snapshotted in committed chunks on a connection of its own. A run's snapshots belong to
+    that run alone, so the slices never write the same key."""
+    step = (period.end - scan_from) / options.jobs
+    slices = [scan_from + step * index for index in range(options.jobs)] + [period.end]
+    merging = threading.Lock()
+
+    def snapshot(connection: Connection, bounds: tuple[datetime, datetime]) -> None:
+        own = PeriodCounts(period.start, period.end)
+        run_level(
+            connection,
+            Period(period.start, bounds[1]),  # runs completed before the slice's end ...
+            job.id,
+            options,
+            own,
+            only_new=not options.full_refresh,
+            commit_chunks=True,
+            progress=progress,
+            stop=stop,
+            scan_from=bounds[0],  # ... and from its start
+        )
+        with merging:
+            counts.runs += own.runs
+            counts.run_snapshots += own.run_snapshots
+            counts.timings_ms["run"] = max(counts.timings_ms.get("run", 0), own.timings_ms["run"])
+
+    parallel.each(job, list(itertools.pairwise(slices)), snapshot, workers=options.jobs)
 
 
 class _Buckets:

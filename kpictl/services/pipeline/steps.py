@@ -180,6 +180,17 @@ def refresh_statistics_if_stale(connection: Connection, period: Period | None = 
         connection.execute(text(f"ANALYZE {stale}"))
 
 
+def analyze_run_snapshots(connection: Connection, period: Period) -> None:
+    """ANALYZE what the run level writes to: the run partitions of `period` on the partitioned
+    table (not every partition: ANALYZE of the parent samples them all), else the table."""
+    if not partitions.is_partitioned(connection):
+        connection.execute(text("ANALYZE kpi_snapshots"))
+        return
+    for partition in partitions.covering("run", period.start, period.end):
+        if connection.execute(text("SELECT to_regclass(:n)"), {"n": partition.name}).scalar():
+            connection.execute(text(f"ANALYZE {partition.name}"))
+
+
 def make_partitions(connection: Connection, start: datetime, end: datetime) -> None:
     """The partitions that the rows of [start, end] go to, and those ahead of now, made before
     the cycle writes (`kpictl/db/partitions.py`) and committed at once. A role that may not
@@ -280,9 +291,9 @@ def run_level(
             if row.runs < options.chunk_size:
                 break
             if chunks == 0:
-                # A backlog: refresh the planner's view of kpi_snapshots (typically near-empty
+                # A backlog: refresh the planner's view of the run snapshots (typically near-empty
                 # statistics on a first run) so the next chunks probe the key index.
-                connection.execute(text("ANALYZE kpi_snapshots"))
+                analyze_run_snapshots(connection, period)
             chunks += 1
             statements, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
             if commit_chunks:

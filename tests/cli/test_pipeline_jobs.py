@@ -127,3 +127,27 @@ def test_sigterm_stops_every_worker(db_url, engine, runs):
         job = conn.execute(text("SELECT status, error FROM kpi_aggregation_jobs")).one()
     assert job.status == "cancelled"
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level <> 'run'") == 0
+
+
+def test_aggregate_from_scratch_with_two_jobs_gives_the_values_of_one(db_url, engine):
+    """The run level of a full-scan cycle in two time slices at once; the cycles after it are
+    incremental, on one connection."""
+    now = scalar(engine, "SELECT now()")
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        for minutes in range(10, 1400, 37):
+            end = now - timedelta(minutes=minutes)
+            run = f.execution(conn, repo, "completed", end - timedelta(minutes=5), end)
+            f.agent_run(conn, run, minutes, 1, None)
+    one = run_cli(["aggregate", "--jobs", "1"], db_url)
+    assert one.exit_code == 0, one.output
+    expected = values(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM kpi_snapshots"))
+        conn.execute(text("DELETE FROM kpi_aggregation_jobs"))
+    two = run_cli(["aggregate", "--jobs", "2", "--format", "json"], db_url)
+    assert two.exit_code == 0, two.output
+    assert values(engine) == expected
+    job = scalar(engine, "SELECT metadata FROM kpi_aggregation_jobs")
+    assert job["jobs"] == 2 and job["run_scan"]["full"] is True
+    assert json.loads(two.stdout)["data"]["periods"][0]["runs"] == len(range(10, 1400, 37))
