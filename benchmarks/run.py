@@ -580,10 +580,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["aggregate", "backfill", "history", "report", "cli"],
+        choices=["aggregate", "backfill", "history", "report", "cli", "scaling"],
         action="append",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    parser.add_argument(
+        "--retention-scale", choices=sorted(SCALES), help="the scaling retention scenario's scale"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kpictl-bench-") as data_dir:
         url = database_url(Path(data_dir))
@@ -605,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += history_scenarios(bench, args.scale)
         if "cli" in wanted:
             rows += cli_scenarios(args.repeat)
+        if "scaling" in (args.only or []):  # long: only when asked for
+            from benchmarks import scaling
+
+            rows += scaling.scenarios(bench, args.scale, args.retention_scale)
         bench.engine.dispose()
     block = render(rows, server_version)
     print(block)

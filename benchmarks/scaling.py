@@ -1,0 +1,244 @@
+"""The targets of issue 17 (docs/PERFORMANCE.md, "Scaling"): retention by partition against a
+bare DROP and against the batched DELETE; backfill and a from-scratch aggregate with --jobs
+1, 2, 4 against the single-connection SQL bound; --full-refresh against from scratch; the next
+cycle on a window of `next_cycle_runs` runs.
+
+Run from `python -m benchmarks --only scaling` (with the other scenarios' --scale).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from benchmarks.run import NEW_RUNS, Bench, Row, load_runs, reset_sources
+from kpictl.db import partitions
+from kpictl.services.jobs.stop import StopRequest
+from kpictl.services.maintenance import retention
+from kpictl.services.pipeline import periods, steps
+from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline.periods import Period
+
+SIZES = {
+    # run snapshots a day for retention (90 days kept, 30 more expired); runs for backfill and
+    # aggregate; runs in the 168 h window of the next-cycle scenario
+    "small": {"rows_per_day": 20_000, "runs": 100_000, "next_cycle_runs": 300_000},
+    "medium": {"rows_per_day": 100_000, "runs": 300_000, "next_cycle_runs": 1_000_000},
+    "large": {"rows_per_day": 300_000, "runs": 1_000_000, "next_cycle_runs": 5_000_000},
+}
+KEPT_DAYS, EXPIRED_DAYS = 90, 30
+
+RUN_ROWS = """
+INSERT INTO kpi_snapshots (kpi_name, kpi_version, level, scope_id, value, unit, calculated_at,
+                           period_start, period_end)
+SELECT 'run_duration', '1.0.0', 'run', md5('r' || d || '/' || g)::uuid, g % 100000, 'ms', t, t,
+       t + interval '1 minute'
+FROM generate_series(0, :days - 1) d, generate_series(1, :per_day) g,
+     LATERAL (SELECT CAST(:oldest AS timestamptz) + d * interval '1 day'
+                     + (g % 86000) * interval '1 second') AS at(t)
+"""
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def _expired_layout(bench: Bench, per_day: int, now: datetime) -> list[str]:
+    """KEPT_DAYS + EXPIRED_DAYS days of run rows in day partitions; the expired days' names."""
+    bench.sql("TRUNCATE kpi_snapshots")
+    oldest = (now - timedelta(days=KEPT_DAYS + EXPIRED_DAYS)).replace(hour=0, minute=0, second=0)
+    with bench.engine.begin() as conn:
+        partitions.ensure(conn, "run", oldest, now)
+    for first in range(0, KEPT_DAYS + EXPIRED_DAYS, 10):  # ten days a statement
+        bench.sql(RUN_ROWS, days=10, per_day=per_day, oldest=oldest + timedelta(days=first))
+    bench.vacuum()
+    return [
+        partitions.containing("run", oldest + timedelta(days=day)).name
+        for day in range(EXPIRED_DAYS)
+    ]
+
+
+def retention_scenario(bench: Bench, scale: str) -> list[Row]:
+    per_day = SIZES[scale]["rows_per_day"]
+    # at midnight the cut-off falls between two day partitions: the expired days go whole
+    now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    policy = retention.make_policy(run_days=KEPT_DAYS)
+    expired = _expired_layout(bench, per_day, now)
+    kpictl_s = timed(lambda: retention.apply_retention(bench.engine, policy, now=now))
+    _expired_layout(bench, per_day, now)
+    drop_s = timed(lambda: bench.sql("DROP TABLE " + ", ".join(expired)))
+    _expired_layout(bench, per_day, now)
+    cutoff = now - timedelta(days=KEPT_DAYS)
+
+    def batched_delete() -> None:  # what retention did before partitions
+        while True:
+            with bench.engine.begin() as conn:
+                if retention.delete_batch(conn, "run", cutoff, 10_000, None) < 10_000:
+                    return
+
+    delete_s = timed(batched_delete)
+    scale_note = (
+        f"{per_day * (KEPT_DAYS + EXPIRED_DAYS):,} run rows, {per_day * EXPIRED_DAYS:,} expired"
+    )
+    return [
+        Row(
+            "retention: 30 expired day partitions",
+            scale_note,
+            kpictl_s,
+            drop_s,
+            "bound: bare DROP TABLE",
+        ),
+        Row(
+            "retention: the batched DELETE of before",
+            scale_note,
+            delete_s,
+            kpictl_s,
+            f"{delete_s / kpictl_s:.0f}x slower than dropping (ratio: delete / kpictl)",
+        ),
+    ]
+
+
+def _backfill(
+    bench: Bench, buckets: list[Period], end: datetime, jobs: int, full: bool = False
+) -> None:
+    pipeline.backfill(
+        bench.engine,
+        buckets,
+        force=False,
+        metadata={},
+        options=steps.PipelineOptions(jobs=jobs, full_refresh=full),
+        stop=StopRequest(),
+        now=end,
+    )
+
+
+def parallel_scenarios(bench: Bench, scale: str) -> list[Row]:
+    runs = SIZES[scale]["runs"]
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=30)
+    reset_sources(bench)
+    load_runs(bench, seed=3, days=30, runs_per_day=runs // 30, now=end)
+    buckets = periods.buckets(start, end, "day", periods.zone("UTC"), end)
+
+    def clear() -> None:
+        bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
+        bench.checkpoint()
+
+    clear()
+    bound = timed(lambda: bench.run_script("backfill.sql", {"start": start, "end": end}))
+    rows = []
+    for jobs in (1, 2, 4):
+        clear()
+        seconds = timed(lambda jobs=jobs: _backfill(bench, buckets, end, jobs))
+        print(f"  backfill --jobs {jobs}: {seconds:.1f} s", file=sys.stderr)
+        rows.append(Row(f"backfill 30 days, --jobs {jobs}", f"{runs:,} runs", seconds, bound))
+    seconds = timed(
+        lambda: _backfill(bench, buckets, end, 1, full=True)
+    )  # over the rows of --jobs 4
+    rows.append(
+        Row(
+            "backfill 30 days, --full-refresh",
+            f"{runs:,} runs",
+            seconds,
+            rows[0].kpictl_s,
+            "bound: the same from scratch",
+        )
+    )
+    return rows + _aggregate_rows(bench, runs)
+
+
+def _aggregate_rows(bench: Bench, runs: int) -> list[Row]:
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    period = Period(end - timedelta(hours=168), end)
+    reset_sources(bench)
+    load_runs(bench, seed=1, days=7, runs_per_day=runs // 7, now=end)
+
+    def aggregate(jobs: int, full: bool = False) -> None:
+        options = steps.PipelineOptions(jobs=jobs, full_refresh=full)
+        pipeline.aggregate(bench.engine, period, metadata={}, options=options, stop=StopRequest())
+
+    def clear() -> None:
+        bench.sql(
+            "TRUNCATE kpi_snapshots, kpi_aggregation_jobs, kpi_hourly_runs, kpi_hourly_totals"
+        )
+        bench.checkpoint()
+
+    parameters = {"start": period.start, "end": period.end, "since": period.start}
+    clear()
+    bound = timed(lambda: bench.run_script("aggregate.sql", parameters))
+    rows = []
+    for jobs in (1, 2):
+        clear()
+        seconds = timed(lambda jobs=jobs: aggregate(jobs))
+        rows.append(
+            Row(f"aggregate 168 h from scratch, --jobs {jobs}", f"{runs:,} runs", seconds, bound)
+        )
+    full = timed(lambda: aggregate(1, full=True))  # every key exists: all rewritten
+    rows.append(
+        Row(
+            "aggregate --full-refresh",
+            f"{runs:,} runs",
+            full,
+            rows[0].kpictl_s,
+            "bound: from scratch, --jobs 1",
+        )
+    )
+    return rows
+
+
+def next_cycle_scenario(bench: Bench, scale: str) -> list[Row]:
+    runs = SIZES[scale]["next_cycle_runs"]
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    period = Period(end - timedelta(hours=168), end)
+    reset_sources(bench)
+    load_runs(bench, seed=5, days=7, runs_per_day=runs // 7, now=end)
+    options = steps.PipelineOptions(jobs=2)
+    scratch = timed(
+        lambda: pipeline.aggregate(
+            bench.engine, period, metadata={}, options=options, stop=StopRequest()
+        )
+    )
+    cycles = []
+    for cycle in range(1, 4):
+        since = end + timedelta(minutes=5 * (cycle - 1))
+        bench.run_sql(NEW_RUNS, {"tag": f"next{cycle}/", "count": 2_000, "since": since})
+        shifted = Period(
+            period.start + timedelta(minutes=5 * cycle), end + timedelta(minutes=5 * cycle)
+        )
+        cycles.append(
+            timed(
+                lambda shifted=shifted: pipeline.aggregate(
+                    bench.engine,
+                    shifted,
+                    metadata={},
+                    options=steps.PipelineOptions(),
+                    stop=StopRequest(),
+                )
+            )
+        )
+    cycles.sort()
+    median = cycles[1]
+    return [
+        Row("aggregate 168 h from scratch, --jobs 2", f"{runs:,} runs", scratch, None),
+        Row(
+            "aggregate, next cycle (+2,000 runs)",
+            f"2,000 new on {runs:,}",
+            median,
+            None,
+            f"{100 * median / scratch:.2f} % of from scratch",
+        ),
+    ]
+
+
+def scenarios(bench: Bench, scale: str, retention_scale: str | None = None) -> list[Row]:
+    """All of them; `retention_scale` runs the retention scenario at another scale (its large
+    size is 36M rows, loaded three times)."""
+    return (
+        retention_scenario(bench, retention_scale or scale)
+        + parallel_scenarios(bench, scale)
+        + next_cycle_scenario(bench, scale)
+    )
