@@ -202,36 +202,45 @@ class Expired:
 
 
 def expired(connection: Connection, level: str, cutoff: datetime) -> list[Expired]:
-    """The partitions of `level` retention may drop whole: every row calculated before `cutoff`
-    (its newest `calculated_at`, one probe of the partition's index), or empty and wholly before
-    `cutoff`. Never the default partition."""
+    """The partitions of `level` retention may drop whole: those that start before `cutoff` and
+    whose rows were all calculated before it (their newest `calculated_at`: one index probe
+    each, all in one statement), or that are empty and end by `cutoff`. Never the default."""
+    candidates = [
+        row
+        for row in connection.execute(LEAVES, {"level_table": level_table(level)})
+        if row.name != default_partition(level) and _bound(row.bounds, " FROM ('") < cutoff
+    ]
+    if not candidates:
+        return []
+    probes = " UNION ALL ".join(
+        f"SELECT {index} AS n, (SELECT max(calculated_at) FROM {row.name}) AS newest"
+        for index, row in enumerate(candidates)
+    )
+    newest: dict[int, datetime | None] = {
+        row.n: row.newest for row in connection.execute(text(probes))
+    }
     found = []
-    for row in connection.execute(LEAVES, {"level_table": level_table(level)}):
-        if row.name == default_partition(level):
-            continue
-        newest = connection.execute(text(f"SELECT max(calculated_at) FROM {row.name}")).scalar()
-        if newest is None:
-            upper = _upper_bound(row.bounds)
-            if upper is None or upper > cutoff:
-                continue
-        elif newest >= cutoff:
-            continue
-        found.append(Expired(row.name, max(int(row.estimated_rows), 0)))
+    for index, row in enumerate(candidates):
+        last = newest[index]
+        if (last is None and _bound(row.bounds, " TO ('") <= cutoff) or (
+            last is not None and last < cutoff
+        ):
+            found.append(Expired(row.name, max(int(row.estimated_rows), 0)))
     return found
 
 
-def _upper_bound(bounds: str) -> datetime | None:
-    """The TO bound of `FOR VALUES FROM ('...') TO ('...')`."""
-    if " TO ('" not in bounds:
-        return None
-    return datetime.fromisoformat(bounds.split(" TO ('", 1)[1].split("'", 1)[0])
+def _bound(bounds: str, marker: str) -> datetime:
+    """The FROM or TO bound of `FOR VALUES FROM ('...') TO ('...')`."""
+    return datetime.fromisoformat(bounds.split(marker, 1)[1].split("'", 1)[0])
 
 
-def drop(connection: Connection, partition: str) -> None:
-    """Drop one expired partition (its rows go without a WAL record each)."""
-    if not partition.startswith(f"{TABLE}_") or partition.endswith("_default"):
-        raise ValueError(f"not a partition retention may drop: {partition!r}")
-    connection.execute(text(f"DROP TABLE {partition}"))
+def drop(connection: Connection, names: list[str]) -> None:
+    """Drop expired partitions, in one statement (their rows go without a WAL record each)."""
+    for name in names:
+        if not name.startswith(f"{TABLE}_") or name.endswith("_default"):
+            raise ValueError(f"not a partition retention may drop: {name!r}")
+    if names:
+        connection.execute(text(f"DROP TABLE {', '.join(names)}"))
 
 
 def rows_in_defaults(connection: Connection) -> dict[str, int]:

@@ -177,19 +177,19 @@ def _target(policy: RetentionPolicy, target: str, now: datetime) -> TargetResult
 
 
 def drop_expired_partitions(engine: Engine, done: TargetResult, stop: Any = None) -> None:
-    """Drop the partitions of `done.target` whose rows are all past its cut-off, one
-    transaction each, and make the partitions ahead of need while here."""
+    """Drop the partitions of `done.target` whose rows are all past its cut-off, in one
+    transaction (one short ACCESS EXCLUSIVE lock on the level's table, one commit), and make
+    the partitions ahead of need while here."""
+    if stop is not None:
+        stop.check()
     with engine.begin() as conn:
-        now = conn.execute(select(func.now())).scalar_one()
-        partitions.ensure_around(conn, now, now, now)
+        if done.target == partitions.LEVELS[0]:  # once a run, with the first level
+            now = conn.execute(select(func.now())).scalar_one()
+            partitions.ensure_around(conn, now, now, now)
         whole = partitions.expired(conn, done.target, done.cutoff)
-    for partition in whole:
-        if stop is not None:
-            stop.check()
-        with engine.begin() as conn:
-            partitions.drop(conn, partition.name)
-        done.partitions.append(partition.name)
-        done.partition_rows += partition.rows
+        partitions.drop(conn, [partition.name for partition in whole])
+    done.partitions = [partition.name for partition in whole]
+    done.partition_rows = sum(partition.rows for partition in whole)
 
 
 def apply_retention(
@@ -225,8 +225,10 @@ def apply_retention(
         result.targets.append(done)
         if name in partitions.LEVELS:
             drop_expired_partitions(engine, done, stop)
-        with engine.connect() as conn:
-            planned = count_expired(conn, name, done.cutoff)  # what is left to delete in batches
+        planned = 0
+        if on_batch is not None:  # a progress bar's total: what is left to delete in batches
+            with engine.connect() as conn:
+                planned = count_expired(conn, name, done.cutoff)
         while True:
             if stop is not None:
                 stop.check()
