@@ -42,6 +42,8 @@ BOUNDS = Path(__file__).resolve().parent / "bounds"
 MARK_BEGIN = "<!-- benchmark results: begin -->"
 MARK_END = "<!-- benchmark results: end -->"
 
+# the parts of `--only scaling` (benchmarks/scaling.py), each also on its own
+SCALING_PARTS = ["scaling-retention", "scaling-parallel", "scaling-next-cycle"]
 SCALES = {
     # runs in the 7-day window; new runs for the next cycle; runs over 30 days (backfill);
     # tenants x 52 weekly reports x 20 audited pages (history fill); rows exported
@@ -580,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["aggregate", "backfill", "history", "report", "cli", "scaling"],
+        choices=["aggregate", "backfill", "history", "report", "cli", "scaling", *SCALING_PARTS],
         action="append",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
@@ -608,10 +610,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += history_scenarios(bench, args.scale)
         if "cli" in wanted:
             rows += cli_scenarios(args.repeat)
-        if "scaling" in (args.only or []):  # long: only when asked for
+        parts = [part for part in SCALING_PARTS if {"scaling", part} & set(args.only or [])]
+        if parts:  # long: only when asked for
             from benchmarks import scaling
 
-            rows += scaling.scenarios(bench, args.scale, args.retention_scale)
+            rows += scaling.scenarios(bench, args.scale, args.retention_scale, parts)
         bench.engine.dispose()
     block = render(rows, server_version)
     print(block)

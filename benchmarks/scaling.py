@@ -234,11 +234,15 @@ def next_cycle_scenario(bench: Bench, scale: str) -> list[Row]:
     ]
 
 
-def scenarios(bench: Bench, scale: str, retention_scale: str | None = None) -> list[Row]:
-    """All of them; `retention_scale` runs the retention scenario at another scale (its large
-    size is 36M rows, loaded three times)."""
-    return (
-        retention_scenario(bench, retention_scale or scale)
-        + parallel_scenarios(bench, scale)
-        + next_cycle_scenario(bench, scale)
-    )
+def scenarios(bench: Bench, scale: str, retention_scale: str | None, parts: list[str]) -> list[Row]:
+    """The `parts` asked for (scaling-retention, scaling-parallel, scaling-next-cycle);
+    `retention_scale` runs the retention scenario at another scale (its large size is 36M rows,
+    loaded three times)."""
+    rows = []
+    if "scaling-retention" in parts:
+        rows += retention_scenario(bench, retention_scale or scale)
+    if "scaling-parallel" in parts:
+        rows += parallel_scenarios(bench, scale)
+    if "scaling-next-cycle" in parts:
+        rows += next_cycle_scenario(bench, scale)
+    return rows

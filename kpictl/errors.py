@@ -180,17 +180,27 @@ def as_kpictl_error(exc: BaseException) -> KpictlError | None:
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return Interrupted("interrupted", signal_exit=ExitCode.SIGINT)
-    return classify_database_error(exc)
+    classified = classify_database_error(exc)
+    if classified is None and _after_a_lost_connection(exc):
+        return as_kpictl_error(exc.__context__)  # type: ignore[arg-type]
+    return classified
+
+
+def _after_a_lost_connection(exc: BaseException) -> bool:
+    """SQLAlchemy's PendingRollbackError raised while cleaning up after the error that broke
+    the connection (Alembic's autocommit block commits in a `finally`): that error is the
+    one to report."""
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, sa_exc.PendingRollbackError) and exc.__context__ is not None
 
 
 def describe_error(exc: BaseException) -> str:
     """One line for a job row's `error`: the operator's message, never a whole SQL statement
     with its parameters (which SQLAlchemy puts in its exception text)."""
-    if isinstance(exc, KpictlError):
-        return exc.message
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (SIGINT)"
-    classified = classify_database_error(exc)
+    classified = as_kpictl_error(exc)
     if classified is not None:
         return classified.message
     return _first_line(f"{type(exc).__name__}: {exc}")

@@ -9,6 +9,9 @@ recreated as they were) takes one short ACCESS EXCLUSIVE lock. The primary key b
 level, period_end): a partitioned table's keys must hold its partition keys; `id` stays unique
 in practice (gen_random_uuid()) and the key of docs/spec/pipeline.md §2 is unchanged.
 
+A conversion stopped half-way (the process or its connection ended during the copy) leaves
+the old table whole; running the revision again discards the half-built table and starts over.
+
 Downgrade converts back to one table, the same way. `migrate --sql` prints the conversion as
 one transaction (create, copy, swap), for a DBA who stops the writers first.
 
@@ -22,6 +25,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 
 from alembic import context, op
+from kpictl.db import partitions
 from kpictl.db import snapshot_conversion as conversion
 
 revision: str = "0008"
@@ -37,7 +41,7 @@ def _convert(partitioned: bool) -> None:
             op.execute(statement)
         return
     bind = op.get_bind()
-    if conversion.is_partitioned(bind) == partitioned:
+    if partitions.is_partitioned(bind) == partitioned:
         return
     now = bind.execute(text("SELECT now()")).scalar_one()
     conversion.prepare(bind, shape, now)

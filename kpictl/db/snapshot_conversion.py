@@ -22,6 +22,7 @@ for the platform's writers (its service and trigger insert snapshots).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,8 @@ from sqlalchemy import Connection, text
 from kpictl import _testing
 from kpictl.db import dependent_views as saved
 from kpictl.db import partitions
+
+log = logging.getLogger(__name__)
 
 TABLE = partitions.TABLE
 NEW = f"{TABLE}_new"
@@ -61,16 +64,14 @@ class Shape:
         return "id, level, period_end" if self.partitioned else "id"
 
 
-def is_partitioned(connection: Connection) -> bool:
-    return partitions.is_partitioned(connection)
-
-
 # --- 1. prepare -------------------------------------------------------------------------------
 
 
 def prepare(connection: Connection, shape: Shape, now: datetime) -> None:
     """The new table, empty, with its keys, indexes and (partitioned) partitions, and the
-    mirror trigger on the old table."""
+    mirror trigger on the old table. A conversion that stopped half-way (its process or
+    connection ended during the copy) is discarded first: this one starts over."""
+    discard_unfinished(connection)
     if shape.partitioned:
         for statement in partitions.parent_statements(NEW, TABLE):
             connection.execute(text(statement))
@@ -98,6 +99,24 @@ def prepare(connection: Connection, shape: Shape, now: datetime) -> None:
             f"FOR EACH ROW EXECUTE FUNCTION {MIRROR}()"
         )
     )
+
+
+def discard_unfinished(connection: Connection) -> bool:
+    """Drop what an interrupted conversion left (the new table with its partitions, the
+    mirror trigger and function); the old table is whole and untouched. True if there was any."""
+    left = connection.execute(
+        text(
+            "SELECT to_regclass(:new) IS NOT NULL "
+            "OR EXISTS (SELECT 1 FROM pg_proc WHERE proname = :mirror)"
+        ),
+        {"new": NEW, "mirror": MIRROR},
+    ).scalar_one()
+    if left:
+        log.warning("a conversion of %s stopped half-way is discarded: starting over", TABLE)
+        connection.execute(text(f"DROP TRIGGER IF EXISTS {MIRROR} ON {TABLE}"))
+        connection.execute(text(f"DROP FUNCTION IF EXISTS {MIRROR}()"))
+        connection.execute(text(f"DROP TABLE IF EXISTS {NEW}"))
+    return bool(left)
 
 
 INDEXES = text(

@@ -134,3 +134,66 @@ def test_full_refresh_twice_changes_nothing(db_url, engine):
     assert run_cli(["aggregate", "--full-refresh"], db_url).exit_code == 0
     with engine.connect() as conn:
         assert conn.execute(text(query)).all() == before
+
+
+def test_full_refresh_rewrites_changed_runs_and_drops_snapshots_without_a_basis(db_url, engine):
+    """Each chunk's runs' snapshots are deleted and written again: a changed source value is
+    rewritten, a row another writer left (no job) is replaced by kpictl's, a token_usage row of
+    a run whose agent runs are gone goes, and rows of runs outside the window stay."""
+    now = db_now(engine)
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        changed, emptied, foreign = (
+            f.execution(conn, repo, "completed", now - timedelta(hours=3), now - timedelta(hours=2))
+            for _ in range(3)
+        )
+        agent = f.agent_run(conn, changed, 100, 50, 150)
+        f.agent_run(conn, emptied, 10, 5, 15)
+        old = f.execution(conn, repo, "completed", f.at(10), f.at(11))  # 2026-01-05
+    assert (
+        run_cli(["backfill", "--since", "2026-01-05", "--until", "2026-01-06"], db_url).exit_code
+        == 0
+    )
+    assert run_cli(["aggregate"], db_url).exit_code == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE agent_runs SET total_tokens = 400 WHERE id = :id"), {"id": agent})
+        conn.execute(text("DELETE FROM agent_runs WHERE execution_id = :id"), {"id": emptied})
+        conn.execute(  # as the AFU-9 platform's trigger writes them: no job, its own value
+            text(
+                "UPDATE kpi_snapshots SET job_id = NULL, value = 1 "
+                "WHERE scope_id = :id AND kpi_name = 'run_duration'"
+            ),
+            {"id": foreign},
+        )
+        conn.execute(text("UPDATE kpi_snapshots SET value = 7 WHERE scope_id = :id"), {"id": old})
+
+    result = run_cli(["aggregate", "--full-refresh"], db_url)
+    assert result.exit_code == 0, result.output
+
+    def value(run_id, kpi):
+        return scalar(
+            engine,
+            "SELECT value FROM kpi_snapshots WHERE scope_id = :id AND kpi_name = :kpi",
+            id=run_id,
+            kpi=kpi,
+        )
+
+    assert value(changed, "token_usage") == 400
+    assert value(emptied, "token_usage") is None and run_rows(engine, emptied) == 1
+    assert value(foreign, "run_duration") == 3_600_000
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM kpi_snapshots WHERE level = 'run' AND job_id IS NULL",
+        )
+        == 0
+    )
+    assert value(old, "run_duration") == 7  # outside the 168 h window: untouched
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM kpi_snapshots k JOIN kpi_snapshots o USING "
+            "(level, kpi_name, kpi_version, period_end, scope_id, period_start) WHERE k.id <> o.id",
+        )
+        == 0
+    )

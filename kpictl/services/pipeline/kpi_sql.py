@@ -169,6 +169,7 @@ CHUNK_TABLE = "kpictl_chunk_runs"
 class ChunkStatements:
     pick: TextClause
     analyze: TextClause
+    clear: list[TextClause]  # a --full-refresh chunk: its runs' existing snapshots go first
     writes: list[TextClause]  # rowcounts add up to the snapshots written
     summary: TextClause
     drop: TextClause
@@ -184,11 +185,14 @@ def run_level_chunk(
     1, and a nested loop over 800,000 runs is slow); write each KPI's snapshots (three INSERTs);
     read the chunk's size and last key (the next chunk starts after it: `after_cursor`).
 
+    A chunk that is not `only_new` (--full-refresh) first deletes its runs' snapshots of the
+    three KPIs, then writes them again, in the chunk's transaction (readers see the old rows
+    or the new, never neither): an UPDATE of every existing row through ON CONFLICT costs
+    nearly twice a plain INSERT.
+
     `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
-    for `only_new` chunks on a database where nobody but kpictl writes run snapshots (the caller
-    checks), so that no row of the chunk can exist yet."""
-    if not (upsert or only_new):
-        raise ValueError("a plain INSERT (upsert=False) is only safe for only_new chunks")
+    where nobody but kpictl writes run snapshots (the caller checks), so that no row of the
+    chunk can exist yet (it was skipped or deleted) nor appear meanwhile."""
     skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
     cursor = (
         # The plain `>=` lets the scan start at the cursor on a one-column completed_at
@@ -252,9 +256,27 @@ GROUP BY r.id, r.started_at, r.completed_at
         f"last.id AS last_id FROM (SELECT NULL) one LEFT JOIN LATERAL (SELECT completed_raw, id "
         f"FROM {CHUNK_TABLE} ORDER BY completed_raw DESC, id DESC LIMIT 1) last ON true"
     )
+    clear = [] if only_new else [CLEAR_CHUNK_SNAPSHOTS]
     return ChunkStatements(
-        pick, text(f"ANALYZE {CHUNK_TABLE}"), writes, summary, text(f"DROP TABLE {CHUNK_TABLE}")
+        pick,
+        text(f"ANALYZE {CHUNK_TABLE}"),
+        clear,
+        writes,
+        summary,
+        text(f"DROP TABLE {CHUNK_TABLE}"),
     )
+
+
+# The run snapshots of a chunk's runs, by the key's leading columns (one probe of the key index
+# per run and KPI, like RUN_DONE), whoever wrote them.
+CLEAR_CHUNK_SNAPSHOTS = text(
+    f"""
+DELETE FROM kpi_snapshots k USING {CHUNK_TABLE} r
+WHERE k.level = 'run'
+  AND k.kpi_name IN (:run_duration, :token_usage, :tool_call_success_rate)
+  AND k.kpi_version = :version AND k.period_end = r.completed_at AND k.scope_id = r.id
+"""
+)
 
 
 # Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows it

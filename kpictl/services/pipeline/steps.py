@@ -257,7 +257,7 @@ def run_level(
     scan_from: datetime | None = None,
 ) -> None:
     clock = kpi_sql.SourceClock.detect(connection)
-    upsert = not only_new or bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
+    upsert = bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
     first_chunk = kpi_sql.run_level_chunk(
         clock, only_new=only_new, after_cursor=False, upsert=upsert
     )
@@ -278,6 +278,8 @@ def run_level(
             }
             connection.execute(statements.pick, chunk_parameters)
             connection.execute(statements.analyze)
+            for clear in statements.clear:
+                connection.execute(clear, parameters)
             written = sum(
                 connection.execute(write, parameters).rowcount for write in statements.writes
             )

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from kpictl.db import partitions
 from tests import factories as f
 from tests.conftest import run_cli
-from tests.helpers import AT_GATE, db_now, scalar, spawn, step_gate, wait_for
+from tests.helpers import AT_GATE, db_now, scalar, spawn, step_gate, terminate, wait_for
 
 ROWS = (  # timestamps as text: one row's period ends at infinity, which Python cannot hold
     "SELECT id, level, kpi_name, kpi_version, scope_id, value, unit, metadata, "
@@ -202,6 +202,42 @@ def test_writes_during_the_copy_are_kept(empty_db_url, engine_for):
     assert scalar(engine, "SELECT value FROM kpi_snapshots WHERE id = :id", id=first) == 42
     assert (
         scalar(engine, "SELECT count(*) FROM pg_trigger WHERE tgname = 'kpictl_snapshots_mirror'")
+        == 0
+    )
+
+
+def test_a_conversion_cut_off_during_the_copy_starts_over_when_run_again(empty_db_url, engine_for):
+    """The server ends migrate's connection mid-copy: migrate exits 69, the old table is whole
+    and still in use, the half-built table and the mirror are left; the next migrate discards
+    them and converts, with every row (also one written in between)."""
+    migrate(empty_db_url, "--with-sources", "--to", "0007")
+    engine = engine_for(empty_db_url)
+    now = db_now(engine)
+    populated(engine, now)
+    with step_gate(engine):
+        process = spawn(["migrate"], empty_db_url, KPICTL_DEBUG_STEP_GATE="convert")
+        try:
+            wait_for(lambda: scalar(engine, AT_GATE) == 1)
+            terminate(engine, scalar(engine, AT_GATE.replace("count(*)", "l.pid")))
+            _out, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 69, err
+    assert "database unreachable" in err and "Traceback" not in err
+    assert relkind(engine, "kpi_snapshots") == "r"
+    assert relkind(engine, "kpi_snapshots_new") == "p"  # left half-built
+    with engine.begin() as conn:  # the platform writes on meanwhile (mirrored, then discarded)
+        f.snapshot(conn, "mtti", Decimal(9), now - timedelta(hours=3), now - timedelta(hours=2))
+    before = all_rows(engine)
+
+    result = run_cli(["migrate"], empty_db_url)
+    assert result.exit_code == 0, result.output
+    assert relkind(engine, "kpi_snapshots") == "p"
+    assert relkind(engine, "kpi_snapshots_new") is None
+    assert all_rows(engine) == before
+    assert (
+        scalar(engine, "SELECT count(*) FROM pg_proc WHERE proname = 'kpictl_snapshots_mirror'")
         == 0
     )
 
