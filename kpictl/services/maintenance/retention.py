@@ -176,13 +176,13 @@ def _target(policy: RetentionPolicy, target: str, now: datetime) -> TargetResult
     return TargetResult(target, TABLE_OF_TARGET[target], days, now - timedelta(days=days))
 
 
-def drop_expired_partitions(engine: Engine, done: TargetResult, stop: Any = None) -> None:
+def drop_expired_partitions(conn: Connection, done: TargetResult, stop: Any = None) -> None:
     """Drop the partitions of `done.target` whose rows are all past its cut-off, in one
     transaction (one short ACCESS EXCLUSIVE lock on the level's table, one commit), and make
     the partitions ahead of need while here."""
     if stop is not None:
         stop.check()
-    with engine.begin() as conn:
+    with conn.begin():
         if done.target == partitions.LEVELS[0]:  # once a run, with the first level
             now = conn.execute(select(func.now())).scalar_one()
             partitions.ensure_around(conn, now, now, now)
@@ -220,38 +220,107 @@ def apply_retention(
     if dry_run:
         result.targets = plan(engine, policy, now)
         return result
-    for name in TARGETS:
-        done = _target(policy, name, now)
-        result.targets.append(done)
-        if name in partitions.LEVELS:
-            drop_expired_partitions(engine, done, stop)
-        planned = 0
-        if on_batch is not None:  # a progress bar's total: what is left to delete in batches
-            with engine.connect() as conn:
-                planned = count_expired(conn, name, done.cutoff)
-        while True:
-            if stop is not None:
-                stop.check()
-            with engine.begin() as conn:
-                if stop is not None:
-                    stop.watch(conn.connection.dbapi_connection)
-                try:
-                    _testing.pause(conn, "retention")  # KPICTL_DEBUG_STEP_SLEEP="retention:N"
-                    rows = delete_batch(conn, name, done.cutoff, policy.batch_size, own_job_id)
-                finally:
-                    if stop is not None:
-                        stop.unwatch()
-            done.batches += 1
-            done.deleted += rows
-            if on_batch and rows:
-                on_batch(name, rows, planned)
-            if rows < policy.batch_size:
-                break
+    with engine.connect() as conn:  # one connection, a transaction per drop and per batch
+        for name in TARGETS:
+            done = _target(policy, name, now)
+            result.targets.append(done)
+            if name in partitions.LEVELS:
+                drop_expired_partitions(conn, done, stop)
+            _delete_in_batches(conn, done, policy.batch_size, own_job_id, on_batch, stop)
     if vacuum:
         touched = sorted({t.table for t in result.targets if t.deleted})
         vacuum_analyze(engine, touched, stop=stop)
         result.vacuumed = touched
     return result
+
+
+def _delete_in_batches(
+    conn: Connection,
+    done: TargetResult,
+    batch_size: int,
+    own_job_id: uuid.UUID | None,
+    on_batch: Callable[[str, int, int], None] | None,
+    stop: Any,
+) -> None:
+    """The rows past the cut-off that no dropped partition took, a batch a transaction. A level
+    is trimmed partition by partition (those holding such rows, found one at a time): a DELETE
+    planned over one partition, not over all of them."""
+    planned = 0
+    if on_batch is not None:  # a progress bar's total: what is left to delete in batches
+        with conn.begin():
+            planned = count_expired(conn, done.target, done.cutoff)
+    finished: list[str] = []
+    while True:
+        holder = None
+        if done.target in partitions.LEVELS:
+            with conn.begin():
+                holder = conn.execute(
+                    EXPIRED_HOLDER, {"level": done.target, "cutoff": done.cutoff, "done": finished}
+                ).scalar()
+            if holder is None:
+                return
+        while True:
+            if stop is not None:
+                stop.check()
+            with conn.begin():
+                rows = _one_batch(conn, done, batch_size, own_job_id, holder, stop)
+            done.batches += 1
+            done.deleted += rows
+            if on_batch and rows:
+                on_batch(done.target, rows, planned)
+            if rows < batch_size:
+                break
+        if holder is None:
+            return
+        finished.append(holder)
+
+
+# The table (a partition, or the table itself when not partitioned) holding a row of the level
+# past the cut-off, other than those already trimmed: one index probe per partition.
+EXPIRED_HOLDER = text(
+    """
+SELECT tableoid::regclass::text FROM kpi_snapshots
+WHERE level = :level AND calculated_at < :cutoff
+  AND NOT (tableoid::regclass::text = ANY(CAST(:done AS text[])))
+LIMIT 1
+"""
+)
+
+
+def _one_batch(
+    conn: Connection,
+    done: TargetResult,
+    batch_size: int,
+    own_job_id: uuid.UUID | None,
+    holder: str | None,
+    stop: Any,
+) -> int:
+    if stop is not None:
+        stop.watch(conn.connection.dbapi_connection)
+    try:
+        _testing.pause(conn, "retention")  # KPICTL_DEBUG_STEP_SLEEP="retention:N"
+        if holder is None:
+            return delete_batch(conn, done.target, done.cutoff, batch_size, own_job_id)
+        return delete_partition_batch(conn, holder, done.target, done.cutoff, batch_size)
+    finally:
+        if stop is not None:
+            stop.unwatch()
+
+
+def delete_partition_batch(
+    conn: Connection, holder: str, level: str, cutoff: datetime, batch_size: int
+) -> int:
+    """One bounded DELETE of a level's expired rows in one table of kpi_snapshots (a partition
+    named by the catalog); rows locked by another session are skipped."""
+    if not (holder == partitions.TABLE or holder.startswith(f"{partitions.TABLE}_")):
+        raise ValueError(f"not a table of {partitions.TABLE}: {holder!r}")
+    statement = text(
+        f"DELETE FROM {holder} WHERE id IN (SELECT id FROM {holder} "
+        "WHERE level = :level AND calculated_at < :cutoff "
+        "LIMIT :batch_size FOR UPDATE SKIP LOCKED)"
+    )
+    parameters = {"level": level, "cutoff": cutoff, "batch_size": batch_size}
+    return conn.execute(statement, parameters).rowcount
 
 
 def vacuum_analyze(engine: Engine, tables: list[str], *, stop: Any = None) -> None:

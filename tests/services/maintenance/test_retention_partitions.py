@@ -107,6 +107,56 @@ def test_a_partition_recomputed_after_the_cut_off_is_trimmed_not_dropped(db_url,
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 1
 
 
+def test_expired_rows_in_several_partitions_all_go_in_bounded_batches(db_url, engine):
+    """Past the cut-off in three tables besides the dropped days: a day kept by one recomputed
+    row, the default partition (a period older than any partition), and yesterday's partition
+    (a row calculated long before its period: odd, but calculated_at decides). Every one goes,
+    in batches of 2, and nothing else."""
+    now = db_now(engine)
+    aged_runs(engine, now, range(95, 96))
+    recent = now - timedelta(days=1)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE kpi_snapshots SET calculated_at = now() - interval '1 day' "
+                "WHERE id = (SELECT id FROM kpi_snapshots WHERE level = 'run' LIMIT 1)"
+            )
+        )
+        for period_end, calculated_at in (
+            (now - timedelta(days=2000), now - timedelta(days=2000)),  # default partition
+            (now - timedelta(days=2000), now - timedelta(days=1999)),
+            (now - timedelta(days=2000), now - timedelta(days=1998)),
+            (recent, now - timedelta(days=300)),  # yesterday's partition
+            (recent, now),  # kept
+        ):
+            f.snapshot(
+                conn,
+                "run_duration",
+                Decimal(1),
+                period_end - timedelta(hours=1),
+                period_end,
+                level="run",
+                scope_id=uuid.uuid4(),
+                calculated_at=calculated_at,
+            )
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots_run_default") == 3
+    result, _ = service.run_retention(
+        engine, service.make_policy(run_days=90, batch_size=2), now=now
+    )
+    (run,) = [target for target in result.targets if target.target == "run"]
+    assert run.deleted == (PER_DAY - 1) + 3 + 1
+    assert run.batches == 2 + 2 + 1  # 3 rows: 2 + 1; 3 rows: 2 + 1; 1 row: 1
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 2
+    assert (
+        scalar(
+            engine,
+            "SELECT count(*) FROM kpi_snapshots WHERE level = 'run' AND calculated_at < :cutoff",
+            cutoff=now - timedelta(days=90),
+        )
+        == 0
+    )
+
+
 def test_the_cli_reports_the_partitions(db_url, engine):
     now = db_now(engine)
     aged_runs(engine, now, range(92, 94))
