@@ -9,10 +9,12 @@ computed from the runs, to the last digit.
 
 Which hours a cycle recomputes (`PartsScan`):
 - incremental: the hours from the previous cycle's end less the look-back (runs committed a
-  little after they completed) to the end of this one, plus every older kept hour whose count
-  of executions (by completed_at) or verdicts (by decided_at) no longer matches the sources: a
-  run recorded late, or deleted, is noticed by the next cycle. The check is one index-only count
-  over the kept hours; only on a mismatch does it look hour by hour.
+  little after they completed) to the end of this one, plus every kept hour of the last
+  LATE_CHECK whose count of executions (by completed_at) or verdicts (by decided_at) no longer
+  matches the sources: a run recorded late, or deleted, within a day is noticed by the next
+  cycle. The check is one index-only count over those hours (its cost grows with their runs,
+  not with the window's); only on a mismatch does it look hour by hour. Older hours are checked
+  by the hourly full rebuild.
 - full (the kept hours are replaced): on the first cycle, when the kept hours do not reach back
   far enough, when the period ends before the previous one, and every `full_scan_every` (like
   the run level), which also catches changes no count shows (a status or started_at rewritten
@@ -35,6 +37,8 @@ from kpictl.services.pipeline import kpi_sql
 from kpictl.services.pipeline.periods import Period
 
 HOUR = timedelta(hours=1)
+# How far back every cycle compares the kept hours' counts with the sources (late writes).
+LATE_CHECK = timedelta(hours=24)
 VIEW_SPAN = timedelta(hours=kpi_views.PRODUCT_VIEW_HOURS)  # the longest view window
 
 
@@ -104,7 +108,8 @@ def keep_current(
         full_scan_at = datetime.fromisoformat(previous["full_scan_at"])
         if period.end >= through and now - full_scan_at < full_scan_every:
             hours_from = min(floor_hour(through - lookback), kept_to, hours_to)
-            late_from = _first_late_hour(connection, clock, kept_from, hours_from, parameters)
+            checked_from = max(kept_from, floor_hour(hours_from - LATE_CHECK))
+            late_from = _first_late_hour(connection, clock, checked_from, hours_from, parameters)
             if late_from is not None:
                 hours_from = late_from
             scan = PartsScan(hours_from, hours_to, kept_from, False, full_scan_at, late_from)
@@ -123,7 +128,8 @@ def _first_late_hour(
     hours_from: datetime,
     parameters: dict[str, Any],
 ) -> datetime | None:
-    """The earliest kept hour before `hours_from` whose executions or verdicts changed."""
+    """The earliest kept hour in [covered_from, hours_from) whose executions or verdicts
+    changed."""
     if covered_from >= hours_from:
         return None
     bounds = {**parameters, "covered_from": covered_from, "hours_from": hours_from}

@@ -157,6 +157,27 @@ def test_next_cycle_notices_late_and_deleted_runs(engine):
     assert factory[("factory_throughput", None)] == 12
 
 
+def test_a_run_recorded_more_than_a_day_late_waits_for_the_hourly_rebuild(engine):
+    """Every cycle compares the counts of the last 24 kept hours only (its cost must not grow
+    with the window): a run completed 30 hours back is counted by the hourly full rebuild."""
+    window = Period(f.at(12.5) - timedelta(hours=48), f.at(12.5))
+    with engine.begin() as conn:
+        ids = load(conn)
+    cycle(engine, window)
+    second = Period(window.start + FIVE_MINUTES, window.end + FIVE_MINUTES)
+    with engine.begin() as conn:
+        f.execution(conn, ids["A"], "completed", f.at(-18), f.at(-17.5))  # 30 h before the end
+    result = cycle(engine, second)
+    assert result.parts_scan["full"] is False and result.parts_scan["late_from"] is None
+    throughput = ("product_throughput", ids["A"])
+    assert values(engine, "product", second)[throughput] == 2  # a1-a4 in 2 days: not yet
+
+    third = Period(second.start + FIVE_MINUTES, second.end + FIVE_MINUTES)
+    result = cycle(engine, third, full_scan_every=timedelta(0))  # the hourly rebuild
+    assert result.parts_scan["full"] is True
+    assert values(engine, "product", third)[throughput] == 2.5  # and the late one: 5 in 2 days
+
+
 def test_a_status_rewritten_in_place_is_caught_by_the_hourly_full_scan(engine):
     with engine.begin() as conn:
         ids = load(conn)
