@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, text
@@ -154,6 +155,28 @@ class Bench:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
 
+    def aggregate(self, period: Period, **options: Any) -> pipeline.PipelineResult:
+        """kpictl's aggregate cycle over `period` (PipelineOptions given by name)."""
+        return pipeline.aggregate(
+            self.engine,
+            period,
+            metadata={},
+            options=steps.PipelineOptions(**options),
+            stop=StopRequest(),
+        )
+
+    def backfill(self, buckets: list[Period], end: datetime, **options: Any) -> None:
+        """kpictl's backfill of `buckets`, as of `end`."""
+        pipeline.backfill(
+            self.engine,
+            buckets,
+            force=False,
+            metadata={},
+            options=steps.PipelineOptions(**options),
+            stop=StopRequest(),
+            now=end,
+        )
+
 
 NEW_RUNS = """
 INSERT INTO workflow_executions (id, repository_id, status, started_at, completed_at)
@@ -191,12 +214,9 @@ def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     period = Period(end - timedelta(hours=168), end)
     load_runs(bench, seed=1, days=7, runs_per_day=sizes["runs"] // 7, now=end)
-    options = steps.PipelineOptions()
 
     def kpictl_aggregate() -> None:
-        result = pipeline.aggregate(
-            bench.engine, period, metadata={}, options=options, stop=StopRequest()
-        )
+        result = bench.aggregate(period)
         counts = result.periods[0]
         print(
             f"  from scratch: {counts.runs} runs, {counts.timings_ms} ms, total {result.duration_ms} ms",
@@ -246,9 +266,7 @@ def aggregate_scenarios(bench: Bench, scale: str) -> list[Row]:
             "DELETE FROM kpi_snapshots WHERE period_end >= :since AND job_id IS NULL", since=since
         )
         started = time.perf_counter()
-        result = pipeline.aggregate(
-            bench.engine, next_period, metadata={}, options=options, stop=StopRequest()
-        )
+        result = bench.aggregate(next_period)
         incremental.append(time.perf_counter() - started)
         counts = result.periods[0]
         print(f"  next cycle {cycle}: {counts.runs} runs, {counts.timings_ms} ms", file=sys.stderr)
@@ -281,15 +299,7 @@ def backfill_scenario(bench: Bench, scale: str) -> list[Row]:
     buckets = periods.buckets(start, end, "day", utc, end)
 
     def kpictl_backfill() -> None:
-        pipeline.backfill(
-            bench.engine,
-            buckets,
-            force=False,
-            metadata={},
-            options=steps.PipelineOptions(),
-            stop=StopRequest(),
-            now=end,
-        )
+        bench.backfill(buckets, end)
 
     def truncate() -> None:
         bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
@@ -390,14 +400,8 @@ def report_scenario(bench: Bench, scale: str) -> list[Row]:
         load_runs(bench, seed=3, days=30, runs_per_day=sizes["backfill_runs"] // 30, now=end)
     bench.sql("TRUNCATE kpi_snapshots, kpi_aggregation_jobs")
     day = end.replace(hour=0, minute=0)
-    pipeline.backfill(
-        bench.engine,
-        periods.buckets(day - timedelta(days=30), day, "day", periods.zone("UTC"), day),
-        force=False,
-        metadata={},
-        options=steps.PipelineOptions(),
-        stop=StopRequest(),
-        now=day,
+    bench.backfill(
+        periods.buckets(day - timedelta(days=30), day, "day", periods.zone("UTC"), day), day
     )
     bench.sql(CYCLES_SQL, end=end, cycles=cycles)
     bench.sql(CYCLE_JOBS_SQL, end=end, cycles=cycles)

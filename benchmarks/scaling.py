@@ -17,10 +17,8 @@ from sqlalchemy import text
 
 from benchmarks.run import NEW_RUNS, Bench, Row, load_runs, reset_sources
 from kpictl.db import partitions
-from kpictl.services.jobs.stop import StopRequest
 from kpictl.services.maintenance import retention
-from kpictl.services.pipeline import periods, steps
-from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import periods
 from kpictl.services.pipeline.periods import Period
 
 SIZES = {
@@ -127,20 +125,6 @@ def retention_scenario(bench: Bench, scale: str) -> list[Row]:
     ]
 
 
-def _backfill(
-    bench: Bench, buckets: list[Period], end: datetime, jobs: int, full: bool = False
-) -> None:
-    pipeline.backfill(
-        bench.engine,
-        buckets,
-        force=False,
-        metadata={},
-        options=steps.PipelineOptions(jobs=jobs, full_refresh=full),
-        stop=StopRequest(),
-        now=end,
-    )
-
-
 def parallel_scenarios(bench: Bench, scale: str) -> list[Row]:
     runs = SIZES[scale]["runs"]
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -158,12 +142,10 @@ def parallel_scenarios(bench: Bench, scale: str) -> list[Row]:
     rows = []
     for jobs in (1, 2, 4):
         clear()
-        seconds = timed(lambda jobs=jobs: _backfill(bench, buckets, end, jobs))
+        seconds = timed(lambda jobs=jobs: bench.backfill(buckets, end, jobs=jobs))
         print(f"  backfill --jobs {jobs}: {seconds:.1f} s", file=sys.stderr)
         rows.append(Row(f"backfill 30 days, --jobs {jobs}", f"{runs:,} runs", seconds, bound))
-    seconds = timed(
-        lambda: _backfill(bench, buckets, end, 1, full=True)
-    )  # over the rows of --jobs 4
+    seconds = timed(lambda: bench.backfill(buckets, end, full_refresh=True))  # over --jobs 4's
     rows.append(
         Row(
             "backfill 30 days, --full-refresh",
@@ -182,10 +164,6 @@ def _aggregate_rows(bench: Bench, runs: int) -> list[Row]:
     reset_sources(bench)
     load_runs(bench, seed=1, days=7, runs_per_day=runs // 7, now=end)
 
-    def aggregate(jobs: int, full: bool = False) -> None:
-        options = steps.PipelineOptions(jobs=jobs, full_refresh=full)
-        pipeline.aggregate(bench.engine, period, metadata={}, options=options, stop=StopRequest())
-
     def clear() -> None:
         bench.sql(
             "TRUNCATE kpi_snapshots, kpi_aggregation_jobs, kpi_hourly_runs, kpi_hourly_totals"
@@ -198,21 +176,35 @@ def _aggregate_rows(bench: Bench, runs: int) -> list[Row]:
     rows = []
     for jobs in (1, 2):
         clear()
-        seconds = timed(lambda jobs=jobs: aggregate(jobs))
+        seconds = timed(lambda jobs=jobs: bench.aggregate(period, jobs=jobs))
         rows.append(
             Row(f"aggregate 168 h from scratch, --jobs {jobs}", f"{runs:,} runs", seconds, bound)
         )
-    full = timed(lambda: aggregate(1, full=True))  # every key exists: all rewritten
-    rows.append(
+    # every key exists with its value: each run's rows are recomputed and compared, none
+    # rewritten (a repair's typical case: most values unchanged)
+    full = timed(lambda: bench.aggregate(period, full_refresh=True))
+    # the worst case: every run value differs from its recomputation, every row rewritten
+    bench.sql("UPDATE kpi_snapshots SET value = -1 WHERE level = 'run'")
+    bench.vacuum()
+    bench.checkpoint()
+    rewritten = timed(lambda: bench.aggregate(period, full_refresh=True))
+    return [
+        *rows,
         Row(
-            "aggregate --full-refresh",
+            "aggregate --full-refresh, values unchanged",
             f"{runs:,} runs",
             full,
             rows[0].kpictl_s,
             "bound: from scratch, --jobs 1",
-        )
-    )
-    return rows
+        ),
+        Row(
+            "aggregate --full-refresh, every run value changed",
+            f"{runs:,} runs",
+            rewritten,
+            rows[0].kpictl_s,
+            "bound: from scratch, --jobs 1",
+        ),
+    ]
 
 
 def next_cycle_scenario(bench: Bench, scale: str) -> list[Row]:
@@ -221,12 +213,7 @@ def next_cycle_scenario(bench: Bench, scale: str) -> list[Row]:
     period = Period(end - timedelta(hours=168), end)
     reset_sources(bench)
     load_runs(bench, seed=5, days=7, runs_per_day=runs // 7, now=end)
-    options = steps.PipelineOptions(jobs=2)
-    scratch = timed(
-        lambda: pipeline.aggregate(
-            bench.engine, period, metadata={}, options=options, stop=StopRequest()
-        )
-    )
+    scratch = timed(lambda: bench.aggregate(period, jobs=2))
     cycles = []
     for cycle in range(1, 4):
         since = end + timedelta(minutes=5 * (cycle - 1))
@@ -234,17 +221,7 @@ def next_cycle_scenario(bench: Bench, scale: str) -> list[Row]:
         shifted = Period(
             period.start + timedelta(minutes=5 * cycle), end + timedelta(minutes=5 * cycle)
         )
-        cycles.append(
-            timed(
-                lambda shifted=shifted: pipeline.aggregate(
-                    bench.engine,
-                    shifted,
-                    metadata={},
-                    options=steps.PipelineOptions(),
-                    stop=StopRequest(),
-                )
-            )
-        )
+        cycles.append(timed(lambda shifted=shifted: bench.aggregate(shifted)))
     cycles.sort()
     median = cycles[1]
     return [

@@ -17,9 +17,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from benchmarks.run import Bench, database_url, load_runs
-from kpictl.services.jobs.stop import StopRequest
-from kpictl.services.pipeline import periods, steps
-from kpictl.services.pipeline import run as pipeline
+from kpictl.services.pipeline import periods
 from kpictl.services.schema import migrate
 
 MEASURES = {
@@ -49,15 +47,7 @@ def main() -> None:
         end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         load_runs(bench, seed=3, days=30, runs_per_day=args.runs // 30, now=end)
         buckets = periods.buckets(end - timedelta(days=30), end, "day", periods.zone("UTC"), end)
-        pipeline.backfill(
-            bench.engine,
-            buckets,
-            force=False,
-            metadata={},
-            options=steps.PipelineOptions(),
-            stop=StopRequest(),
-            now=end,
-        )
+        bench.backfill(buckets, end)
         bench.vacuum()
         with bench.engine.connect() as connection:
             for name, query in MEASURES.items():

@@ -215,7 +215,8 @@ def count_pending_runs(
 ) -> int:
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = {**base_parameters(period, None, options), "scan_from": scan_from}
-    return int(connection.execute(kpi_sql.pending_runs(clock), parameters).scalar_one())
+    statement = kpi_sql.pending_runs(clock, only_new=not options.full_refresh)
+    return int(connection.execute(statement, parameters).scalar_one())
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ def run_level(
     scan_from: datetime | None = None,
 ) -> None:
     clock = kpi_sql.SourceClock.detect(connection)
-    upsert = bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
+    upsert = not only_new or bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
     first_chunk = kpi_sql.run_level_chunk(
         clock, only_new=only_new, after_cursor=False, upsert=upsert
     )
