@@ -151,3 +151,50 @@ def test_aggregate_from_scratch_with_two_jobs_gives_the_values_of_one(db_url, en
     job = scalar(engine, "SELECT metadata FROM kpi_aggregation_jobs")
     assert job["jobs"] == 2 and job["run_scan"]["full"] is True
     assert json.loads(two.stdout)["data"]["periods"][0]["runs"] == len(range(10, 1400, 37))
+
+
+def test_a_run_partition_locked_by_another_analyze_does_not_stop_the_cycle(db_url, engine):
+    """After its first full chunk the run level ANALYZEs the partitions it writes; one that
+    another session is analyzing (the other slice's worker writing the same day, autovacuum)
+    holds the lock ANALYZE needs. The cycle skips it instead of waiting into lock_timeout
+    (found at 5M runs: `aggregate --jobs 2` from scratch failed there)."""
+    from kpictl.db import partitions
+    from kpictl.db.engine import make_engine
+    from kpictl.services.jobs.stop import StopRequest
+    from kpictl.services.pipeline import run as pipeline
+    from kpictl.services.pipeline import steps
+    from kpictl.services.pipeline.periods import Period
+    from tests.conftest import test_settings
+
+    now = scalar(engine, "SELECT now()")
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        for minutes in range(1, 11):
+            end = now - timedelta(minutes=minutes)
+            f.execution(conn, repo, "completed", end - timedelta(minutes=5), end)
+        partitions.ensure(conn, "run", now - timedelta(days=1), now)
+    day = [partitions.containing("run", now - timedelta(minutes=m)).name for m in (1, 10)]
+    quick = make_engine(db_url, test_settings(db_url, lock_timeout_ms=500))
+    holder = engine.connect()
+    try:
+        with holder.begin():  # the lock ANALYZE takes, held as a concurrent ANALYZE holds it
+            holder.execute(text(f"LOCK TABLE {', '.join(set(day))} IN SHARE UPDATE EXCLUSIVE MODE"))
+            for jobs in (2, 1):  # from scratch each time: in time slices, then on one
+                with engine.begin() as conn:
+                    conn.execute(text("DELETE FROM kpi_snapshots"))
+                    conn.execute(text("DELETE FROM kpi_aggregation_jobs"))
+                result = pipeline.aggregate(
+                    quick,
+                    Period(now - timedelta(hours=1), now),
+                    metadata={},
+                    options=steps.PipelineOptions(chunk_size=3, jobs=jobs),  # full chunks
+                    stop=StopRequest(),
+                )
+                assert result.status == "completed"
+                assert result.periods[0].runs == 10
+                assert (
+                    scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE level = 'run'") == 10
+                )
+    finally:
+        holder.close()
+        quick.dispose()

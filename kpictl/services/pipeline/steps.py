@@ -177,18 +177,23 @@ def refresh_statistics_if_stale(connection: Connection, period: Period | None = 
     if not tables:
         return
     for stale in connection.execute(STALE_STATISTICS, {"tables": tables}).scalars():
-        connection.execute(text(f"ANALYZE {stale}"))
+        connection.execute(text(ANALYZE.format(table=stale)))
+
+
+# SKIP_LOCKED: a table another session is analyzing (a parallel worker writing the same day,
+# autovacuum) is left to it; waiting would hit lock_timeout and fail the cycle for statistics.
+ANALYZE = "ANALYZE (SKIP_LOCKED) {table}"
 
 
 def analyze_run_snapshots(connection: Connection, period: Period) -> None:
     """ANALYZE what the run level writes to: the run partitions of `period` on the partitioned
     table (not every partition: ANALYZE of the parent samples them all), else the table."""
     if not partitions.is_partitioned(connection):
-        connection.execute(text("ANALYZE kpi_snapshots"))
+        connection.execute(text(ANALYZE.format(table="kpi_snapshots")))
         return
     for partition in partitions.covering("run", period.start, period.end):
         if connection.execute(text("SELECT to_regclass(:n)"), {"n": partition.name}).scalar():
-            connection.execute(text(f"ANALYZE {partition.name}"))
+            connection.execute(text(ANALYZE.format(table=partition.name)))
 
 
 def make_partitions(connection: Connection, start: datetime, end: datetime) -> None:
@@ -296,7 +301,8 @@ def run_level(
             if chunks == 0:
                 # A backlog: refresh the planner's view of the run snapshots (typically near-empty
                 # statistics on a first run) so the next chunks probe the key index.
-                analyze_run_snapshots(connection, period)
+                # (the partitions of the runs this call writes: [scan_from, period end))
+                analyze_run_snapshots(connection, Period(scan_from or period.start, period.end))
             chunks += 1
             statements, after_completed, after_id = next_chunk, row.last_completed, str(row.last_id)
             if commit_chunks:

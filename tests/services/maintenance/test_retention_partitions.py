@@ -33,6 +33,20 @@ def day_partitions(engine) -> list[str]:
         )
 
 
+def run_row(conn, end, calculated_at) -> None:
+    """A run_duration snapshot of a run that ended at `end`, an hour long."""
+    f.snapshot(
+        conn,
+        "run_duration",
+        Decimal(1),
+        end - timedelta(hours=1),
+        end,
+        level="run",
+        scope_id=uuid.uuid4(),
+        calculated_at=calculated_at,
+    )
+
+
 def aged_runs(engine, now, days: range) -> None:
     """PER_DAY run snapshots on each of `days` days back, calculated when their period ended;
     the partitions made first (as the cycles that wrote them would have)."""
@@ -42,16 +56,7 @@ def aged_runs(engine, now, days: range) -> None:
         for back in days:
             for hour in (2, 8, 14, 20):
                 end = midnight - timedelta(days=back) + timedelta(hours=hour)
-                f.snapshot(
-                    conn,
-                    "run_duration",
-                    Decimal(1),
-                    end - timedelta(hours=1),
-                    end,
-                    level="run",
-                    scope_id=uuid.uuid4(),
-                    calculated_at=end,
-                )
+                run_row(conn, end, calculated_at=end)
 
 
 def test_whole_days_are_dropped_and_the_straddling_day_trimmed(db_url, engine):
@@ -129,16 +134,7 @@ def test_expired_rows_in_several_partitions_all_go_in_bounded_batches(db_url, en
             (recent, now - timedelta(days=300)),  # yesterday's partition
             (recent, now),  # kept
         ):
-            f.snapshot(
-                conn,
-                "run_duration",
-                Decimal(1),
-                period_end - timedelta(hours=1),
-                period_end,
-                level="run",
-                scope_id=uuid.uuid4(),
-                calculated_at=calculated_at,
-            )
+            run_row(conn, period_end, calculated_at)
     assert scalar(engine, "SELECT count(*) FROM kpi_snapshots_run_default") == 3
     result, _ = service.run_retention(
         engine, service.make_policy(run_days=90, batch_size=2), now=now
