@@ -101,9 +101,9 @@ def prepare(connection: Connection, shape: Shape, now: datetime) -> None:
     )
 
 
-def discard_unfinished(connection: Connection) -> bool:
+def discard_unfinished(connection: Connection) -> None:
     """Drop what an interrupted conversion left (the new table with its partitions, the
-    mirror trigger and function); the old table is whole and untouched. True if there was any."""
+    mirror trigger and function); the old table is whole and untouched."""
     left = connection.execute(
         text(
             "SELECT to_regclass(:new) IS NOT NULL "
@@ -116,7 +116,6 @@ def discard_unfinished(connection: Connection) -> bool:
         connection.execute(text(f"DROP TRIGGER IF EXISTS {MIRROR} ON {TABLE}"))
         connection.execute(text(f"DROP FUNCTION IF EXISTS {MIRROR}()"))
         connection.execute(text(f"DROP TABLE IF EXISTS {NEW}"))
-    return bool(left)
 
 
 INDEXES = text(

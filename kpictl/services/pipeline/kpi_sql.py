@@ -179,7 +179,7 @@ CHUNK_TABLE = "kpictl_chunk_runs"
 class ChunkStatements:
     pick: TextClause
     analyze: TextClause
-    clear: list[TextClause]  # a --full-refresh chunk: its runs' existing snapshots go first
+    clear: list[TextClause]  # a --full-refresh chunk: rows whose KPI lost its basis go first
     writes: list[TextClause]  # rowcounts add up to the snapshots written
     summary: TextClause
     drop: TextClause
