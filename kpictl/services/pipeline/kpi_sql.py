@@ -128,6 +128,29 @@ RUN_DONE = """(SELECT 1 FROM kpi_snapshots k
           AND k.period_end = {completed} AND k.scope_id = e.id AND k.job_id IS NOT NULL
         LIMIT 1) IS NOT NULL"""
 
+# Has a kpictl job snapshotted a run that completed in the scan range [scan_from, period_end)?
+# When none has, no candidate of the range is done, and none becomes done while this job runs
+# but through its own chunks (one pipeline at a time; a chunk never takes a run that an earlier
+# chunk took): the chunks leave out the per-run RUN_DONE probe, the largest cost of a
+# from-scratch cycle or a backfill bucket after the writes. Zone-less completed_at values are
+# compared by wall clock, and near a DST change a run's instant may fall up to `:margin` outside
+# the range that selects it: the range is widened by that much (only for them).
+KPICTL_RUN_SNAPSHOTS_IN_SCAN = """
+SELECT EXISTS (SELECT 1 FROM kpi_snapshots k
+               WHERE k.level = 'run' AND k.kpi_name = :run_duration AND k.kpi_version = :version
+                 AND k.period_end >= CAST(:scan_from AS timestamptz) - CAST(:margin AS interval)
+                 AND k.period_end < CAST(:period_end AS timestamptz) + CAST(:margin AS interval)
+                 AND k.job_id IS NOT NULL)
+"""
+
+
+def kpictl_run_snapshots_in_scan(clock: SourceClock) -> tuple[TextClause, str]:
+    """The statement above and its `margin` (3 hours for zone-less completed_at: more than any
+    zone's DST shift; none for timestamptz)."""
+    margin = "3 hours" if clock.completed_zoneless else "0"
+    return text(KPICTL_RUN_SNAPSHOTS_IN_SCAN), margin
+
+
 # Run-level candidates: terminal runs of the period completed at or after :scan_from (the
 # watermark of an incremental cycle; the period start for a full scan).
 RUN_CANDIDATES = f"""{TERMINAL} AND {IN_PERIOD}
@@ -186,7 +209,12 @@ class ChunkStatements:
 
 
 def run_level_chunk(
-    clock: SourceClock, *, only_new: bool, after_cursor: bool, upsert: bool = True
+    clock: SourceClock,
+    *,
+    only_new: bool,
+    after_cursor: bool,
+    upsert: bool = True,
+    probe: bool = True,
 ) -> ChunkStatements:
     """Snapshot one keyset chunk of terminal runs: run_duration, token_usage,
     tool_call_success_rate. The statements, in order: pick the chunk's runs into a session temp
@@ -204,10 +232,13 @@ def run_level_chunk(
 
     `upsert=False` writes with a plain INSERT, which is markedly cheaper than ON CONFLICT: only
     for `only_new` chunks where nobody but kpictl writes run snapshots (the caller checks), so
-    that no row of the chunk can exist yet nor appear meanwhile."""
+    that no row of the chunk can exist yet nor appear meanwhile.
+
+    `probe=False` leaves out an `only_new` chunk's per-run RUN_DONE probe: only when no run of
+    the scan range can be done (KPICTL_RUN_SNAPSHOTS_IN_SCAN, checked by the caller)."""
     if not (upsert or only_new):
         raise ValueError("a plain INSERT (upsert=False) is only safe for only_new chunks")
-    skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
+    skip_existing = f"AND NOT {RUN_DONE}" if only_new and probe else ""
     cursor = (
         # The plain `>=` lets the scan start at the cursor on a one-column completed_at
         # index; the row comparison alone would only filter, rescanning earlier chunks.
@@ -307,10 +338,11 @@ SELECT EXISTS (SELECT 1 FROM kpi_snapshots WHERE job_id IS NULL AND level = 'run
 )
 
 
-def pending_runs(clock: SourceClock, *, only_new: bool = True) -> TextClause:
+def pending_runs(clock: SourceClock, *, probe: bool = True) -> TextClause:
     """How many runs the run level will snapshot (for the log line and the progress bar):
-    those without snapshots, or (--full-refresh) every candidate."""
-    skip_existing = f"AND NOT {RUN_DONE}" if only_new else ""
+    those without snapshots (`probe`), or every candidate (--full-refresh, or a scan range
+    where no run is done)."""
+    skip_existing = f"AND NOT {RUN_DONE}" if probe else ""
     return clocked_sql(
         f"SELECT count(*) FROM workflow_executions e WHERE {RUN_CANDIDATES} {skip_existing}",
         clock,

@@ -40,6 +40,7 @@ from kpictl.services.pipeline.steps import (
     counted_on_commit,
     factory_level,
     make_partitions,
+    other_run_writers,
     product_level,
     refresh_statistics_if_stale,
     refresh_views,
@@ -186,15 +187,19 @@ def aggregate(
         counts = PeriodCounts(period.start, period.end)
         result.periods.append(counts)
         make_partitions(work, period.start, period.end)
-        refresh_statistics_if_stale(work, period)
         scan = run_scan(work, period, options)
         result.run_scan = scan.as_metadata(period.end)
+        # the partitions the run level probes: those of its scan range
+        refresh_statistics_if_stale(work, Period(scan.scan_from, period.end))
         pending = count_pending_runs(work, period, options, scan.scan_from)
+        other_writers = other_run_writers(work)
         work.commit()
         log.info("Processing %d run-level aggregations", pending)
         progress.start("run level", pending)
         if options.jobs > 1 and scan.full:
-            _run_level_in_slices(job, period, scan.scan_from, options, counts, progress, stop)
+            _run_level_in_slices(
+                job, period, scan.scan_from, options, counts, progress, stop, other_writers
+            )
         else:
             run_level(
                 work,
@@ -203,6 +208,7 @@ def aggregate(
                 options,
                 counts,
                 only_new=not options.full_refresh,
+                other_writers=other_writers,
                 commit_chunks=True,
                 progress=progress,
                 stop=stop,
@@ -251,6 +257,7 @@ def _run_level_in_slices(
     counts: PeriodCounts,
     progress: Progress,
     stop: StopRequest,
+    other_writers: bool,
 ) -> None:
     """--jobs N on a cycle that scans its whole period (from scratch, hourly, --full-refresh):
     the runs completed in [scan_from, period end) cut into N consecutive time slices, each
@@ -269,6 +276,7 @@ def _run_level_in_slices(
             options,
             own,
             only_new=not options.full_refresh,
+            other_writers=other_writers,
             commit_chunks=True,
             progress=progress,
             stop=stop,
@@ -295,8 +303,10 @@ class _Buckets:
         stop: StopRequest,
         progress: Progress,
         result: PipelineResult,
+        other_writers: bool,
     ):
         self.job_id, self.options, self.force, self.now = job_id, options, force, now
+        self.other_writers = other_writers
         self.stop, self.progress, self.result = stop, progress, result
         self.lock = threading.Lock()
         self.is_computed = kpi_sql.bucket_computed()
@@ -318,6 +328,7 @@ class _Buckets:
                     self.options,
                     counts,
                     only_new=not self.force,
+                    other_writers=self.other_writers,
                     commit_chunks=False,
                     progress=Progress(),
                     stop=self.stop,
@@ -381,8 +392,9 @@ def backfill(
         if periods:
             make_partitions(work, periods[0].start, periods[-1].end)
         refresh_statistics_if_stale(work)
+        other_writers = other_run_writers(work)
         work.commit()
-        buckets = _Buckets(job.id, options, force, now, stop, progress, result)
+        buckets = _Buckets(job.id, options, force, now, stop, progress, result, other_writers)
         if options.jobs > 1 and len(periods) > 1:
             parallel.each(job, periods, buckets.compute, workers=options.jobs)
         else:

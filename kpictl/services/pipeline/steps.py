@@ -220,8 +220,24 @@ def count_pending_runs(
 ) -> int:
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = {**base_parameters(period, None, options), "scan_from": scan_from}
-    statement = kpi_sql.pending_runs(clock, only_new=not options.full_refresh)
+    probe = not options.full_refresh and any_run_done(connection, parameters)
+    statement = kpi_sql.pending_runs(clock, probe=probe)
     return int(connection.execute(statement, parameters).scalar_one())
+
+
+def any_run_done(connection: Connection, parameters: dict[str, Any]) -> bool:
+    """Has a kpictl job snapshotted any run of the scan range ([scan_from, period_end) of
+    `parameters`)? If not, the run level need not probe each run (`kpi_sql.RUN_DONE`)."""
+    clock = kpi_sql.SourceClock.detect(connection)
+    statement, margin = kpi_sql.kpictl_run_snapshots_in_scan(clock)
+    return bool(connection.execute(statement, {**parameters, "margin": margin}).scalar_one())
+
+
+def other_run_writers(connection: Connection) -> bool:
+    """Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows
+    it left)? Then the run level writes with upserts. Asked once a job (adoption, which adds
+    the trigger, waits for the pipeline lock)."""
+    return bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -257,20 +273,26 @@ def run_level(
     counts: PeriodCounts,
     *,
     only_new: bool,
+    other_writers: bool,
     commit_chunks: bool,
     progress: Progress,
     stop: StopRequest,
     scan_from: datetime | None = None,
 ) -> None:
+    """Snapshot the runs completed in [scan_from, period end) in keyset chunks: only those not
+    done yet (`only_new`), or every one (--full-refresh). `other_writers`: see
+    `other_run_writers`."""
     clock = kpi_sql.SourceClock.detect(connection)
-    upsert = not only_new or bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
-    first_chunk = kpi_sql.run_level_chunk(
-        clock, only_new=only_new, after_cursor=False, upsert=upsert
-    )
-    next_chunk = kpi_sql.run_level_chunk(clock, only_new=only_new, after_cursor=True, upsert=upsert)
     parameters = base_parameters(period, job_id, options)
     if scan_from is not None:
         parameters["scan_from"] = scan_from
+    shape = {
+        "only_new": only_new,
+        "upsert": not only_new or other_writers,
+        "probe": only_new and any_run_done(connection, parameters),
+    }
+    first_chunk = kpi_sql.run_level_chunk(clock, after_cursor=False, **shape)
+    next_chunk = kpi_sql.run_level_chunk(clock, after_cursor=True, **shape)
     statements, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with timed(counts, "run"):
@@ -298,7 +320,7 @@ def run_level(
             progress.advance(row.runs)
             if row.runs < options.chunk_size:
                 break
-            if chunks == 0:
+            if chunks == 0 and shape["probe"]:
                 # A backlog: refresh the planner's view of the run snapshots (typically near-empty
                 # statistics on a first run) so the next chunks probe the key index.
                 # (the partitions of the runs this call writes: [scan_from, period end))

@@ -313,3 +313,41 @@ def test_source_timezone_for_zoneless_columns(empty_db_url):
         )
     assert starts == [datetime(2026, 1, 5, 7, tzinfo=UTC), datetime(2026, 1, 5, 11, tzinfo=UTC)]
     engine.dispose()
+
+
+def test_a_run_in_the_autumn_dst_fold_is_not_snapshotted_twice(empty_db_url):
+    """Zone-less columns in Europe/Berlin: on 2026-10-25 the wall clock shows 02:00-03:00
+    twice, and PostgreSQL reads 02:50 as the second pass (CET), 01:50 UTC. A period ending at
+    00:55 UTC (02:55 CEST, the first pass) selects the run by its wall clock, while its snapshot
+    (period_end 01:50 UTC) lies after the period: a cycle that skipped the per-run probe because
+    no snapshot lies inside its range would write the run's key again."""
+    from kpictl.services.schema import migrate
+
+    engine = make_engine(empty_db_url, test_settings(empty_db_url))
+    with engine.begin() as conn:
+        conn.execute(text(ZONELESS_SOURCES))
+        conn.execute(
+            text(
+                "INSERT INTO workflow_executions (status, started_at, completed_at) "
+                "VALUES ('completed', '2026-10-25 01:50', '2026-10-25 02:50')"
+            )
+        )
+    migrate.upgrade(engine)
+    options = steps.PipelineOptions(source_timezone="Europe/Berlin")
+    day = datetime(2026, 10, 25, tzinfo=UTC)
+    first = Period(day - timedelta(hours=12), day + timedelta(hours=12))
+    pipeline.aggregate(engine, first, metadata={}, options=options, stop=StopRequest())
+    with engine.connect() as conn:
+        (ended,) = conn.execute(
+            text("SELECT period_end FROM kpi_snapshots WHERE level = 'run'")
+        ).scalars()
+    assert ended == day + timedelta(hours=1, minutes=50)
+    # starts before the first period: a full scan of [10-24 00:00, 10-25 00:55) UTC
+    second = Period(day - timedelta(days=1), day + timedelta(minutes=55))
+    result = pipeline.aggregate(engine, second, metadata={}, options=options, stop=StopRequest())
+    assert result.status == "completed" and result.periods[0].runs == 0
+    with engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT count(*) FROM kpi_snapshots WHERE level = 'run'")
+        ).scalar_one() == 1
+    engine.dispose()
