@@ -594,7 +594,11 @@ def main(argv: list[str] | None = None) -> int:
         "--retention-scale", choices=sorted(SCALES), help="the scaling retention scenario's scale"
     )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="kpictl-bench-") as data_dir:
+    # the embedded server stops when this process exits, after the directory is removed: its
+    # last WAL writes may race the removal (the results are written before it)
+    with tempfile.TemporaryDirectory(
+        prefix="kpictl-bench-", ignore_cleanup_errors=True
+    ) as data_dir:
         url = database_url(Path(data_dir))
         bench = Bench(url, args.repeat)
         migrate.upgrade(bench.engine, with_sources=True)
@@ -620,9 +624,9 @@ def main(argv: list[str] | None = None) -> int:
 
             rows += scaling.scenarios(bench, args.scale, args.retention_scale, parts)
         bench.engine.dispose()
-    block = render(rows, server_version)
-    print(block)
-    write_results(block, args.output)
+        block = render(rows, server_version)
+        print(block)
+        write_results(block, args.output)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"runner peak RSS {peak} MB", file=sys.stderr)
     return 0

@@ -144,6 +144,7 @@ def parallel_scenarios(bench: Bench, scale: str) -> list[Row]:
 
     clear()
     bound = timed(lambda: bench.run_script("backfill.sql", {"start": start, "end": end}))
+    print(f"  backfill bound: {bound:.1f} s", file=sys.stderr)
     rows = []
     for jobs in (1, 2, 4):
         clear()
@@ -178,10 +179,12 @@ def _aggregate_rows(bench: Bench, runs: int) -> list[Row]:
     parameters = {"start": period.start, "end": period.end, "since": period.start}
     clear()
     bound = timed(lambda: bench.run_script("aggregate.sql", parameters))
+    print(f"  aggregate bound: {bound:.1f} s", file=sys.stderr)
     rows = []
     for jobs in (1, 2):
         clear()
         seconds = timed(lambda jobs=jobs: bench.aggregate(period, jobs=jobs))
+        print(f"  aggregate --jobs {jobs}: {seconds:.1f} s", file=sys.stderr)
         rows.append(
             Row(f"aggregate 168 h from scratch, --jobs {jobs}", f"{runs:,} runs", seconds, bound)
         )
