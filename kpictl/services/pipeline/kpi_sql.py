@@ -298,7 +298,9 @@ GROUP BY r.id, r.started_at, r.completed_at
     ]
     summary = text(
         f"SELECT (SELECT count(*) FROM {CHUNK_TABLE}) AS runs, last.completed_raw AS last_completed, "
-        f"last.id AS last_id FROM (SELECT NULL) one LEFT JOIN LATERAL (SELECT completed_raw, id "
+        f"last.id AS last_id, (SELECT min(completed_at) FROM {CHUNK_TABLE}) AS earliest, "
+        f"(SELECT max(completed_at) FROM {CHUNK_TABLE}) AS latest "
+        f"FROM (SELECT NULL) one LEFT JOIN LATERAL (SELECT completed_raw, id "
         f"FROM {CHUNK_TABLE} ORDER BY completed_raw DESC, id DESC LIMIT 1) last ON true"
     )
     clear = [] if only_new else [WITHOUT_BASIS]
@@ -313,11 +315,16 @@ GROUP BY r.id, r.started_at, r.completed_at
 
 
 # A --full-refresh chunk's token_usage and tool_call_success_rate rows of runs that no longer
-# have agent runs (tool calls): their KPI has no value to recompute.
+# have agent runs (tool calls): their KPI has no value to recompute. The bound range of the
+# chunk's completed_at instants ([:earliest, :latest], from its summary) prunes the run
+# partitions when the statement is planned: the join alone would read every run partition,
+# for every chunk.
 WITHOUT_BASIS = text(
     f"""
 DELETE FROM kpi_snapshots k USING {CHUNK_TABLE} r
 WHERE k.level = 'run' AND k.kpi_version = :version
+  AND k.period_end >= CAST(:earliest AS timestamptz)
+  AND k.period_end <= CAST(:latest AS timestamptz)
   AND k.period_end = r.completed_at AND k.scope_id = r.id
   AND ((k.kpi_name = :token_usage
         AND NOT EXISTS (SELECT 1 FROM agent_runs a WHERE a.execution_id = r.id))

@@ -321,6 +321,9 @@ class _Buckets:
                         self.result.skipped_buckets += 1
                     self.progress.advance(1)
                     return
+                # the bucket's run partitions, written by an earlier backfill and not analyzed
+                # since: a --full-refresh clears and upserts them by key
+                refresh_statistics_if_stale(work, period)
                 run_level(
                     work,
                     period,

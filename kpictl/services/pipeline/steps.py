@@ -306,12 +306,14 @@ def run_level(
             }
             connection.execute(statements.pick, chunk_parameters)
             connection.execute(statements.analyze)
-            for clear in statements.clear:
-                connection.execute(clear, parameters)
+            row = connection.execute(statements.summary).one()
+            if row.runs:
+                chunk_range = {"earliest": row.earliest, "latest": row.latest}
+                for clear in statements.clear:
+                    connection.execute(clear, {**parameters, **chunk_range})
             written = sum(
                 connection.execute(write, parameters).rowcount for write in statements.writes
             )
-            row = connection.execute(statements.summary).one()
             connection.execute(statements.drop)
             if commit_chunks:
                 connection.commit()  # counted once committed: the counts say what was written
