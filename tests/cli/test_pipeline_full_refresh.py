@@ -197,3 +197,54 @@ def test_full_refresh_rewrites_changed_runs_and_drops_snapshots_without_a_basis(
         )
         == 0
     )
+
+
+def test_full_refresh_drops_rows_without_a_basis_in_every_chunk_and_bucket(engine):
+    """Backfill --full-refresh in chunks of two runs over two day buckets: the token_usage rows
+    of the runs whose agent runs are gone go in each chunk, the first and the last run of a
+    chunk included (the delete is bounded by the chunk's completed_at range), and the others
+    stay."""
+    from kpictl.services.jobs.stop import StopRequest
+    from kpictl.services.pipeline import periods, steps
+    from kpictl.services.pipeline import run as pipeline
+
+    with engine.begin() as conn:
+        repo = f.repository(conn)
+        runs = [  # five runs a day, an hour apart, on 2026-01-05 and 2026-01-06
+            f.execution(conn, repo, "completed", f.at(24 * day + hour), f.at(24 * day + hour + 1))
+            for day in (0, 1)
+            for hour in range(5)
+        ]
+        for run in runs:
+            f.agent_run(conn, run, 10, 5, 15)
+    buckets = periods.buckets(f.at(0), f.at(48), "day", periods.zone("UTC"), f.at(48))
+
+    def backfill(**options) -> None:
+        result = pipeline.backfill(
+            engine,
+            buckets,
+            force=False,
+            metadata={},
+            options=steps.PipelineOptions(chunk_size=2, **options),
+            stop=StopRequest(),
+        )
+        assert result.status == "completed" and not result.failed_buckets
+
+    backfill()
+    assert scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE kpi_name = 'token_usage'") == 10
+    # chunks of a day: runs 0-1, 2-3, 4; emptied: the first and last of chunks, on both days
+    emptied = [runs[i] for i in (0, 1, 4, 5, 8, 9)]
+    with engine.begin() as conn:
+        conn.execute(
+            text("DELETE FROM agent_runs WHERE execution_id = ANY(:ids)"), {"ids": emptied}
+        )
+    backfill(full_refresh=True)
+    left = scalar(
+        engine,
+        "SELECT array_agg(scope_id ORDER BY period_end) FROM kpi_snapshots "
+        "WHERE kpi_name = 'token_usage'",
+    )
+    assert left == [runs[i] for i in (2, 3, 6, 7)]
+    assert (
+        scalar(engine, "SELECT count(*) FROM kpi_snapshots WHERE kpi_name = 'run_duration'") == 10
+    )
