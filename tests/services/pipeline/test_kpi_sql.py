@@ -279,24 +279,31 @@ def test_timestamp_types_and_server_zone_give_identical_results(
     engine.dispose()
 
 
-def test_source_timezone_for_zoneless_columns(empty_db_url):
-    """KPICTL_SOURCE_TIMEZONE: zone-less values are wall-clock times in that zone."""
+def zoneless_sources(url: str, runs: str):
+    """An engine on a migrated database whose source columns are zone-less, holding `runs`
+    (VALUES of status, started_at, completed_at)."""
     from kpictl.services.schema import migrate
 
-    engine = make_engine(empty_db_url, test_settings(empty_db_url))
+    engine = make_engine(url, test_settings(url))
     with engine.begin() as conn:
         conn.execute(text(ZONELESS_SOURCES))
-        # 2026-01-05 09:00 in Berlin (UTC+1) = 08:00 UTC: inside [00:00, 12:00) UTC
         conn.execute(
-            text(
-                "INSERT INTO workflow_executions (status, started_at, completed_at) VALUES "
-                "('completed', '2026-01-05 08:00', '2026-01-05 09:00'), "
-                # 12:30 Berlin = 11:30 UTC: inside; 13:00 Berlin = 12:00 UTC: excluded
-                "('completed', '2026-01-05 12:00', '2026-01-05 12:30'), "
-                "('completed', '2026-01-05 12:00', '2026-01-05 13:00')"
-            )
+            text(f"INSERT INTO workflow_executions (status, started_at, completed_at) {runs}")
         )
     migrate.upgrade(engine)
+    return engine
+
+
+def test_source_timezone_for_zoneless_columns(empty_db_url):
+    """KPICTL_SOURCE_TIMEZONE: zone-less values are wall-clock times in that zone."""
+    engine = zoneless_sources(
+        empty_db_url,
+        # 2026-01-05 09:00 in Berlin (UTC+1) = 08:00 UTC: inside [00:00, 12:00) UTC
+        "VALUES ('completed', '2026-01-05 08:00', '2026-01-05 09:00'), "
+        # 12:30 Berlin = 11:30 UTC: inside; 13:00 Berlin = 12:00 UTC: excluded
+        "('completed', '2026-01-05 12:00', '2026-01-05 12:30'), "
+        "('completed', '2026-01-05 12:00', '2026-01-05 13:00')",
+    )
     options = steps.PipelineOptions(source_timezone="Europe/Berlin")
     pipeline.aggregate(engine, P, metadata={}, options=options, stop=StopRequest())
     factory = snapshots(engine, "factory", P)
@@ -321,18 +328,9 @@ def test_a_run_in_the_autumn_dst_fold_is_not_snapshotted_twice(empty_db_url):
     00:55 UTC (02:55 CEST, the first pass) selects the run by its wall clock, while its snapshot
     (period_end 01:50 UTC) lies after the period: a cycle that skipped the per-run probe because
     no snapshot lies inside its range would write the run's key again."""
-    from kpictl.services.schema import migrate
-
-    engine = make_engine(empty_db_url, test_settings(empty_db_url))
-    with engine.begin() as conn:
-        conn.execute(text(ZONELESS_SOURCES))
-        conn.execute(
-            text(
-                "INSERT INTO workflow_executions (status, started_at, completed_at) "
-                "VALUES ('completed', '2026-10-25 01:50', '2026-10-25 02:50')"
-            )
-        )
-    migrate.upgrade(engine)
+    engine = zoneless_sources(
+        empty_db_url, "VALUES ('completed', '2026-10-25 01:50', '2026-10-25 02:50')"
+    )
     options = steps.PipelineOptions(source_timezone="Europe/Berlin")
     day = datetime(2026, 10, 25, tzinfo=UTC)
     first = Period(day - timedelta(hours=12), day + timedelta(hours=12))
@@ -347,7 +345,10 @@ def test_a_run_in_the_autumn_dst_fold_is_not_snapshotted_twice(empty_db_url):
     result = pipeline.aggregate(engine, second, metadata={}, options=options, stop=StopRequest())
     assert result.status == "completed" and result.periods[0].runs == 0
     with engine.connect() as conn:
-        assert conn.execute(
-            text("SELECT count(*) FROM kpi_snapshots WHERE level = 'run'")
-        ).scalar_one() == 1
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM kpi_snapshots WHERE level = 'run'")
+            ).scalar_one()
+            == 1
+        )
     engine.dispose()
