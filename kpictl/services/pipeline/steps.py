@@ -25,7 +25,7 @@ from kpictl.db import partitions
 from kpictl.services.jobs.progress import Progress
 from kpictl.services.jobs.rows import last_completed_aggregate_scan
 from kpictl.services.jobs.stop import StopRequest
-from kpictl.services.pipeline import kpi_sql
+from kpictl.services.pipeline import kpi_sql, run_level_sql
 from kpictl.services.pipeline.periods import Period
 
 log = logging.getLogger(__name__)
@@ -221,15 +221,15 @@ def count_pending_runs(
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = {**base_parameters(period, None, options), "scan_from": scan_from}
     probe = not options.full_refresh and any_run_done(connection, parameters)
-    statement = kpi_sql.pending_runs(clock, probe=probe)
+    statement = run_level_sql.pending_runs(clock, probe=probe)
     return int(connection.execute(statement, parameters).scalar_one())
 
 
 def any_run_done(connection: Connection, parameters: dict[str, Any]) -> bool:
     """Has a kpictl job snapshotted any run of the scan range ([scan_from, period_end) of
-    `parameters`)? If not, the run level need not probe each run (`kpi_sql.RUN_DONE`)."""
+    `parameters`)? If not, the run level need not probe each run (`run_level_sql.RUN_DONE`)."""
     clock = kpi_sql.SourceClock.detect(connection)
-    statement, margin = kpi_sql.kpictl_run_snapshots_in_scan(clock)
+    statement, margin = run_level_sql.kpictl_run_snapshots_in_scan(clock)
     return bool(connection.execute(statement, {**parameters, "margin": margin}).scalar_one())
 
 
@@ -237,7 +237,7 @@ def other_run_writers(connection: Connection) -> bool:
     """Does anything besides kpictl write run snapshots (the AFU-9 platform's trigger, or rows
     it left)? Then the run level writes with upserts. Asked once a job (adoption, which adds
     the trigger, waits for the pipeline lock)."""
-    return bool(connection.execute(kpi_sql.OTHER_RUN_WRITERS).scalar())
+    return bool(connection.execute(run_level_sql.OTHER_RUN_WRITERS).scalar())
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -291,8 +291,8 @@ def run_level(
         "upsert": not only_new or other_writers,
         "probe": only_new and any_run_done(connection, parameters),
     }
-    first_chunk = kpi_sql.run_level_chunk(clock, after_cursor=False, **shape)
-    next_chunk = kpi_sql.run_level_chunk(clock, after_cursor=True, **shape)
+    first_chunk = run_level_sql.run_level_chunk(clock, after_cursor=False, **shape)
+    next_chunk = run_level_sql.run_level_chunk(clock, after_cursor=True, **shape)
     statements, after_completed, after_id = first_chunk, None, None
     chunks = 0
     with timed(counts, "run"):

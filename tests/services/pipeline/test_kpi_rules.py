@@ -23,7 +23,7 @@ from kpictl import kpis
 from kpictl.db import kpi_rules, kpi_views
 from kpictl.db.migrations import alembic_config
 from kpictl.services.adoption import functions
-from kpictl.services.pipeline import hourly_parts, kpi_sql
+from kpictl.services.pipeline import hourly_parts, kpi_sql, run_level_sql
 
 PACKAGE = Path(kpi_rules.__file__).resolve().parents[1]
 # the rules, and the registry (whose descriptions say them in words)
@@ -96,7 +96,7 @@ def _statements_by_kpi() -> dict[str, str]:
     clock = kpi_sql.SourceClock(
         started_zoneless=True, completed_zoneless=False, decided_zoneless=True
     )
-    chunk = kpi_sql.run_level_chunk(clock, only_new=True, after_cursor=False)
+    chunk = run_level_sql.run_level_chunk(clock, only_new=True, after_cursor=False)
     run_duration, token_usage, tool_calls = (statement.text for statement in chunk.writes)
     product = kpi_sql.product_level().text
     factory = kpi_sql.factory_level(clock).text

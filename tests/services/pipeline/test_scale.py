@@ -52,7 +52,7 @@ def status(i: int) -> str:
 
 
 CHUNK = "CREATE TEMP TABLE kpictl_chunk_runs"
-PROBE = "AND NOT (SELECT 1 FROM kpi_snapshots k"  # kpi_sql.RUN_DONE
+PROBE = "AND NOT (SELECT 1 FROM kpi_snapshots k"  # run_level_sql.RUN_DONE
 
 
 def count_statements(engine, chunk_size: int) -> tuple[list[str], pipeline.PipelineResult]:
