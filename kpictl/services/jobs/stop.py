@@ -5,6 +5,13 @@ steps (no new step starts after a stop request) and register the connections run
 step (several when a job works in parallel, like history fill); if a step is still running
 `grace_seconds` after the request, its query is cancelled server-side, the transaction rolls back
 and the job ends `cancelled`.
+
+A cancel that reaches a backend between two statements (the client is busy in Python, or in a
+pipeline's gaps) is dropped by the server, and the step's next statement would run to its end. So
+after the grace the cancel is repeated every `CANCEL_INTERVAL_SECONDS` on every connection still
+watched, until the request is closed. The list is only changed under the lock the cancels are sent
+under: a connection unwatched (and returned to the pool, maybe for the job row's closing write) is
+never cancelled afterwards.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from typing import Any
 from kpictl.errors import ExitCode, Interrupted
 from kpictl.settings import DEFAULT_STOP_GRACE_SECONDS
 
+CANCEL_INTERVAL_SECONDS = 0.25
+CANCEL_TIMEOUT_SECONDS = 5.0
+
 
 class StopRequest:
     def __init__(self, grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS):
@@ -23,7 +33,8 @@ class StopRequest:
         self.exit_code: ExitCode | None = None
         self.signal_name: str | None = None
         self._connections: list[Any] = []  # the DBAPI connections of the running steps
-        self._timer: threading.Timer | None = None
+        self._canceller: threading.Thread | None = None
+        self._closed = threading.Event()
         self._lock = threading.Lock()
 
     @property
@@ -35,9 +46,8 @@ class StopRequest:
         if self.requested:
             return
         self.exit_code, self.signal_name = exit_code, signal_name
-        self._timer = threading.Timer(self.grace_seconds, self._cancel_running_query)
-        self._timer.daemon = True
-        self._timer.start()
+        self._canceller = threading.Thread(target=self._cancel_after_grace, daemon=True)
+        self._canceller.start()
 
     def watch(self, dbapi_connection: Any) -> None:
         with self._lock:
@@ -51,11 +61,15 @@ class StopRequest:
             elif dbapi_connection in self._connections:
                 self._connections.remove(dbapi_connection)
 
-    def _cancel_running_query(self) -> None:
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            _cancel(connection)
+    def _cancel_after_grace(self) -> None:
+        if self._closed.wait(self.grace_seconds):
+            return
+        while True:
+            with self._lock:  # see the module docstring: never a connection already unwatched
+                for connection in self._connections:
+                    _cancel(connection)
+            if self._closed.wait(CANCEL_INTERVAL_SECONDS):
+                return
 
     def interrupted(self) -> Interrupted:
         if self.exit_code is None:
@@ -68,12 +82,12 @@ class StopRequest:
             raise self.interrupted()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """No more cancels (the job is over)."""
+        self._closed.set()
 
 
 def _cancel(dbapi_connection: Any) -> None:
-    cancel = getattr(dbapi_connection, "cancel_safe", None) or dbapi_connection.cancel
-    # already closed, or the server is gone: nothing left to cancel
+    # already closed, or the server is gone: nothing left to cancel. A server that does not
+    # answer gets a short timeout, since the cancels are sent under the watch list's lock.
     with contextlib.suppress(Exception):
-        cancel()
+        dbapi_connection.cancel_safe(timeout=CANCEL_TIMEOUT_SECONDS)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import psycopg
@@ -145,6 +146,46 @@ def test_cancelled_on_a_stop_request(steps_table):
     job = only_job(steps_table)
     assert job["status"] == "cancelled" and job["error"] == "cancelled by SIGTERM"
     assert job["snapshots_created"] == 2
+
+
+def test_a_stop_that_lands_between_two_statements_still_cancels_the_next(steps_table):
+    """The first cancel reaches an idle backend, which drops it; the cancel is repeated while
+    the connection is watched, so the step's next statement does not run to its end."""
+    stop = StopRequest(grace_seconds=0.1)
+
+    def step_with_a_gap(job: Job) -> None:
+        with job.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            stop.request(ExitCode.SIGTERM, "SIGTERM")
+            time.sleep(0.6)  # the client is busy between statements when the grace ends
+            connection.execute(text("SELECT pg_sleep(30)"))
+
+    with pytest.raises(Interrupted) as raised:
+        run_job(steps_table, spec(), Steps(1, then=step_with_a_gap), stop=stop)
+    assert raised.value.partial == [1]
+    job = only_job(steps_table)
+    # cancelled: with one cancel only, the pg_sleep ran to its end and the job completed
+    assert job["status"] == "cancelled" and job["error"] == "cancelled by SIGTERM"
+
+
+def test_a_connection_no_longer_watched_is_never_cancelled(engine):
+    stop = StopRequest(grace_seconds=0)
+    with engine.connect() as connection:
+        stop.watch(connection.connection.dbapi_connection)
+        stop.unwatch(connection.connection.dbapi_connection)
+        stop.request(ExitCode.SIGTERM, "SIGTERM")
+        # the cancels run every quarter second meanwhile
+        assert connection.execute(text("SELECT pg_sleep(1), 'finished'")).one()[1] == "finished"
+    stop.close()
+
+
+def test_no_cancel_after_the_request_is_closed(engine):
+    stop = StopRequest(grace_seconds=0.2)
+    with engine.connect() as connection:
+        stop.watch(connection.connection.dbapi_connection)
+        stop.request(ExitCode.SIGTERM, "SIGTERM")
+        stop.close()  # the job ended within the grace
+        assert connection.execute(text("SELECT pg_sleep(1), 'finished'")).one()[1] == "finished"
 
 
 def test_stopped_as_the_last_step_finished_is_completed_and_still_interrupted(steps_table):
