@@ -233,8 +233,8 @@ DELETE FROM workflow_executions WHERE id IN (SELECT md5(t || g)::uuid
 # Runs in the order they completed, as the platform's table holds them (a run's row gets its
 # completed_at in the UPDATE that completes it, and that row version goes to the table's end).
 COMPLETION_ORDER = """
-CLUSTER workflow_executions USING kpictl_workflow_executions_completed_at;
-CLUSTER verdict_outcomes USING kpictl_verdict_outcomes_decided_at
+CLUSTER workflow_executions USING kpictl_workflow_executions_completed_cover;
+CLUSTER verdict_outcomes USING kpictl_verdict_outcomes_decided_cover
 """
 
 

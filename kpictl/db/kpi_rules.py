@@ -55,12 +55,13 @@ def in_period(column: str, start: str, end: str) -> str:
     return f"{column} >= {start} AND {column} < {end}"
 
 
-def outside_parts(column: str, start: str, parts_from: str, parts_to: str, end: str) -> str:
-    """The instants of [start, end) outside the full hours [parts_from, parts_to) that are read
-    from the hourly parts: two ranges, each sargable on `column`'s index."""
-    return (
-        f"({in_period(column, start, parts_from)})\n       OR ({in_period(column, parts_to, end)})"
-    )
+def edges(start: str, parts_from: str, parts_to: str, end: str) -> str:
+    """The two ranges of [start, end) outside the full hours [parts_from, parts_to) that are read
+    from the hourly parts, as a FROM item `edge(lo, hi)` of two rows (LATERAL: the bounds may be
+    columns of an earlier FROM item). Joined to a table on `in_period(column, "edge.lo",
+    "edge.hi")`, each range is one scan of `column`'s index, index-only when the index covers
+    the columns read (an OR of the two ranges would be a bitmap scan, which reads the table)."""
+    return f"LATERAL (VALUES ({start}, {parts_from}), ({parts_to}, {end})) AS edge(lo, hi)"
 
 
 def duration_ms(started: str, completed: str) -> str:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from kpictl.db.kpi_rules import (
     decided,
+    edges,
     hour_of,
     in_period,
     mean,
     outcome_count,
-    outside_parts,
     percent,
     run_parts,
     runs_per_day_over_days,
@@ -84,10 +84,13 @@ spans AS (
 KEPT_HOURS = in_period("h.hour", "s.parts_from", "s.parts_to")
 
 # The terminal runs of the window outside its kept hours.
+EDGES = edges("s.period_start", "s.parts_from", "s.parts_to", "s.period_end")
+
 RAW_RUNS = f"""
-  FROM workflow_executions e, spans s
-  WHERE {terminal_run("e")}
-    AND ({outside_parts("e.completed_at", "s.period_start", "s.parts_from", "s.parts_to", "s.period_end")})"""
+  FROM spans s
+  CROSS JOIN {EDGES}
+  JOIN workflow_executions e ON {in_period("e.completed_at", "edge.lo", "edge.hi")}
+  WHERE {terminal_run("e")}"""
 
 RAW_RUN_PARTS = run_parts("e.started_at", "e.completed_at", valid=None)
 
@@ -118,9 +121,10 @@ verdict_parts AS (
   WHERE {KEPT_HOURS}
   UNION ALL
   SELECT {outcome_count("accepted")}, count(*)
-  FROM verdict_outcomes v, spans s
+  FROM spans s
+  CROSS JOIN {EDGES}
+  JOIN verdict_outcomes v ON {in_period("v.decided_at", "edge.lo", "edge.hi")}
   WHERE {decided("v")}
-    AND ({outside_parts("v.decided_at", "s.period_start", "s.parts_from", "s.parts_to", "s.period_end")})
 ),
 verdicts AS (
   SELECT CAST(sum(accepted) AS bigint) AS accepted, CAST(sum(decided) AS bigint) AS decided

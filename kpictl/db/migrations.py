@@ -40,46 +40,42 @@ def revision_module(revision: str) -> Any:
     return ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
 
 
-def source_indexes() -> tuple[tuple[str, str, str], ...]:
-    """(name, table, column) of the kpictl_* indexes revisions 0002, 0004 and 0005 build on
-    source tables."""
-    partial = tuple(
-        index[:3]
-        for revision in ("0004", "0005")
-        for index in revision_module(revision).SOURCE_INDEXES
-    )
-    return tuple(revision_module("0002").SOURCE_INDEXES) + partial
-
-
 @dataclass(frozen=True)
 class SourceIndex:
     name: str
     table: str
     column: str
     predicate: str | None = None  # partial index
+    include: str | None = None  # covering index: the columns stored beside the key
 
     def describe(self) -> str:
-        return f"{self.name} on {self.table} ({self.column})"
+        include = f" INCLUDE ({self.include})" if self.include else ""
+        return f"{self.name} on {self.table} ({self.column}){include}"
 
     def create_sql(self) -> str:
+        include = f" INCLUDE ({self.include})" if self.include else ""
         where = f" WHERE {self.predicate}" if self.predicate else ""
         return (
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} "
-            f"({self.column}){where}"
+            f"({self.column}){include}{where}"
         )
 
 
 def source_index_definitions(revision: str | None = "head") -> list[SourceIndex]:
     """Every kpictl_* source index the revisions up to `revision` build (SOURCE_INDEXES of
-    each revision file: (name, table, column) or (name, table, column, predicate))."""
+    each revision file: (name, table, column[, predicate[, include]])) and none of them has
+    dropped since (DROPPED_SOURCE_INDEXES: names)."""
     if revision is None:
         return []
     script = ScriptDirectory.from_config(alembic_config())
-    found = []
+    found: dict[str, SourceIndex] = {}
     for script_revision in reversed(list(script.iterate_revisions(revision, "base"))):
+        for name in getattr(script_revision.module, "DROPPED_SOURCE_INDEXES", ()):
+            found.pop(name, None)
         for definition in getattr(script_revision.module, "SOURCE_INDEXES", ()):
-            found.append(SourceIndex(*definition))
-    return found
+            index = SourceIndex(*definition)
+            found[index.name] = index
+    return list(found.values())
 
 
 def head_revision() -> str:

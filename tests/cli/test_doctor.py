@@ -59,13 +59,13 @@ def test_unreachable_json_still_printed():
 def test_missing_source_index_fails(db_url):
     engine = make_engine(db_url, test_settings(db_url))
     with engine.begin() as conn:
-        conn.execute(text("DROP INDEX kpictl_workflow_executions_completed_at"))
+        conn.execute(text("DROP INDEX kpictl_workflow_executions_completed_cover"))
     engine.dispose()
     result = run_cli(["doctor", "--format", "json"], db_url)
     assert result.exit_code == 1  # issue 12: the pipeline needs it (was a warning)
     checks = {check["name"]: check for check in json.loads(result.stdout)["data"]["checks"]}
     assert checks["source indexes"]["status"] == "fail"
     assert (
-        "kpictl_workflow_executions_completed_at on workflow_executions (completed_at) missing"
-        in (checks["source indexes"]["detail"])
+        "kpictl_workflow_executions_completed_cover on workflow_executions (completed_at) "
+        "INCLUDE (status, started_at, repository_id) missing" in checks["source indexes"]["detail"]
     )

@@ -54,9 +54,10 @@ BREAKAGES = [
     ("ALTER TABLE kpi_history NO FORCE ROW LEVEL SECURITY", "history security", "not FORCE"),
     ("ALTER TABLE kpi_history DISABLE ROW LEVEL SECURITY", "history security", "disabled"),
     (
-        "DROP INDEX kpictl_workflow_executions_completed_at",
+        "DROP INDEX kpictl_workflow_executions_completed_cover",
         "source indexes",
-        "kpictl_workflow_executions_completed_at on workflow_executions (completed_at) missing",
+        "kpictl_workflow_executions_completed_cover on workflow_executions (completed_at) "
+        "INCLUDE (status, started_at, repository_id) missing",
     ),
     (
         "DROP INDEX kpictl_workflow_executions_running_started_at",
@@ -108,18 +109,19 @@ def test_each_broken_item_fails_and_migrate_puts_it_back(db_url, engine, breakag
 
 def test_migrate_rebuilds_a_dropped_index_concurrently_and_says_so(db_url, engine):
     with engine.begin() as conn:
-        conn.execute(text("DROP INDEX kpictl_verdict_outcomes_decided_at"))
+        conn.execute(text("DROP INDEX kpictl_verdict_outcomes_decided_cover"))
     result = run_cli(["migrate", "--format", "json"], db_url)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)["data"]
     assert document["indexes_rebuilt"] == [
-        "kpictl_verdict_outcomes_decided_at on verdict_outcomes (decided_at) (was missing)"
+        "kpictl_verdict_outcomes_decided_cover on verdict_outcomes (decided_at) INCLUDE (outcome) "
+        "(was missing)"
     ]
     with engine.connect() as conn:
         valid = conn.execute(
             text(
                 "SELECT indisvalid FROM pg_index "
-                "WHERE indexrelid = 'kpictl_verdict_outcomes_decided_at'::regclass"
+                "WHERE indexrelid = 'kpictl_verdict_outcomes_decided_cover'::regclass"
             )
         ).scalar()
     assert valid is True

@@ -237,8 +237,8 @@ def test_adopted_schema_is_kpictls(db):
     assert [row[0] for row in valid_source_indexes] == [
         "kpictl_agent_runs_execution_id",
         "kpictl_mcp_tool_calls_execution_id",
-        "kpictl_verdict_outcomes_decided_at",
-        "kpictl_workflow_executions_completed_at",
+        "kpictl_verdict_outcomes_decided_cover",
+        "kpictl_workflow_executions_completed_cover",
         "kpictl_workflow_executions_open_started_at",
         "kpictl_workflow_executions_running_started_at",
     ]

@@ -29,6 +29,7 @@ def test_sql_from_a_revision_prints_only_the_later_revisions(args):
         "0005 -> 0006",
         "0006 -> 0007",
         "0007 -> 0008",
+        "0008 -> 0009",
     ]
     assert "CREATE TABLE kpi_snapshots (" not in result.stdout  # 0001's table is not made again
 

@@ -10,8 +10,9 @@ except exact duplicates on kpictl's uniqueness key (the newest `calculated_at` s
 The work is a plan of SQL statements built from the live catalog (`plan.build_plan`): the same list
 is printed by `migrate --adopt --sql` and executed by `migrate --adopt`, so what a DBA reviews is
 what runs. Two things cannot run inside the transaction and follow its commit: the `kpictl_*`
-source indexes of 0002 (built CONCURRENTLY, like 0002 does; `run.ensure_source_indexes`) and the
-later revisions. Both converge when re-run, and `kpictl migrate` re-checks the indexes.
+source indexes (built CONCURRENTLY after the later revisions, those of head: 0009's covering
+indexes replace two of 0002's; `schema.migrate.rebuild_source_indexes`) and the later revisions.
+Both converge when re-run, and `kpictl migrate` re-checks the indexes.
 
 Identifiers in the generated DDL are quoted by the server (`format('%I')`, `quote_literal`);
 the only value written into DDL from outside, the source time zone, is first checked against

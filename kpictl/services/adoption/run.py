@@ -122,31 +122,3 @@ def source_index_statements() -> list[str]:
         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({column})"
         for name, table, column in pipeline.SOURCE_INDEXES
     ]
-
-
-def ensure_source_indexes(connection: Connection) -> list[str]:
-    """Build 0002's `kpictl_*` source indexes that are missing (or left invalid by an
-    interrupted build), CONCURRENTLY, outside any transaction. Returns the names built."""
-    pipeline = revision_module("0002")
-    built = []
-    connection.commit()
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        for name, table, column in pipeline.SOURCE_INDEXES:
-            valid = connection.execute(
-                text("SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(:name)"),
-                {"name": name},
-            ).scalar()
-            if valid:
-                continue
-            if valid is False:
-                connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-            log.info("Building index %s on %s (%s) concurrently", name, table, column)
-            connection.exec_driver_sql(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({column})"
-            )
-            built.append(name)
-    finally:
-        connection.commit()
-        connection.execution_options(isolation_level=connection.default_isolation_level)
-    return built

@@ -131,7 +131,6 @@ def _upgrade_locked(
     """The body of `upgrade`, while this process holds the migrate lock."""
     # --- adoption hook (docs/spec/adoption.md, kpictl/services/adoption/) ---
     from kpictl.services.adoption import detect as adoption_detect
-    from kpictl.services.adoption import run as adoption_run
 
     with connection.begin():
         refuse_unknown_revision(current_revision(connection))  # migrated by a newer kpictl
@@ -139,10 +138,7 @@ def _upgrade_locked(
             raise adoption_detect.adoption_required_error(
                 adoption_detect.pending_adoption(connection) or []
             )
-        adopted = adoption_detect.is_adopted(connection)
-    if adopted:
-        adoption_run.ensure_source_indexes(connection)  # converges if a run died after its commit
-    # --- end of adoption hook ---
+    # --- end of adoption hook ---  (an adoption's source indexes: rebuild_source_indexes below)
     with connection.begin():
         created = create_sources(connection) if with_sources else []
         missing = missing_tables(connection, PIPELINE_SOURCES)
