@@ -10,7 +10,8 @@
 2. Both materialized views are recreated with the same columns and values; they read the two
    edges of their window as two ranges (`kpi_rules.edges`), each an index-only scan, instead of
    one OR of the two (a bitmap scan, which reads the table, or with the wider index a
-   sequential scan of it).
+   sequential scan of it). The factory view counts the running runs of its window on a range
+   of the partial index by started_at (it read every running run ever, stale ones included).
 
 Both are built and dropped CONCURRENTLY: the platform goes on writing. An interrupted build
 leaves an INVALID index that the next `kpictl migrate` rebuilds (and `kpictl doctor` reports).
@@ -129,8 +130,8 @@ verdicts AS (
 ),
 running AS (
   SELECT count(*) AS running_runs
-  FROM workflow_executions e, bounds b
-  WHERE e.status = 'running' AND e.started_at >= b.period_start
+  FROM workflow_executions e
+  WHERE e.status = 'running' AND e.started_at >= (SELECT period_start FROM bounds)
 )
 SELECT 1 AS id, b.period_start, b.period_end,
        t.terminal_runs, t.completed_runs, t.failed_runs,

@@ -10,7 +10,7 @@ column the AFU-9 platform's views of the same names offered (docs/spec/adoption.
 shapes"), computed by kpictl's definitions.
 
 Revisions are history: the revision that creates these views keeps the SQL it shipped with, and
-`tests/services/pipeline/test_kpi_rules.py` proves that the newest one (today 0005, with 0004's
+`tests/services/pipeline/test_kpi_rules.py` proves that the newest one (today 0009, with 0004's
 `SPANS`) ships exactly this SQL. `kpictl migrate` recreates a missing view from here. To change
 a view or a rule it uses, see docs/ARCHITECTURE.md ("How to add a KPI / a revision");
 `python -m kpictl.db.kpi_views` prints the constants to freeze into the new revision.
@@ -83,9 +83,10 @@ spans AS (
 
 KEPT_HOURS = in_period("h.hour", "s.parts_from", "s.parts_to")
 
-# The terminal runs of the window outside its kept hours.
+# The window's two ranges outside its kept hours (each an index-only scan of a covering index).
 EDGES = edges("s.period_start", "s.parts_from", "s.parts_to", "s.period_end")
 
+# The terminal runs of the window outside its kept hours.
 RAW_RUNS = f"""
   FROM spans s
   CROSS JOIN {EDGES}
@@ -132,8 +133,8 @@ verdicts AS (
 ),
 running AS (
   SELECT count(*) AS running_runs
-  FROM workflow_executions e, bounds b
-  WHERE e.status = 'running' AND e.started_at >= b.period_start
+  FROM workflow_executions e
+  WHERE e.status = 'running' AND e.started_at >= (SELECT period_start FROM bounds)
 )
 SELECT 1 AS id, b.period_start, b.period_end,
        t.terminal_runs, t.completed_runs, t.failed_runs,

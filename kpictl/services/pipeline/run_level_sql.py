@@ -48,11 +48,11 @@ SELECT EXISTS (SELECT 1 FROM kpi_snapshots k
 """
 
 
-def kpictl_run_snapshots_in_scan(clock: SourceClock) -> tuple[TextClause, str]:
-    """The statement above and its `margin` (3 hours for zone-less completed_at: more than any
-    zone's DST shift; none for timestamptz)."""
+def kpictl_run_snapshots_in_scan(clock: SourceClock) -> TextClause:
+    """The statement above with its `margin` bound: 3 hours for zone-less completed_at (more
+    than any zone's DST shift), none for timestamptz."""
     margin = "3 hours" if clock.completed_zoneless else "0"
-    return text(KPICTL_RUN_SNAPSHOTS_IN_SCAN), margin
+    return text(KPICTL_RUN_SNAPSHOTS_IN_SCAN).bindparams(margin=margin)
 
 
 # Run-level candidates: terminal runs of the period completed at or after :scan_from (the

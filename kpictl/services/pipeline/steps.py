@@ -229,8 +229,8 @@ def any_run_done(connection: Connection, parameters: dict[str, Any]) -> bool:
     """Has a kpictl job snapshotted any run of the scan range ([scan_from, period_end) of
     `parameters`)? If not, the run level need not probe each run (`run_level_sql.RUN_DONE`)."""
     clock = kpi_sql.SourceClock.detect(connection)
-    statement, margin = run_level_sql.kpictl_run_snapshots_in_scan(clock)
-    return bool(connection.execute(statement, {**parameters, "margin": margin}).scalar_one())
+    statement = run_level_sql.kpictl_run_snapshots_in_scan(clock)
+    return bool(connection.execute(statement, parameters).scalar_one())
 
 
 def other_run_writers(connection: Connection) -> bool:
