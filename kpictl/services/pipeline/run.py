@@ -191,16 +191,25 @@ def aggregate(
         result.run_scan = scan.as_metadata(period.end)
         # the partitions the run level probes: those of its scan range
         refresh_statistics_if_stale(work, Period(scan.scan_from, period.end))
-        pending = count_pending_runs(work, period, options, scan.scan_from)
         other_writers = other_run_writers(work)
-        work.commit()
-        log.info("Processing %d run-level aggregations", pending)
-        progress.start("run level", pending)
+
+        def announce(pending: int) -> None:
+            log.info("Processing %d run-level aggregations", pending)
+            progress.start("run level", pending)
+
+        def announce_first_chunk(runs: int, more: bool) -> None:
+            # a cycle's runs fit in its first chunk: their number is known without counting
+            # them again (a second pass over the look-back's runs and their snapshots)
+            announce(count_pending_runs(work, period, options, scan.scan_from) if more else runs)
+
         if options.jobs > 1 and scan.full:
+            announce(count_pending_runs(work, period, options, scan.scan_from))
+            work.commit()
             _run_level_in_slices(
                 job, period, scan.scan_from, options, counts, progress, stop, other_writers
             )
         else:
+            work.commit()
             run_level(
                 work,
                 period,
@@ -213,6 +222,7 @@ def aggregate(
                 progress=progress,
                 stop=stop,
                 scan_from=scan.scan_from,
+                on_first_chunk=announce_first_chunk,
             )
         stop.check()
         with counted_on_commit(counts, "product_snapshots"), work.begin():

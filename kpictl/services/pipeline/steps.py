@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -278,10 +278,12 @@ def run_level(
     progress: Progress,
     stop: StopRequest,
     scan_from: datetime | None = None,
+    on_first_chunk: Callable[[int, bool], None] | None = None,
 ) -> None:
     """Snapshot the runs completed in [scan_from, period end) in keyset chunks: only those not
     done yet (`only_new`), or every one (--full-refresh). `other_writers`: see
-    `other_run_writers`."""
+    `other_run_writers`. `on_first_chunk(runs, more)`: called once the first chunk is picked,
+    before it is written, with its runs and whether more chunks may follow (it is full)."""
     clock = kpi_sql.SourceClock.detect(connection)
     parameters = base_parameters(period, job_id, options)
     if scan_from is not None:
@@ -307,6 +309,8 @@ def run_level(
             connection.execute(statements.pick, chunk_parameters)
             connection.execute(statements.analyze)
             row = connection.execute(statements.summary).one()
+            if chunks == 0 and on_first_chunk is not None:
+                on_first_chunk(row.runs, row.runs >= options.chunk_size)
             if row.runs:
                 chunk_range = {"earliest": row.earliest, "latest": row.latest}
                 for clear in statements.clear:

@@ -3,6 +3,7 @@ grow with the number of runs or products."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -53,6 +54,15 @@ def status(i: int) -> str:
 
 CHUNK = "CREATE TEMP TABLE kpictl_chunk_runs"
 PROBE = "AND NOT (SELECT 1 FROM kpi_snapshots k"  # run_level_sql.RUN_DONE
+PENDING_COUNT = "SELECT count(*) FROM workflow_executions e WHERE"  # run_level_sql.pending_runs
+
+
+def pending_counts(statements: list[str]) -> int:
+    """How many of `statements` count the run level's pending runs (the candidates of its scan
+    range; the other count of runs, of those without a completed_at, has no scan range)."""
+    return sum(
+        s.lstrip().startswith(PENDING_COUNT) and "e.completed_at >=" in s for s in statements
+    )
 
 
 def count_statements(engine, chunk_size: int) -> tuple[list[str], pipeline.PipelineResult]:
@@ -124,6 +134,33 @@ def test_200k_runs_counts_match_and_statements_do_not_grow(engine, pg_server):
 
 
 @pytest.mark.slow
+def test_the_run_level_is_announced_with_its_runs_counted_only_for_a_backlog(engine, caplog):
+    """A backlog (its first chunk full) is counted for the log line and the progress bar; a
+    cycle whose runs fit in its first chunk takes their number from the chunk."""
+    generate(engine, 25_000, 3)
+    terminal = sum(status(i) != "cancelled" for i in range(1, 25_001))
+    with caplog.at_level(logging.INFO, logger="kpictl"):
+        statements, _result = count_statements(engine, chunk_size=10_000)
+    assert f"Processing {terminal} run-level aggregations" in caplog.messages
+    assert pending_counts(statements) == 1
+    caplog.clear()
+    with engine.begin() as conn:  # three new runs, in the next cycle's look-back
+        conn.execute(
+            text(
+                "INSERT INTO workflow_executions (repository_id, status, started_at, completed_at) "
+                "SELECT md5('repo0')::uuid, 'completed', CAST(:end AS timestamptz) - "
+                "interval '10 minutes', CAST(:end AS timestamptz) - interval '5 minutes' "
+                "FROM generate_series(1, 3)"
+            ),
+            {"end": PERIOD.end},
+        )
+    with caplog.at_level(logging.INFO, logger="kpictl"):
+        statements, second = count_statements(engine, chunk_size=10_000)
+    assert second.periods[0].runs == 3
+    assert "Processing 3 run-level aggregations" in caplog.messages
+    assert pending_counts(statements) == 0
+
+
 def test_backlog_is_processed_in_chunks(engine):
     generate(engine, 25_000, 3)
     statements, result = count_statements(engine, chunk_size=10_000)

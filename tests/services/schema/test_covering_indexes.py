@@ -118,20 +118,3 @@ def test_the_sql_of_0009_builds_the_covers_concurrently_after_its_transaction():
         assert f"DROP INDEX CONCURRENTLY IF EXISTS {name}" in script
     # the covers exist before the narrow ones go
     assert script.index("CREATE INDEX CONCURRENTLY") < script.index("DROP INDEX CONCURRENTLY")
-
-
-@pytest.fixture
-def engine_for():
-    from kpictl.db.engine import make_engine
-    from tests.conftest import test_settings
-
-    made = []
-
-    def make(url):
-        engine = make_engine(url, test_settings(url))
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.dispose()

@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import text
 
 from kpictl.db import partitions
@@ -264,20 +263,3 @@ def test_the_sql_of_0008_converts_a_populated_table(empty_db_url, engine_for):
     assert run_cli(["aggregate"], empty_db_url).exit_code == 0
     today = partitions.containing("run", db_now(engine)).name
     assert relkind(engine, today) == "r"
-
-
-@pytest.fixture
-def engine_for():
-    from kpictl.db.engine import make_engine
-    from tests.conftest import test_settings
-
-    made = []
-
-    def make(url):
-        engine = make_engine(url, test_settings(url))
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.dispose()
